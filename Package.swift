@@ -1,0 +1,37 @@
+// swift-tools-version: 6.1
+import PackageDescription
+
+// One thin C target per C library; Swift modules follow the layers in README.md.
+let package = Package(
+    name: "swift-model-server",
+    products: [
+        .executable(name: "model-run", targets: ["model-run"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+    ],
+    targets: [
+        .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
+        .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
+        .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .target(name: "CLinuxShims"),
+        .target(
+            name: "ONNXProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .target(
+            name: "Engine",
+            dependencies: ["COpenBLAS", "ONNXProto"]
+        ),
+        .executableTarget(
+            name: "model-run",
+            dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
+        .testTarget(
+            name: "EngineTests",
+            dependencies: ["Engine", "ONNXProto"]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

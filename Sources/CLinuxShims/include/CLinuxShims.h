@@ -1,0 +1,16 @@
+// Linux calls that Glibc's Swift overlay does not export: epoll, eventfd, timerfd, accept4.
+#ifndef CLINUXSHIMS_H
+#define CLINUXSHIMS_H
+
+#include <sys/epoll.h>
+#include <sys/eventfd.h>
+#include <sys/timerfd.h>
+#include <sys/socket.h>
+
+/// accept4(2); defined in shim.c, which sets _GNU_SOURCE (doing so here breaks SwiftGlibc).
+int cls_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
+
+/// Number of CPUs in this thread's affinity mask (sched_getaffinity), or -1.
+int cls_affinity_cpu_count(void);
+
+#endif

@@ -1,0 +1,14 @@
+#define _GNU_SOURCE
+#include <sched.h>
+#include <sys/socket.h>
+#include "CLinuxShims.h"
+
+int cls_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags) {
+    return accept4(fd, addr, len, flags);
+}
+
+int cls_affinity_cpu_count(void) {
+    cpu_set_t set;
+    if (sched_getaffinity(0, sizeof(set), &set) != 0) return -1;
+    return CPU_COUNT(&set);
+}

@@ -1,0 +1,66 @@
+import Glibc
+
+/// A pointwise float function, applied standalone (Relu, Sigmoid, ...) or fused into the
+/// epilogue of Conv and Gemm.
+enum Activation: Sendable, Equatable {
+    case identity
+    case relu
+    case leakyRelu(alpha: Float)
+    case clip(low: Float, high: Float)
+    case sigmoid
+    case tanh
+    case hardSigmoid(alpha: Float, beta: Float)
+    case hardSwish
+
+    init?(kind: String, alpha: Float, beta: Float) {
+        switch kind {
+        case "Relu": self = .relu
+        case "LeakyRelu": self = .leakyRelu(alpha: alpha)
+        case "Clip": self = .clip(low: alpha, high: beta)
+        case "Sigmoid": self = .sigmoid
+        case "Tanh": self = .tanh
+        case "HardSigmoid": self = .hardSigmoid(alpha: alpha, beta: beta)
+        case "HardSwish": self = .hardSwish
+        default: return nil
+        }
+    }
+
+    /// Applies the function to `count` floats from `source` into `destination` (may be the same buffer).
+    @inline(__always)
+    func apply(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, count: Int) {
+        switch self {
+        case .identity:
+            if UnsafePointer(destination) != source { destination.update(from: source, count: count) }
+        case .relu:
+            for i in 0..<count { destination[i] = max(source[i], 0) }
+        case .leakyRelu(let alpha):
+            for i in 0..<count { let x = source[i]; destination[i] = x < 0 ? x * alpha : x }
+        case .clip(let low, let high):
+            for i in 0..<count { destination[i] = min(max(source[i], low), high) }
+        case .sigmoid:
+            for i in 0..<count { destination[i] = 1 / (1 + expf(-source[i])) }
+        case .tanh:
+            for i in 0..<count { destination[i] = tanhf(source[i]) }
+        case .hardSigmoid(let alpha, let beta):
+            for i in 0..<count { destination[i] = min(max(alpha * source[i] + beta, 0), 1) }
+        case .hardSwish:
+            for i in 0..<count { let x = source[i]; destination[i] = x * min(max(x / 6 + 0.5, 0), 1) }
+        }
+    }
+
+    /// Adds `bias` to each of `count` floats in place, then applies the function.
+    @inline(__always)
+    func applyWithBias(_ data: UnsafeMutablePointer<Float>, count: Int, bias: Float) {
+        switch self {
+        case .identity:
+            if bias != 0 { for i in 0..<count { data[i] += bias } }
+        case .relu:
+            for i in 0..<count { data[i] = max(data[i] + bias, 0) }
+        case .clip(let low, let high):
+            for i in 0..<count { data[i] = min(max(data[i] + bias, low), high) }
+        default:
+            if bias != 0 { for i in 0..<count { data[i] += bias } }
+            apply(data, data, count: count)
+        }
+    }
+}

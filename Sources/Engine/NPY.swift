@@ -1,0 +1,89 @@
+import Foundation
+
+/// NumPy `.npy` files (format versions 1-3), C order, little endian, for the dtypes the engine has.
+public enum NPY {
+    public struct FormatError: Error, CustomStringConvertible {
+        public let description: String
+    }
+
+    static let descriptors: [(String, DType)] = [("<f4", .float32), ("<f8", .float64), ("<i8", .int64), ("<i4", .int32),
+                                                 ("|i1", .int8), ("|u1", .uint8), ("|b1", .bool)]
+
+    public static func read(path: String) throws -> HostTensor {
+        guard let data = FileManager.default.contents(atPath: path) else { throw FormatError(description: "cannot read '\(path)'") }
+        do { return try decode(data) } catch let error as FormatError {
+            throw FormatError(description: "'\(path)': \(error.description)")
+        }
+    }
+
+    public static func decode(_ data: Data) throws -> HostTensor {
+        let bytes = [UInt8](data.prefix(12))
+        guard bytes.count >= 10, bytes[0] == 0x93, Array(bytes[1...5]) == Array("NUMPY".utf8) else {
+            throw FormatError(description: "not a .npy file (bad magic)")
+        }
+        let major = bytes[6]
+        let headerLength: Int, headerStart: Int
+        if major == 1 {
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8
+            headerStart = 10
+        } else {
+            guard bytes.count >= 12 else { throw FormatError(description: "truncated header") }
+            headerLength = Int(bytes[8]) | Int(bytes[9]) << 8 | Int(bytes[10]) << 16 | Int(bytes[11]) << 24
+            headerStart = 12
+        }
+        guard data.count >= headerStart + headerLength else { throw FormatError(description: "truncated header") }
+        let header = String(decoding: data[data.startIndex + headerStart ..< data.startIndex + headerStart + headerLength], as: UTF8.self)
+        guard let descr = field(header, "descr"), let dtype = descriptors.first(where: { "'\($0.0)'" == descr || "\"\($0.0)\"" == descr })?.1 else {
+            throw FormatError(description: "unsupported dtype \(field(header, "descr") ?? "?") (supported: \(descriptors.map(\.0).joined(separator: ", ")))")
+        }
+        if field(header, "fortran_order") == "True" { throw FormatError(description: "Fortran-ordered arrays are not supported") }
+        guard let shapeText = field(header, "shape") else { throw FormatError(description: "header has no shape") }
+        let shape = try shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() ")).split(separator: ",").compactMap { part -> Int? in
+            let text = part.trimmingCharacters(in: .whitespaces)
+            if text.isEmpty { return nil }
+            guard let value = Int(text), value >= 0 else { throw FormatError(description: "bad shape \(shapeText)") }
+            return value
+        }
+        let payload = data.dropFirst(headerStart + headerLength)
+        let expected = shape.reduce(1, *) * dtype.size
+        guard payload.count == expected else {
+            throw FormatError(description: "payload has \(payload.count) bytes, shape \(shape) of \(dtype) needs \(expected)")
+        }
+        return payload.withUnsafeBytes { HostTensor(dtype: dtype, shape: shape, copying: $0) }
+    }
+
+    /// The text of `'key': value` in a header dict, up to the next top-level comma.
+    private static func field(_ header: String, _ key: String) -> String? {
+        guard let range = header.range(of: "'\(key)':") else { return nil }
+        var depth = 0
+        var value = ""
+        for character in header[range.upperBound...] {
+            if character == "(" { depth += 1 }
+            if character == ")" { depth -= 1 }
+            if (character == "," && depth == 0) || character == "}" { break }
+            value.append(character)
+        }
+        return value.trimmingCharacters(in: .whitespaces)
+    }
+
+    public static func encode(_ tensor: HostTensor) -> Data {
+        let descr = descriptors.first { $0.1 == tensor.dtype }!.0
+        let shapeText = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
+        // Pad so the payload starts on a 64-byte boundary; the header ends with a newline.
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+        let length = header.utf8.count
+        data.append(contentsOf: [UInt8(length & 0xff), UInt8(length >> 8)])
+        data.append(contentsOf: Array(header.utf8))
+        data.append(Data(bytes: tensor.bytes, count: tensor.byteCount))
+        return data
+    }
+
+    public static func write(_ tensor: HostTensor, path: String) throws {
+        guard FileManager.default.createFile(atPath: path, contents: encode(tensor)) else {
+            throw FormatError(description: "cannot write '\(path)'")
+        }
+    }
+}

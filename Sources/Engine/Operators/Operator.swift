@@ -1,0 +1,190 @@
+/// Operator contract. Each ONNX operator is one type that
+///  1. parses and validates its attributes in `init(_:)` (load time), and
+///  2. in `prepare(_:)`, given its inputs' dtypes and concrete shapes (and the values of inputs
+///     known before any request arrives), checks them, computes its outputs' dtypes and shapes,
+///     and returns a `Kernel` specialised to those shapes.
+/// Kernels only move and compute bytes: every shape decision was made in `prepare`.
+
+/// What the planner knows about one input when preparing a node.
+struct ValueSpec {
+    var dtype: DType
+    var shape: Shape
+    /// The tensor's elements when known at plan time (initializers, folded shape arithmetic).
+    var value: HostTensor?
+
+    init(dtype: DType, shape: Shape, value: HostTensor? = nil) {
+        self.dtype = dtype
+        self.shape = shape
+        self.value = value
+    }
+
+    init(_ tensor: HostTensor) { self.init(dtype: tensor.dtype, shape: tensor.shape, value: tensor) }
+}
+
+/// Pointers a kernel reads and writes, valid only during `run`.
+/// `inputs[i]` is nil for an omitted optional input; `outputs[i]` for an omitted output
+/// points at a scratch-sized dummy only if the kernel declared it, else it is never written.
+struct KernelIO {
+    var inputs: UnsafeBufferPointer<UnsafeRawPointer?>
+    var outputs: UnsafeBufferPointer<UnsafeMutableRawPointer?>
+    /// `Prepared.scratchBytes` bytes, 64-byte aligned, contents undefined on entry.
+    var scratch: UnsafeMutableRawPointer?
+
+    @inline(__always) func input<T>(_ index: Int, _ type: T.Type) -> UnsafePointer<T> {
+        inputs[index]!.assumingMemoryBound(to: type)
+    }
+    @inline(__always) func output<T>(_ index: Int, _ type: T.Type) -> UnsafeMutablePointer<T> {
+        outputs[index]!.assumingMemoryBound(to: type)
+    }
+}
+
+/// Computes a node for the concrete shapes it was prepared with. Called from the caller's
+/// thread; kernels hold no mutable state, so one kernel may run on several threads at once.
+protocol Kernel: Sendable {
+    func run(_ io: KernelIO)
+}
+
+/// A kernel written as a closure, for operators whose work is a few lines.
+struct ClosureKernel: Kernel {
+    let body: @Sendable (KernelIO) -> Void
+    func run(_ io: KernelIO) { body(io) }
+}
+
+struct Prepared {
+    /// Output dtypes and shapes; `value` set means the output is known now and needs no kernel.
+    var outputs: [ValueSpec]
+    var kernel: (any Kernel)?
+    var scratchBytes: Int = 0
+    /// Output 0 shares input 0's bytes (reshape family): no kernel runs, no memory is planned.
+    var aliasesFirstInput = false
+}
+
+protocol Operator: Sendable {
+    /// Validates the node's attributes. Throws `EngineError.unsupported` / `.invalidNode`.
+    init(_ node: NodeContext) throws
+    /// Checks input dtypes and shapes and returns output specs plus the kernel to run.
+    func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared
+}
+
+/// A node as its operator sees it: name, opset, attributes, with typed accessors whose
+/// errors name the node.
+struct NodeContext: Sendable {
+    let name: String
+    let opType: String
+    let opset: Int
+    let inputCount: Int
+    let outputCount: Int
+    /// Which outputs the graph consumes ("" outputs are omitted).
+    let outputsUsed: [Bool]
+    nonisolated(unsafe) let attributes: [String: Attribute]
+
+    func unsupported(_ reason: String) -> EngineError { .unsupported(node: name, op: opType, reason: reason) }
+    func invalid(_ reason: String) -> EngineError { .invalidNode(node: name, op: opType, reason: reason) }
+
+    func has(_ key: String) -> Bool { attributes[key] != nil }
+
+    func int(_ key: String, default value: Int) throws -> Int {
+        switch attributes[key] {
+        case nil: return value
+        case .int(let v)?: return v
+        default: throw invalid("attribute '\(key)' must be an int")
+        }
+    }
+    func float(_ key: String, default value: Float) throws -> Float {
+        switch attributes[key] {
+        case nil: return value
+        case .float(let v)?: return v
+        case .int(let v)?: return Float(v)
+        default: throw invalid("attribute '\(key)' must be a float")
+        }
+    }
+    func string(_ key: String, default value: String) throws -> String {
+        switch attributes[key] {
+        case nil: return value
+        case .string(let v)?: return v
+        default: throw invalid("attribute '\(key)' must be a string")
+        }
+    }
+    func ints(_ key: String) throws -> [Int]? {
+        switch attributes[key] {
+        case nil: return nil
+        case .ints(let v)?: return v
+        case .int(let v)?: return [v]
+        default: throw invalid("attribute '\(key)' must be a list of ints")
+        }
+    }
+    func floats(_ key: String) throws -> [Float]? {
+        switch attributes[key] {
+        case nil: return nil
+        case .floats(let v)?: return v
+        case .float(let v)?: return [v]
+        default: throw invalid("attribute '\(key)' must be a list of floats")
+        }
+    }
+    /// Rejects attributes the operator does not implement, so models never run with a
+    /// silently ignored setting.
+    func allowOnly(_ keys: Set<String>) throws {
+        for key in attributes.keys where !keys.contains(key) {
+            throw unsupported("attribute '\(key)'")
+        }
+    }
+
+    /// Input `index` must be present.
+    func required(_ inputs: [ValueSpec?], _ index: Int, _ label: String) throws -> ValueSpec {
+        guard index < inputs.count, let spec = inputs[index] else { throw invalid("missing input \(label)") }
+        return spec
+    }
+    /// Input `index`, absent if omitted.
+    func optional(_ inputs: [ValueSpec?], _ index: Int) -> ValueSpec? {
+        index < inputs.count ? inputs[index] : nil
+    }
+    /// The plan-time value of an input that the engine needs before running (shapes, axes, pads).
+    func known(_ inputs: [ValueSpec?], _ index: Int, _ label: String) throws -> HostTensor? {
+        guard let spec = optional(inputs, index) else { return nil }
+        guard let value = spec.value else {
+            throw unsupported("input \(label) must be known when the model loads (an initializer or computed from shapes), it depends on request data")
+        }
+        return value
+    }
+    func requireFloat(_ spec: ValueSpec, _ label: String) throws {
+        if spec.dtype != .float32 { throw unsupported("input \(label) has dtype \(spec.dtype); only float32 is implemented") }
+    }
+    /// Normalises a possibly negative axis against `rank`.
+    func axis(_ value: Int, rank: Int) throws -> Int {
+        let axis = value < 0 ? value + rank : value
+        guard axis >= 0, axis < max(rank, 1) else { throw invalid("axis \(value) is out of range for rank \(rank)") }
+        return axis
+    }
+}
+
+/// The operators the engine implements, by ONNX op type (default domain).
+enum OperatorRegistry {
+    static let types: [String: any Operator.Type] = [
+        "Conv": ConvOperator.self,
+        "Gemm": GemmOperator.self,
+        "MatMul": MatMulOperator.self,
+        "BatchNormalization": BatchNormalizationOperator.self,
+        "Relu": UnaryOperator.self, "LeakyRelu": UnaryOperator.self, "Sigmoid": UnaryOperator.self,
+        "HardSigmoid": UnaryOperator.self, "HardSwish": UnaryOperator.self, "Tanh": UnaryOperator.self,
+        "Clip": ClipOperator.self,
+        "Add": BinaryOperator.self, "Sub": BinaryOperator.self, "Mul": BinaryOperator.self, "Div": BinaryOperator.self,
+        "Sum": SumOperator.self,
+        "MaxPool": PoolOperator.self, "AveragePool": PoolOperator.self,
+        "GlobalAveragePool": GlobalPoolOperator.self, "GlobalMaxPool": GlobalPoolOperator.self,
+        "LRN": LRNOperator.self,
+        "Concat": ConcatOperator.self,
+        "Split": SplitOperator.self,
+        "Slice": SliceOperator.self,
+        "Pad": PadOperator.self,
+        "Reshape": ReshapeOperator.self, "Flatten": ReshapeOperator.self, "Squeeze": ReshapeOperator.self,
+        "Unsqueeze": ReshapeOperator.self, "Identity": ReshapeOperator.self, "Dropout": ReshapeOperator.self,
+        "Transpose": TransposeOperator.self,
+        "Softmax": SoftmaxOperator.self,
+        "Shape": ShapeOperator.self,
+        "Gather": GatherOperator.self,
+        "Constant": ConstantOperator.self,
+        "ConstantOfShape": ConstantOfShapeOperator.self,
+        "Cast": CastOperator.self,
+        "ReduceMean": ReduceMeanOperator.self,
+    ]
+}

@@ -1,0 +1,90 @@
+/// A tensor shape: dimension sizes, outermost first (row-major / C order).
+public typealias Shape = [Int]
+
+extension Array where Element == Int {
+    /// Number of elements of a shape (1 for a scalar).
+    @inlinable var elementCount: Int { reduce(1, *) }
+}
+
+/// Row-major strides (in elements) of a shape.
+func contiguousStrides(_ shape: Shape) -> [Int] {
+    var strides = [Int](repeating: 1, count: shape.count)
+    var running = 1
+    for axis in stride(from: shape.count - 1, through: 0, by: -1) {
+        strides[axis] = running
+        running *= shape[axis]
+    }
+    return strides
+}
+
+/// An owned, immutable-after-construction tensor in host memory: initializers, folded
+/// constants and tensors the caller passes in or gets back. Bytes are 64-byte aligned.
+/// Safe to share across threads once built (the storage is never written after init).
+public final class HostTensor: @unchecked Sendable, CustomStringConvertible {
+    public let dtype: DType
+    public let shape: Shape
+    /// Raw element bytes, `shape.elementCount * dtype.size` long (at least 1 byte allocated).
+    public let bytes: UnsafeMutableRawPointer
+    public var byteCount: Int { shape.elementCount * dtype.size }
+    public var count: Int { shape.elementCount }
+
+    /// A zero-filled tensor.
+    public init(dtype: DType, shape: Shape) {
+        self.dtype = dtype
+        self.shape = shape
+        let length = max(shape.elementCount * dtype.size, 1)
+        bytes = UnsafeMutableRawPointer.allocate(byteCount: length, alignment: 64)
+        bytes.initializeMemory(as: UInt8.self, repeating: 0, count: length)
+    }
+
+    /// A tensor holding a copy of `source` (which must be `shape.elementCount * dtype.size` bytes).
+    public convenience init(dtype: DType, shape: Shape, copying source: UnsafeRawBufferPointer) {
+        self.init(dtype: dtype, shape: shape)
+        precondition(source.count == byteCount, "byte count does not match shape")
+        if byteCount > 0 { bytes.copyMemory(from: source.baseAddress!, byteCount: byteCount) }
+    }
+
+    public convenience init(shape: Shape, floats: [Float]) {
+        precondition(floats.count == shape.elementCount)
+        self.init(dtype: .float32, shape: shape)
+        floats.withUnsafeBytes { bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
+    }
+
+    public convenience init(shape: Shape, int64s: [Int64]) {
+        precondition(int64s.count == shape.elementCount)
+        self.init(dtype: .int64, shape: shape)
+        if !int64s.isEmpty { int64s.withUnsafeBytes { bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) } }
+    }
+
+    deinit { bytes.deallocate() }
+
+    public func pointer<T>(as type: T.Type) -> UnsafeMutablePointer<T> { bytes.assumingMemoryBound(to: type) }
+
+    public var floats: [Float] {
+        precondition(dtype == .float32)
+        return Array(UnsafeBufferPointer(start: pointer(as: Float.self), count: count))
+    }
+
+    /// Elements converted to Int, for shape-like tensors (int64, int32, and bool/uint8).
+    public var integers: [Int] {
+        switch dtype {
+        case .int64: return UnsafeBufferPointer(start: pointer(as: Int64.self), count: count).map { Int($0) }
+        case .int32: return UnsafeBufferPointer(start: pointer(as: Int32.self), count: count).map { Int($0) }
+        case .int8: return UnsafeBufferPointer(start: pointer(as: Int8.self), count: count).map { Int($0) }
+        case .uint8, .bool: return UnsafeBufferPointer(start: pointer(as: UInt8.self), count: count).map { Int($0) }
+        case .float32: return UnsafeBufferPointer(start: pointer(as: Float.self), count: count).map { Int($0) }
+        case .float64: return UnsafeBufferPointer(start: pointer(as: Double.self), count: count).map { Int($0) }
+        }
+    }
+
+    /// Elements converted to Double, for scalar attributes given as inputs (Clip bounds, pad value).
+    public var doubles: [Double] {
+        switch dtype {
+        case .float32: return UnsafeBufferPointer(start: pointer(as: Float.self), count: count).map { Double($0) }
+        case .float64: return Array(UnsafeBufferPointer(start: pointer(as: Double.self), count: count))
+        default: return integers.map { Double($0) }
+        }
+    }
+
+    public var description: String { "HostTensor(\(dtype), \(shape))" }
+}

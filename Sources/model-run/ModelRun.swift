@@ -1,0 +1,106 @@
+import ArgumentParser
+import Engine
+import Foundation
+
+/// Runs an ONNX model on .npy inputs without a server: for debugging and engine benchmarks.
+@main
+struct ModelRun: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model-run",
+        abstract: "Run an ONNX model on NumPy .npy inputs.")
+
+    @Argument(help: "Path of the .onnx model.")
+    var model: String
+
+    @Option(name: .customLong("input"), help: "An input: FILE.npy (in model input order) or NAME=FILE.npy. Repeat for several inputs.")
+    var inputs: [String] = []
+
+    @Option(name: .customLong("output"), help: "Where to write the outputs: OUT.npy for the first output, or a directory for all of them (NAME.npy each).")
+    var output: String?
+
+    @Option(help: "Threads for BLAS (the engine itself runs on this thread).")
+    var threads: Int = 1
+
+    @Option(name: .customLong("repeat"), help: "Time R runs after one warm-up run and print the median as 'median_ms: X' last.")
+    var repeatCount: Int = 0
+
+    @Flag(help: "Print the time of every operator of one run, slowest first.")
+    var profile = false
+
+    mutating func run() throws {
+        BLAS.setThreadCount(threads)
+        do {
+            try execute()
+        } catch let error as EngineError {
+            FileHandle.standardError.write(Data("model-run: \(error)\n".utf8))
+            throw ExitCode(2)
+        } catch let error as NPY.FormatError {
+            FileHandle.standardError.write(Data("model-run: \(error)\n".utf8))
+            throw ExitCode(2)
+        }
+    }
+
+    func execute() throws {
+        // Inputs first, so the plan covers their batch size.
+        var named: [String: HostTensor] = [:], positional: [HostTensor] = []
+        for argument in inputs {
+            if let equals = argument.firstIndex(of: "="), !argument[..<equals].hasSuffix(".npy") {
+                named[String(argument[..<equals])] = try NPY.read(path: String(argument[argument.index(after: equals)...]))
+            } else {
+                positional.append(try NPY.read(path: argument))
+            }
+        }
+        let batch = (positional + Array(named.values)).map { $0.shape.first ?? 1 }.max() ?? 1
+        let loaded = try Model(path: model, options: .init(maxBatchSize: batch))
+        var ordered: [HostTensor] = []
+        for (index, info) in loaded.inputs.enumerated() {
+            if let tensor = named[info.name] { ordered.append(tensor); continue }
+            let position = ordered.count - named.keys.filter { name in loaded.inputs.prefix(index).contains { $0.name == name } }.count
+            guard position < positional.count else {
+                throw EngineError.invalidInput("no value for model input '\(info.name)' \(info.dtype) \(info.shape)")
+            }
+            ordered.append(positional[position])
+        }
+        for name in named.keys where !loaded.inputs.contains(where: { $0.name == name }) {
+            throw EngineError.invalidInput("the model has no input '\(name)' (inputs: \(loaded.inputs.map(\.name).joined(separator: ", ")))")
+        }
+        let session = loaded.makeSession()
+        let results = try session.run(ordered)
+        if let output {
+            var isDirectory: ObjCBool = false
+            if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), isDirectory.boolValue {
+                for (info, tensor) in zip(loaded.outputs, results) {
+                    let safe = info.name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" ? $0 : "_" }
+                    try NPY.write(tensor, path: output + "/" + String(safe) + ".npy")
+                }
+            } else {
+                try NPY.write(results[0], path: output)
+            }
+        }
+        for (info, tensor) in zip(loaded.outputs, results) { print("output \(info.name): \(tensor.dtype) \(tensor.shape)") }
+        let buffers = ordered.map { UnsafeRawBufferPointer(start: $0.bytes, count: $0.byteCount) }
+        if profile {
+            let steps = try session.profile(batchSize: loaded.hasDynamicBatch ? ordered[0].shape[0] : loaded.maxBatchSize, inputs: buffers)
+            let total = steps.reduce(0) { $0 + $1.milliseconds }
+            for step in steps.sorted(by: { $0.milliseconds > $1.milliseconds }).prefix(40) {
+                let rate = step.flops > 0 ? String(format: " %6.1f GFLOP/s", step.flops / step.milliseconds / 1e6) : ""
+                print(String(format: "%8.3f ms %5.1f%%  %@ %@", step.milliseconds, step.milliseconds / total * 100, step.opType, step.name) + rate)
+            }
+            print(String(format: "total %.3f ms over %d steps", total, steps.count))
+        }
+        if repeatCount > 0 {
+            let batchSize = loaded.hasDynamicBatch ? ordered[0].shape[0] : loaded.maxBatchSize
+            var times: [Double] = []
+            for _ in 0..<repeatCount {
+                let start = DispatchTime.now().uptimeNanoseconds
+                try session.run(batchSize: batchSize, inputs: buffers) { _ in }
+                times.append(Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
+            }
+            times.sort()
+            let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
+            let gflops = loaded.flopsPerSample * Double(batchSize) / median / 1e6
+            print(String(format: "gflops_per_s: %.1f", gflops))
+            print(String(format: "median_ms: %.3f", median))
+        }
+    }
+}

@@ -1,0 +1,21 @@
+#!/usr/bin/env bash
+# Regenerates the committed Swift code for Protos/*.proto with Debian's protoc and
+# swift-protobuf's plugin at the version Package.swift pins (runtime and plugin must match).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+version=$(sed -n 's/.*swift-protobuf", exact: "\([0-9.]*\)".*/\1/p' Package.swift)
+cache=${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}
+plugin_src="$cache/swift-protobuf-$version"
+command -v protoc >/dev/null || { echo "protoc missing: apt-get install protobuf-compiler" >&2; exit 1; }
+if [ ! -x "$plugin_src/.build/release/protoc-gen-swift" ]; then
+  rm -rf "$plugin_src"
+  git clone -q --branch "$version" https://github.com/apple/swift-protobuf "$plugin_src"
+  swift build -c release --package-path "$plugin_src" --product protoc-gen-swift
+fi
+gen() { # gen OUTDIR PROTO...
+  local out=$1; shift
+  protoc --plugin=protoc-gen-swift="$plugin_src/.build/release/protoc-gen-swift" \
+    --swift_out="$out" --swift_opt=Visibility=Public -I Protos "$@"
+}
+gen Sources/ONNXProto Protos/onnx.proto
+echo "generated with protoc $(protoc --version | cut -d' ' -f2), swift-protobuf $version"

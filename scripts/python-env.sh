@@ -1,0 +1,70 @@
+#!/usr/bin/env bash
+# Create (idempotently) the Python venvs used by the test tooling.
+#
+#   scripts/python-env.sh [all|test|tf]      (default: all)
+#
+# Venvs live under ${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}:
+#   venv     <- scripts/requirements/test.txt  (numpy, onnx, onnxruntime, pytest, pillow)
+#   venv-tf  <- scripts/requirements/tf.txt    (tensorflow-cpu, tf2onnx, onnxruntime)
+# A venv is rebuilt only when its requirements file (or the interpreter version)
+# changes; the hash is kept in <venv>/.requirements.stamp.
+# Progress goes to stderr; stdout gets eval-able lines VENV_TEST=... / VENV_TF=...
+# Override the interpreter with PYTHON=/path/to/python3.11.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+REQ_DIR="$ROOT/scripts/requirements"
+CACHE="${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}"
+PYTHON="${PYTHON:-python3}"
+WHICH="${1:-all}"
+
+log() { echo "python-env: $*" >&2; }
+die() { log "error: $*"; exit 1; }
+
+case "$WHICH" in all|test|tf) ;; *) die "usage: $0 [all|test|tf]" ;; esac
+
+# TF 2.15 only ships wheels for Python 3.9-3.11; pin the test venv to 3.11 too.
+PYVER="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" \
+    || die "cannot run $PYTHON"
+[[ "$PYVER" == 3.11.* ]] || die "need Python 3.11, $PYTHON is $PYVER"
+
+mkdir -p "$CACHE"
+# Serialise concurrent callers (e.g. CI steps) on the same cache.
+exec 9>"$CACHE/.python-env.lock"
+flock 9
+
+# ensure_venv NAME REQFILE IMPORTS...
+ensure_venv() {
+    local name="$1" req="$2"; shift 2
+    local dir="$CACHE/$name" stamp="$CACHE/$name/.requirements.stamp" want
+    [[ -f "$req" ]] || die "missing $req"
+    want="$( { sha256sum <"$req"; echo "python $PYVER"; } | sha256sum | cut -d' ' -f1)"
+
+    if [[ -x "$dir/bin/python" && -f "$stamp" && "$(cat "$stamp")" == "$want" ]]; then
+        log "$name up to date ($dir)"
+        return 0
+    fi
+
+    log "building $name from ${req#"$ROOT"/} ..."
+    local t0=$SECONDS
+    rm -rf -- "$dir"
+    "$PYTHON" -m venv "$dir"
+    "$dir/bin/pip" install --no-input --disable-pip-version-check -q -r "$req" \
+        || { rm -rf -- "$dir"; die "pip install failed for $name"; }
+    "$dir/bin/pip" check >&2 || { rm -rf -- "$dir"; die "pip check failed for $name"; }
+    # Smoke test: the key modules must import.
+    local code="import $(IFS=,; echo "$*")"
+    TF_CPP_MIN_LOG_LEVEL=3 "$dir/bin/python" -c "$code" \
+        || { rm -rf -- "$dir"; die "import check failed for $name: $code"; }
+    echo "$want" >"$stamp"
+    log "$name ready in $((SECONDS - t0))s ($dir)"
+}
+
+if [[ "$WHICH" == all || "$WHICH" == test ]]; then
+    ensure_venv venv "$REQ_DIR/test.txt" numpy onnx onnxruntime pytest PIL onnx.backend.test.cmd_tools
+    echo "VENV_TEST=$CACHE/venv"
+fi
+if [[ "$WHICH" == all || "$WHICH" == tf ]]; then
+    ensure_venv venv-tf "$REQ_DIR/tf.txt" numpy onnx onnxruntime tensorflow tf2onnx tf2onnx.convert
+    echo "VENV_TF=$CACHE/venv-tf"
+fi
