@@ -9,7 +9,13 @@ public final class Model: Sendable {
     public struct Options: Sendable {
         /// Largest batch a request may carry when the inputs' leading dimension is dynamic.
         public var maxBatchSize: Int
-        public init(maxBatchSize: Int = 1) { self.maxBatchSize = max(1, maxBatchSize) }
+        /// Graph inputs given a fixed value at load: they become constants and leave `inputs`.
+        /// For models that take shape-determining values (Reshape's shape, axes) as inputs.
+        public var boundInputs: [String: HostTensor]
+        public init(maxBatchSize: Int = 1, boundInputs: [String: HostTensor] = [:]) {
+            self.maxBatchSize = max(1, maxBatchSize)
+            self.boundInputs = boundInputs
+        }
     }
 
     /// A graph input or output as callers see it; `shape[0] == -1` marks the dynamic batch dimension.
@@ -38,6 +44,16 @@ public final class Model: Sendable {
 
     init(graph source: Graph, options: Options) throws {
         var graph = source
+        for (name, value) in options.boundInputs {
+            guard let input = graph.inputs.first(where: { $0.name == name }) else {
+                throw EngineError.invalidInput("cannot bind '\(name)': the model has no such input")
+            }
+            if let dtype = input.dtype, dtype != value.dtype {
+                throw EngineError.invalidInput("cannot bind '\(name)': the model declares \(dtype), the value is \(value.dtype)")
+            }
+            graph.constants[name] = value
+            graph.inputs.removeAll { $0.name == name }
+        }
         let operators = try Planner.makeOperators(graph)
         try Planner.foldConstants(&graph, operators: operators)
         GraphOptimizer.optimize(&graph)

@@ -57,7 +57,7 @@ enum Planner {
     }
 
     static func context(for node: Node, opset: Int, consumed: Set<String>) -> NodeContext {
-        NodeContext(name: node.name, opType: node.opType, opset: opset, inputCount: node.inputs.count,
+        NodeContext(name: node.name, opType: node.opType, opset: opset, inputCount: node.inputs.count, inputNames: node.inputs,
                     outputCount: node.outputs.count,
                     outputsUsed: node.outputs.map { !$0.isEmpty && consumed.contains($0) },
                     attributes: node.attributes)
@@ -157,7 +157,7 @@ enum Planner {
             for input in step.node.inputs where !input.isEmpty && specs[input]?.value == nil {
                 lastUse[rootOf(input)] = index
             }
-            for output in step.node.outputs where !output.isEmpty && lastUse[rootOf(output)] == nil {
+            for output in step.node.outputs where !output.isEmpty && specs[output]?.value == nil && lastUse[rootOf(output)] == nil {
                 lastUse[rootOf(output)] = index
             }
         }

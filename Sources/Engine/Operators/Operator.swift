@@ -73,6 +73,8 @@ struct NodeContext: Sendable {
     let opType: String
     let opset: Int
     let inputCount: Int
+    /// Graph value names of the inputs ("" for omitted ones), for error messages.
+    let inputNames: [String]
     let outputCount: Int
     /// Which outputs the graph consumes ("" outputs are omitted).
     let outputsUsed: [Bool]
@@ -142,7 +144,7 @@ struct NodeContext: Sendable {
     func known(_ inputs: [ValueSpec?], _ index: Int, _ label: String) throws -> HostTensor? {
         guard let spec = optional(inputs, index) else { return nil }
         guard let value = spec.value else {
-            throw unsupported("input \(label) must be known when the model loads (an initializer or computed from shapes), it depends on request data")
+            throw EngineError.inputNeededAtLoad(node: name, op: opType, input: index < inputNames.count ? inputNames[index] : label)
         }
         return value
     }

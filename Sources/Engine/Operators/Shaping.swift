@@ -68,7 +68,9 @@ struct ReshapeOperator: Operator {
             guard result.elementCount == shape.elementCount else { throw node.invalid("cannot reshape \(shape) (\(shape.elementCount) elements) to \(result)") }
             return result
         case "Flatten":
-            let axis = try node.axis(axisAttribute ?? 1, rank: shape.count + 1)
+            let value = axisAttribute ?? 1
+            let axis = value < 0 ? value + shape.count : value
+            guard axis >= 0, axis <= shape.count else { throw node.invalid("axis \(value) is out of range for rank \(shape.count)") }
             return [shape.prefix(axis).reduce(1, *), shape.dropFirst(axis).reduce(1, *)]
         case "Squeeze":
             let axes = try axesAttribute ?? node.known(inputs, 1, "axes")?.integers
