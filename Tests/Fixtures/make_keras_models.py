@@ -1,4 +1,3 @@
-#!/usr/bin/env python3
 """Build randomly initialised Keras CNNs, export them to ONNX and record
 onnxruntime reference outputs for the engine's correctness tests.
 
@@ -12,7 +11,7 @@ For each model writes <cache>/models/<name>/:
     input_b4.npy  output_b4.npy batch 4; input_b4[0] == input_b1[0]
     meta.json                   names, shapes, opset, op census, stats, stamp
 meta.json is written last and doubles as the completion marker: a model is
-skipped when it exists with the current STAMP (use --force to rebuild).
+skipped when it exists with the current stamp (use --force to rebuild).
 """
 
 import argparse
@@ -257,12 +256,12 @@ def generate(name, ctor, side, out, stamp_info):
         np.save(os.path.join(out, f"output_{tag}.npy"), y)
         print(f"  {tag}: max |keras - onnxruntime| = {s['max_abs_diff_vs_keras']:.3g}")
 
-    # Row 0 of both batches is the same image: the result must not depend on batching.
     # How much the logits differ between images (random nets on noise inputs
     # share a large input-independent component).
     meta["batch_diversity"] = {"mean_std_across_batch": float(outs["b4"].std(axis=0).mean()),
                                "max_corr_between_samples": float(
                                    np.corrcoef(outs["b4"])[np.triu_indices(4, 1)].max())}
+    # Row 0 of both batches is the same image: the result must not depend on batching.
     meta["batch_consistency_max_abs_diff"] = float(np.abs(outs["b1"][0] - outs["b4"][0]).max())
     print(f"  max |output_b1[0] - output_b4[0]| = {meta['batch_consistency_max_abs_diff']:.3g}")
     meta["model_bytes"] = os.path.getsize(model_path)
@@ -277,7 +276,7 @@ def generate(name, ctor, side, out, stamp_info):
     return meta
 
 
-def print_summary(name, meta):
+def print_summary(meta):
     print(f"  opset={meta['opset']} nodes={meta['node_count']} "
           f"size={meta['model_bytes'] / 1e6:.1f} MB")
     for io in ("inputs", "outputs"):
@@ -314,13 +313,13 @@ def main():
                 meta = json.load(f)
             if meta.get("stamp") == stamp_info:
                 print("  up to date")
-                print_summary(name, meta)
+                print_summary(meta)
                 continue
         os.makedirs(out, exist_ok=True)
         if os.path.exists(meta_path):
             os.remove(meta_path)  # invalidate until regeneration completes
         meta = generate(name, ctor, side, out, stamp_info)
-        print_summary(name, meta)
+        print_summary(meta)
         print(f"  done in {meta['seconds']['total']}s")
     return 0
 

@@ -1,3 +1,4 @@
+import Foundation
 /// Spatial output sizes and begin/end pads for Conv and pooling (ONNX auto_pad rules).
 struct SpatialPadding {
     var output: [Int]
@@ -125,7 +126,7 @@ struct ConvKernel: Kernel {
     let activation: Activation
 
     /// Output columns per im2col tile: bounds the scratch and keeps the tile cache-resident.
-    static let columnTile = 8192
+    nonisolated(unsafe) static let columnTile = Int(ProcessInfo.processInfo.environment["CONV_TILE"] ?? "") ?? 8192
 
     var isPointwise: Bool {
         let g = geometry

@@ -52,7 +52,7 @@ struct PoolOperator: Operator {
                                 isMax: isMax, countIncludePad: countIncludePad)
         var outputs = [ValueSpec(dtype: .float32, shape: Array(x.shape.prefix(2)) + padding.output)]
         if node.outputCount > 1 { outputs.append(ValueSpec(dtype: .int64, shape: outputs[0].shape)) }
-        return Prepared(outputs: outputs, kernel: kernel)
+        return Prepared(outputs: outputs, kernel: kernel, scratchBytes: kernel.scratchBytes)
     }
 }
 
@@ -80,7 +80,80 @@ struct PoolKernel: Kernel {
         return (max(first, 0), d, count, padded)
     }
 
+    /// 2-D windows without dilation are rectangles: reduce each input row horizontally into
+    /// scratch, then reduce rows vertically with contiguous, vectorisable loops.
+    var isSeparable: Bool { input[0] == 1 && output[0] == 1 && kernel[0] == 1 && dilations[1] == 1 && dilations[2] == 1 }
+    var scratchBytes: Int { isSeparable ? input[1] * output[2] * MemoryLayout<Float>.size : 0 }
+
     func run(_ io: KernelIO) {
+        if isSeparable {
+            separable(io.input(0, Float.self), io.output(0, Float.self), io.scratch!.assumingMemoryBound(to: Float.self))
+        } else {
+            general(io)
+        }
+    }
+
+    private func separable(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: UnsafeMutablePointer<Float>) {
+        let (height, width, outH, outW) = (input[1], input[2], output[1], output[2])
+        let (kw, sw, padLeft) = (kernel[2], strides[2], padBegin[2])
+        // Output columns whose window lies inside the image need no bounds checks.
+        let interiorStart = min(outW, (padLeft + sw - 1) / sw)
+        var interiorEnd = interiorStart
+        while interiorEnd < outW && interiorEnd * sw - padLeft + kw <= width { interiorEnd += 1 }
+        let columnWindows = (0..<outW).map { window(2, $0) }
+        let rowWindows = (0..<outH).map { window(1, $0) }
+        let reciprocal = { (divisor: Int) -> Float in divisor > 0 ? 1 / Float(divisor) : 0 }
+        let scale: [Float] = isMax ? [] : (0..<outW).map { ow in
+            reciprocal(countIncludePad ? columnWindows[ow].padded : columnWindows[ow].count)
+        }
+        let isMax = isMax
+        for p in 0..<planes {
+            let xp = x + p * height * width, yp = y + p * outH * outW
+            for h in 0..<height {
+                let source = xp + h * width, row = rows + h * outW
+                for ow in 0..<outW where ow < interiorStart || ow >= interiorEnd {
+                    let (first, _, count, _) = columnWindows[ow]
+                    var value: Float = isMax ? -.infinity : 0
+                    for k in 0..<count { value = isMax ? max(value, source[first + k]) : value + source[first + k] }
+                    row[ow] = value
+                }
+                if interiorEnd > interiorStart {
+                    let base = source + interiorStart * sw - padLeft
+                    let span = interiorEnd - interiorStart, target = row + interiorStart
+                    if sw == 1 {
+                        target.update(from: base, count: span)
+                        for k in 1..<max(kw, 1) {
+                            let shifted = base + k
+                            if isMax { for i in 0..<span { target[i] = max(target[i], shifted[i]) } } else { for i in 0..<span { target[i] += shifted[i] } }
+                        }
+                    } else {
+                        for i in 0..<span {
+                            let window = base + i * sw
+                            var value = window[0]
+                            for k in 1..<max(kw, 1) { value = isMax ? max(value, window[k]) : value + window[k] }
+                            target[i] = value
+                        }
+                    }
+                }
+            }
+            for oh in 0..<outH {
+                let (first, _, count, padded) = rowWindows[oh]
+                let target = yp + oh * outW
+                if count == 0 { target.update(repeating: isMax ? -.infinity : 0, count: outW); continue }
+                target.update(from: rows + first * outW, count: outW)
+                for j in 1..<max(count, 1) {
+                    let source = rows + (first + j) * outW
+                    if isMax { for i in 0..<outW { target[i] = max(target[i], source[i]) } } else { for i in 0..<outW { target[i] += source[i] } }
+                }
+                if !isMax {
+                    let rowScale = reciprocal(countIncludePad ? padded : count)
+                    for i in 0..<outW { target[i] *= scale[i] * rowScale }
+                }
+            }
+        }
+    }
+
+    private func general(_ io: KernelIO) {
         let x = io.input(0, Float.self), y = io.output(0, Float.self)
         let inPlane = input[0] * input[1] * input[2], outPlane = output[0] * output[1] * output[2]
         // Windows per axis, computed once per run (small: sum of output sizes).

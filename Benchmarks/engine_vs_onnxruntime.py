@@ -1,0 +1,107 @@
+#!/usr/bin/env python3
+"""Engine benchmark: our `model-run` vs onnxruntime on the same model, inputs, machine and
+thread count, in one run. Each measurement runs in its own child process so its peak
+resident memory (ru_maxrss) is its own. Prints a Markdown table; the ratio is ours / ORT
+(below 1 means we are faster).
+
+usage: engine_vs_onnxruntime.py --model-run .build/release/model-run --model M.onnx \
+           [--batches 1 8] [--threads 1 2] [--repeat 20]
+"""
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+
+import numpy as np
+
+ORT_CHILD = r"""
+import json, sys, time
+import numpy as np
+import onnxruntime as ort
+model, input_path, threads, repeat = sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4])
+options = ort.SessionOptions()
+options.intra_op_num_threads = threads
+options.inter_op_num_threads = 1
+options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+session = ort.InferenceSession(model, options, providers=["CPUExecutionProvider"])
+x = np.load(input_path)
+feed = {session.get_inputs()[0].name: x}
+session.run(None, feed)
+times = []
+for _ in range(repeat):
+    start = time.perf_counter()
+    session.run(None, feed)
+    times.append((time.perf_counter() - start) * 1e3)
+print(json.dumps({"median_ms": float(np.median(times))}))
+"""
+
+
+def timed(argv):
+    """Runs argv to completion; returns (stdout, peak RSS MiB) using wait4 on that child."""
+    read, write = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        os.dup2(write, 1)
+        os.close(read)
+        os.execvp(argv[0], argv)
+    os.close(write)
+    chunks = []
+    while True:
+        chunk = os.read(read, 65536)
+        if not chunk:
+            break
+        chunks.append(chunk)
+    os.close(read)
+    _, status, usage = os.wait4(pid, 0)
+    if status != 0:
+        sys.exit(f"failed ({status}): {' '.join(argv)}")
+    return b"".join(chunks).decode(), usage.ru_maxrss / 1024
+
+
+def main():
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--model-run", required=True)
+    parser.add_argument("--model", required=True)
+    parser.add_argument("--input-shape", type=int, nargs="+", help="per-sample shape; default from the model")
+    parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
+    parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--gflop", type=float, help="GFLOP per sample, for GFLOP/s; default from model-run")
+    parser.add_argument("--peak-gflops-per-core", type=float, default=113.0)
+    args = parser.parse_args()
+
+    import onnx
+    graph = onnx.load(args.model, load_external_data=False).graph
+    initializers = {i.name for i in graph.initializer}
+    first = next(i for i in graph.input if i.name not in initializers)
+    sample_shape = args.input_shape or [d.dim_value for d in first.type.tensor_type.shape.dim[1:]]
+
+    rows = []
+    with tempfile.TemporaryDirectory() as tmp:
+        for batch in args.batches:
+            x = np.random.default_rng(0).uniform(-1, 1, [batch, *sample_shape]).astype(np.float32)
+            path = os.path.join(tmp, f"x{batch}.npy")
+            np.save(path, x)
+            for threads in args.threads:
+                ours_out, ours_rss = timed([args.model_run, args.model, "--input", path, "--threads", str(threads),
+                                            "--repeat", str(args.repeat)])
+                values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
+                ours = float(values["median_ms"])
+                ours_gflops = float(values["gflops_per_s"])
+                ort_out, ort_rss = timed([sys.executable, "-c", ORT_CHILD, args.model, path, str(threads), str(args.repeat)])
+                ort = json.loads(ort_out.strip().splitlines()[-1])["median_ms"]
+                gflop = ours_gflops * ours / 1e3
+                rows.append((batch, threads, ours, ort, ours / ort, gflop / ours * 1e3, gflop / ort * 1e3,
+                             args.peak_gflops_per_core * threads, ours_rss, ort_rss))
+                print(f"batch {batch} threads {threads}: ours {ours:.1f} ms, onnxruntime {ort:.1f} ms, ratio {ours / ort:.2f}",
+                      file=sys.stderr)
+    print("| batch | threads | ours ms | onnxruntime ms | ratio (ours/ORT) | ours GFLOP/s | ORT GFLOP/s | peak GFLOP/s | ours peak RSS MiB | ORT peak RSS MiB |")
+    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for r in rows:
+        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.2f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]:.0f} | {r[8]:.0f} | {r[9]:.0f} |")
+
+
+if __name__ == "__main__":
+    main()
