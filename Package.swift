@@ -24,9 +24,10 @@ let package = Package(
             name: "Engine",
             dependencies: ["COpenBLAS", "ONNXProto"]
         ),
+        .target(name: "Workers", dependencies: ["Engine", "CLinuxShims"]),
         .executableTarget(
             name: "model-run",
-            dependencies: ["Engine", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Workers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(
             name: "EngineTests",

@@ -32,7 +32,7 @@ public final class Model: Sendable {
     public let maxBatchSize: Int
     /// Floating-point operations of one batch-1 run (Conv, Gemm and MatMul only).
     public let flopsPerSample: Double
-    /// Bytes a session allocates for activations and scratch (at the largest batch).
+    /// Bytes a session allocates for activations and one worker's scratch (at the largest batch).
     public let arenaBytes: Int
     let plans: [Int: ExecutionPlan]
     /// Keeps constant tensors alive for kernels that point into them.
@@ -117,8 +117,9 @@ public final class Model: Sendable {
         constants = Array(graph.constants.values)
     }
 
-    /// A session owns the activation arena; use one per thread.
-    public func makeSession() -> Session { Session(model: self) }
+    /// A session owns the activation arena; use one per thread. Kernels split their work
+    /// across `runner`'s workers when one is given.
+    public func makeSession(runner: (any ParallelRunner)? = nil) -> Session { Session(model: self, runner: runner) }
 
     /// The batch size a set of input shapes implies, after checking them against the model.
     func batchSize(for shapes: [Shape], dtypes: [DType]) throws -> Int {

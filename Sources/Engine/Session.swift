@@ -3,7 +3,11 @@
 /// thread (sessions of one model share its weights).
 public final class Session {
     public let model: Model
+    /// Workers kernels may split work across; nil runs on the calling thread only.
+    public let runner: (any ParallelRunner)?
     private let arena: UnsafeMutableRawPointer
+    /// Per-worker scratch stride (the largest scratch of any plan).
+    private let scratchStride: Int
     /// Per batch size: per step, the input and output pointers into the arena or constants.
     private var pointerTables: [Int: PointerTable] = [:]
 
@@ -15,9 +19,14 @@ public final class Session {
         var outputStart: [Int]
     }
 
-    init(model: Model) {
+    init(model: Model, runner: (any ParallelRunner)?) {
         self.model = model
-        arena = UnsafeMutableRawPointer.allocate(byteCount: max(model.arenaBytes, Planner.alignment), alignment: Planner.alignment)
+        self.runner = runner
+        let width = max(runner?.width ?? 1, 1)
+        scratchStride = model.plans.values.map(\.scratchBytes).max() ?? 0
+        let valueBytes = model.plans.values.map(\.scratchOffset).max() ?? 0
+        arena = UnsafeMutableRawPointer.allocate(byteCount: max(valueBytes + scratchStride * width, Planner.alignment),
+                                                 alignment: Planner.alignment)
         for (batch, plan) in model.plans { pointerTables[batch] = makeTable(plan) }
     }
 
@@ -75,16 +84,7 @@ public final class Session {
             }
             if expected > 0 { (arena + plan.inputOffsets[index]).copyMemory(from: input.baseAddress!, byteCount: expected) }
         }
-        let scratch = arena + plan.scratchOffset
-        table.inputs.withUnsafeBufferPointer { allInputs in
-            table.outputs.withUnsafeBufferPointer { allOutputs in
-                for (index, step) in plan.steps.enumerated() {
-                    let inputs = UnsafeBufferPointer(rebasing: allInputs[table.inputStart[index]..<table.inputStart[index + 1]])
-                    let outputs = UnsafeBufferPointer(rebasing: allOutputs[table.outputStart[index]..<table.outputStart[index + 1]])
-                    step.kernel.run(KernelIO(inputs: inputs, outputs: outputs, scratch: scratch))
-                }
-            }
-        }
+        execute(plan, table, timings: nil)
         let views = plan.outputs.map { output in
             OutputView(name: output.name, dtype: output.dtype, shape: output.shape,
                        bytes: UnsafeRawBufferPointer(start: resolve(output.location), count: output.shape.elementCount * output.dtype.size))
@@ -92,27 +92,39 @@ public final class Session {
         return try body(views)
     }
 
-    /// Per-step wall time in milliseconds for one run at `batchSize` (for profiling).
-    public func profile(batchSize: Int, inputs: [UnsafeRawBufferPointer]) throws -> [(name: String, opType: String, milliseconds: Double, flops: Double)] {
-        guard let plan = model.plans[batchSize], let table = pointerTables[batchSize] else {
-            throw EngineError.invalidInput("batch size \(batchSize) is outside 1...\(model.maxBatchSize)")
-        }
-        _ = try run(batchSize: batchSize, inputs: inputs) { _ in 0 }
-        var result: [(String, String, Double, Double)] = []
+    /// Runs every step of `plan`; with `timings`, stores each step's wall time (ms) there.
+    private func execute(_ plan: ExecutionPlan, _ table: PointerTable, timings: UnsafeMutablePointer<Double>?) {
         let scratch = arena + plan.scratchOffset
         table.inputs.withUnsafeBufferPointer { allInputs in
             table.outputs.withUnsafeBufferPointer { allOutputs in
                 for (index, step) in plan.steps.enumerated() {
                     let inputs = UnsafeBufferPointer(rebasing: allInputs[table.inputStart[index]..<table.inputStart[index + 1]])
                     let outputs = UnsafeBufferPointer(rebasing: allOutputs[table.outputStart[index]..<table.outputStart[index + 1]])
-                    let start = ContinuousClock.now
-                    step.kernel.run(KernelIO(inputs: inputs, outputs: outputs, scratch: scratch))
-                    let elapsed = ContinuousClock.now - start
-                    let ms = Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
-                    result.append((step.name, step.opType, ms, step.flops))
+                    let io = KernelIO(inputs: inputs, outputs: outputs, scratch: scratch, scratchStride: scratchStride, runner: runner)
+                    if let timings {
+                        let start = ContinuousClock.now
+                        step.kernel.run(io)
+                        let elapsed = ContinuousClock.now - start
+                        timings[index] = Double(elapsed.components.seconds) * 1e3 + Double(elapsed.components.attoseconds) / 1e15
+                    } else {
+                        step.kernel.run(io)
+                    }
                 }
             }
         }
-        return result
+    }
+
+    /// Per-step wall time of one run at `batchSize`, in plan order (for profiling).
+    public func profile(batchSize: Int, inputs: [UnsafeRawBufferPointer]) throws -> [(name: String, opType: String, milliseconds: Double, flops: Double)] {
+        guard let plan = model.plans[batchSize], let table = pointerTables[batchSize] else {
+            throw EngineError.invalidInput("batch size \(batchSize) is outside 1...\(model.maxBatchSize)")
+        }
+        var timings = [Double](repeating: 0, count: plan.steps.count)
+        _ = try run(batchSize: batchSize, inputs: inputs) { _ in 0 }   // copies the inputs in
+        for (index, input) in inputs.enumerated() {
+            (arena + plan.inputOffsets[index]).copyMemory(from: input.baseAddress!, byteCount: input.count)
+        }
+        timings.withUnsafeMutableBufferPointer { execute(plan, table, timings: $0.baseAddress!) }
+        return plan.steps.enumerated().map { ($1.name, $1.opType, timings[$0], $1.flops) }
     }
 }

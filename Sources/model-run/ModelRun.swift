@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Workers
 
 /// Runs an ONNX model on .npy inputs without a server: for debugging and engine benchmarks.
 @main
@@ -18,7 +19,7 @@ struct ModelRun: ParsableCommand {
     @Option(name: .customLong("output"), help: "Where to write the outputs: OUT.npy for the first output, or a directory for all of them (NAME.npy each).")
     var output: String?
 
-    @Option(help: "Threads for BLAS (the engine itself runs on this thread).")
+    @Option(help: "Threads to run on: this one plus N-1 workers that kernels split their work across (BLAS stays single-threaded).")
     var threads: Int = 1
 
     @Option(name: .customLong("repeat"), help: "Time R runs after one warm-up run and print the median as 'median_ms: X' last.")
@@ -28,7 +29,8 @@ struct ModelRun: ParsableCommand {
     var profile = false
 
     mutating func run() throws {
-        BLAS.setThreadCount(threads)
+        BLASKernels.relaunchWithAVX512KernelsIfBetter()
+        BLAS.setThreadCount(1)
         do {
             try execute()
         } catch let error as EngineError {
@@ -64,7 +66,8 @@ struct ModelRun: ParsableCommand {
         for name in named.keys where !loaded.inputs.contains(where: { $0.name == name }) {
             throw EngineError.invalidInput("the model has no input '\(name)' (inputs: \(loaded.inputs.map(\.name).joined(separator: ", ")))")
         }
-        let session = loaded.makeSession()
+        let pool = threads > 1 ? WorkerPool(width: threads) : nil
+        let session = loaded.makeSession(runner: pool)
         let results = try session.run(ordered)
         if let output {
             var isDirectory: ObjCBool = false
@@ -85,6 +88,12 @@ struct ModelRun: ParsableCommand {
             for step in steps.sorted(by: { $0.milliseconds > $1.milliseconds }).prefix(40) {
                 let rate = step.flops > 0 ? String(format: " %6.1f GFLOP/s", step.flops / step.milliseconds / 1e6) : ""
                 print(String(format: "%8.3f ms %5.1f%%  %@ %@", step.milliseconds, step.milliseconds / total * 100, step.opType, step.name) + rate)
+            }
+            var byType: [String: (ms: Double, flops: Double)] = [:]
+            for step in steps { byType[step.opType, default: (0, 0)].ms += step.milliseconds; byType[step.opType]!.flops += step.flops }
+            for (type, sum) in byType.sorted(by: { $0.value.ms > $1.value.ms }) {
+                let rate = sum.flops > 0 ? String(format: " %6.1f GFLOP/s", sum.flops / sum.ms / 1e6) : ""
+                print(String(format: "%8.3f ms %5.1f%%  all %@", sum.ms, sum.ms / total * 100, type) + rate)
             }
             print(String(format: "total %.3f ms over %d steps", total, steps.count))
         }

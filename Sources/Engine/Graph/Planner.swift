@@ -32,9 +32,12 @@ struct ExecutionPlan: @unchecked Sendable {
     let inputOffsets: [Int]
     let steps: [Step]
     let outputs: [Output]
-    /// Offset of the scratch region shared by all steps.
+    /// Offset of the scratch region shared by all steps (worker 0's; others follow).
     let scratchOffset: Int
-    let arenaBytes: Int
+    /// Largest scratch any step needs, per worker, rounded to the alignment.
+    let scratchBytes: Int
+    /// Bytes of activations plus one worker's scratch.
+    var arenaBytes: Int { scratchOffset + scratchBytes }
     let flops: Double
 }
 
@@ -216,7 +219,7 @@ enum Planner {
         let scratchOffset = allocator.high
         return ExecutionPlan(inputShapes: inputShapes, inputOffsets: inputOffsets, steps: steps, outputs: outputs,
                              scratchOffset: scratchOffset,
-                             arenaBytes: scratchOffset + (scratchBytes + alignment - 1) / alignment * alignment,
+                             scratchBytes: (scratchBytes + alignment - 1) / alignment * alignment,
                              flops: steps.reduce(0) { $0 + $1.flops })
     }
 

@@ -23,3 +23,8 @@ public enum BLAS {
     public static func setThreadCount(_ count: Int) { openblas_set_num_threads(Int32(max(1, count))) }
     public static var threadCount: Int { Int(openblas_get_num_threads()) }
 }
+
+extension BLAS {
+    /// The CPU kernel family OpenBLAS picked at load ("Haswell", "SkylakeX", ...).
+    public static var coreName: String { String(cString: openblas_get_corename()) }
+}

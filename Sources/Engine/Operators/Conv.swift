@@ -1,4 +1,3 @@
-import Foundation
 /// Spatial output sizes and begin/end pads for Conv and pooling (ONNX auto_pad rules).
 struct SpatialPadding {
     var output: [Int]
@@ -70,8 +69,8 @@ struct ConvOperator: Operator {
         try node.requireFloat(w, "W")
         let bias = node.optional(inputs, 2)
         if let bias { try node.requireFloat(bias, "B") }
-        guard x.shape.count == 3 || x.shape.count == 4 else {
-            throw node.unsupported("\(x.shape.count - 2)-D convolution (input shape \(x.shape)); 1-D and 2-D are implemented")
+        guard (3...5).contains(x.shape.count) else {
+            throw node.unsupported("\(x.shape.count - 2)-D convolution (input shape \(x.shape)); 1-D to 3-D are implemented")
         }
         let spatialRank = x.shape.count - 2
         guard w.shape.count == x.shape.count else { throw node.invalid("W shape \(w.shape) does not match X shape \(x.shape)") }
@@ -94,13 +93,14 @@ struct ConvOperator: Operator {
         let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
                                                  autoPad: autoPad, pads: pads, node: node)
         let outShape = [batch, outChannels] + padding.output
-        // 1-D maps onto 2-D with height 1.
-        let two = { (values: [Int], fill: Int) in values.count == 1 ? [fill] + values : values }
-        let inHW = two(Array(x.shape.dropFirst(2)), 1), k = two(kernel, 1), s = two(strides, 1), d = two(dilations, 1)
-        let outHW = two(padding.output, 1), pb = two(padding.begin, 0)
-        let geometry = ConvGeometry(channels: channels / group, height: inHW[0], width: inHW[1], kernelH: k[0], kernelW: k[1],
-                                    strideH: s[0], strideW: s[1], dilationH: d[0], dilationW: d[1],
-                                    padTop: pb[0], padLeft: pb[1], outH: outHW[0], outW: outHW[1])
+        // 1-D and 2-D map onto 3-D with leading size-1 axes.
+        let three = { (values: [Int], fill: Int) in Array(repeating: fill, count: 3 - values.count) + values }
+        let size = three(Array(x.shape.dropFirst(2)), 1), k = three(kernel, 1), s = three(strides, 1), d = three(dilations, 1)
+        let out = three(padding.output, 1), pb = three(padding.begin, 0)
+        let geometry = ConvGeometry(channels: channels / group, depth: size[0], height: size[1], width: size[2],
+                                    kernelD: k[0], kernelH: k[1], kernelW: k[2], strideD: s[0], strideH: s[1], strideW: s[2],
+                                    dilationD: d[0], dilationH: d[1], dilationW: d[2], padFront: pb[0], padTop: pb[1], padLeft: pb[2],
+                                    outD: out[0], outH: out[1], outW: out[2])
         let conv = ConvKernel(batch: batch, group: group, outChannels: outChannels, geometry: geometry,
                               hasBias: bias != nil, activation: activation)
         return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: conv, scratchBytes: conv.scratchBytes)
@@ -125,62 +125,106 @@ struct ConvKernel: Kernel {
     let hasBias: Bool
     let activation: Activation
 
-    /// Output columns per im2col tile: bounds the scratch and keeps the tile cache-resident.
-    nonisolated(unsafe) static let columnTile = Int(ProcessInfo.processInfo.environment["CONV_TILE"] ?? "") ?? 8192
+    /// Largest number of output columns per im2col tile: keeps a tile of the patch matrix in
+    /// L2 while the GEMM reads it.
+    static let columnTile = 256
 
     var isPointwise: Bool {
         let g = geometry
-        return g.kernelH == 1 && g.kernelW == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0
-            && g.outH == g.height && g.outW == g.width
+        return g.kernelD == 1 && g.kernelH == 1 && g.kernelW == 1 && g.strideD == 1 && g.strideH == 1 && g.strideW == 1
+            && g.padFront == 0 && g.padTop == 0 && g.padLeft == 0 && g.outD == g.depth && g.outH == g.height && g.outW == g.width
     }
-    var isDepthwise: Bool { group > 1 && geometry.channels == 1 && outChannels == group }
-    var columns: Int { geometry.outH * geometry.outW }
-    var tile: Int { min(columns, Self.columnTile) }
-    var scratchBytes: Int { isPointwise || isDepthwise ? 0 : geometry.patchSize * tile * MemoryLayout<Float>.size }
+    var isDepthwise: Bool { group > 1 && geometry.channels == 1 && outChannels == group && geometry.isPlanar }
+    var columns: Int { geometry.outputPlane }
+    /// Per worker: one im2col tile. Splitting output channels instead borrows every worker's
+    /// area for one whole patch matrix, which `run` only does when it fits.
+    var scratchBytes: Int { isPointwise || isDepthwise ? 0 : geometry.patchSize * min(columns, Self.columnTile) * MemoryLayout<Float>.size }
 
     func run(_ io: KernelIO) {
         let x = io.input(0, Float.self), w = io.input(1, Float.self)
         let bias = hasBias ? io.input(2, Float.self) : nil
         let y = io.output(0, Float.self)
-        if isDepthwise { depthwise(x, w, bias, y); return }
-        let g = geometry
-        let groupOut = outChannels / group
-        let patch = g.patchSize
-        let inPlane = g.height * g.width
-        let cols = io.scratch?.assumingMemoryBound(to: Float.self)
-        for n in 0..<batch {
-            for gi in 0..<group {
-                let xg = x + (n * group + gi) * g.channels * inPlane
-                let wg = w + gi * groupOut * patch
-                let yg = y + (n * outChannels + gi * groupOut) * columns
-                if isPointwise {
-                    sgemm(m: groupOut, n: columns, k: patch, a: wg, lda: patch, b: xg, ldb: columns, beta: 0, c: yg, ldc: columns)
-                } else {
-                    var start = 0
-                    while start < columns {
-                        let count = min(tile, columns - start)
-                        im2col(g, x: xg, cols: cols!, columnStart: start, columnCount: count)
-                        sgemm(m: groupOut, n: count, k: patch, a: wg, lda: patch, b: cols!, ldb: count, beta: 0, c: yg + start, ldc: columns)
-                        start += count
-                    }
-                }
-                for m in 0..<groupOut {
-                    activation.applyWithBias(yg + m * columns, count: columns, bias: bias?[gi * groupOut + m] ?? 0)
-                }
+        if isDepthwise {
+            io.parallelRanges(batch * outChannels) { planes, _ in depthwise(x, w, bias, y, planes: planes) }
+            return
+        }
+        let width = io.width, units = batch * group
+        var tilesPerUnit = (columns + Self.columnTile - 1) / Self.columnTile
+        if width > 1 && units < 2 * width {
+            if columns < 128 * width && (isPointwise || columns * geometry.patchSize * 4 <= width * io.scratchStride) {
+                for unit in 0..<units { splitChannels(io, unit: unit, x, w, bias, y) }
+                return
+            }
+            // Balance: a tile count every worker gets the same share of.
+            while (units * tilesPerUnit) % width != 0 { tilesPerUnit += 1 }
+        }
+        let tile = (columns + tilesPerUnit - 1) / tilesPerUnit
+        io.parallelRanges(units * tilesPerUnit) { items, worker in
+            let cols = io.scratch(worker: worker)?.assumingMemoryBound(to: Float.self)
+            for item in items {
+                let unit = item / tilesPerUnit, start = (item % tilesPerUnit) * tile
+                let count = min(tile, columns - start)
+                if count > 0 { columnTile(unit: unit, start: start, count: count, x, w, bias, y, cols) }
+            }
+        }
+    }
+
+    /// Output columns [start, start + count) of one (image, group) unit, all output channels.
+    private func columnTile(unit: Int, start: Int, count: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                            _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>, _ cols: UnsafeMutablePointer<Float>?) {
+        let g = geometry, groupOut = outChannels / group, patch = g.patchSize
+        let gi = unit % group
+        let xg = x + unit * g.channels * g.inputPlane
+        let wg = w + gi * groupOut * patch
+        let yg = y + (unit / group * outChannels + gi * groupOut) * columns
+        if isPointwise {
+            sgemm(m: groupOut, n: count, k: patch, a: wg, lda: patch, b: xg + start, ldb: columns, beta: 0, c: yg + start, ldc: columns)
+        } else {
+            im2col(g, x: xg, cols: cols!, columnStart: start, columnCount: count)
+            sgemm(m: groupOut, n: count, k: patch, a: wg, lda: patch, b: cols!, ldb: count, beta: 0, c: yg + start, ldc: columns)
+        }
+        for m in 0..<groupOut {
+            activation.applyWithBias(yg + m * columns + start, count: count, bias: bias?[gi * groupOut + m] ?? 0)
+        }
+    }
+
+    /// Few output columns: workers build one patch matrix together, then each multiplies its
+    /// share of the output channels.
+    private func splitChannels(_ io: KernelIO, unit: Int, _ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>,
+                               _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+        let g = geometry, groupOut = outChannels / group, patch = g.patchSize
+        let gi = unit % group
+        let xg = x + unit * g.channels * g.inputPlane
+        let wg = w + gi * groupOut * patch
+        let yg = y + (unit / group * outChannels + gi * groupOut) * columns
+        var b = xg
+        if !isPointwise {
+            let cols = io.scratch!.assumingMemoryBound(to: Float.self)
+            io.parallelRanges(patch) { rows, _ in im2col(g, x: xg, cols: cols, columnStart: 0, columnCount: columns, rows: rows) }
+            b = UnsafePointer(cols)
+        }
+        io.parallelRanges(groupOut) { channels, _ in
+            guard !channels.isEmpty else { return }
+            sgemm(m: channels.count, n: columns, k: patch, a: wg + channels.lowerBound * patch, lda: patch, b: b, ldb: columns,
+                  beta: 0, c: yg + channels.lowerBound * columns, ldc: columns)
+            for m in channels {
+                activation.applyWithBias(yg + m * columns, count: columns, bias: bias?[gi * groupOut + m] ?? 0)
             }
         }
     }
 
     /// One filter per channel: a direct loop, since a GEMM with M = 1 wastes the BLAS kernel.
-    private func depthwise(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>) {
+    private func depthwise(_ x: UnsafePointer<Float>, _ w: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?, _ y: UnsafeMutablePointer<Float>,
+                           planes: Range<Int>) {
         let g = geometry
         let inPlane = g.height * g.width, kSize = g.kernelH * g.kernelW
         // Output columns whose whole kernel row lies inside the image need no bounds checks.
         let oxStart = min(g.outW, max(0, (g.padLeft + g.strideW - 1) / g.strideW))
         var oxEnd = oxStart
         while oxEnd < g.outW && oxEnd * g.strideW - g.padLeft + (g.kernelW - 1) * g.dilationW < g.width { oxEnd += 1 }
-        for n in 0..<batch {
-            for c in 0..<outChannels {
+        for plane in planes {
+            let (n, c) = plane.quotientAndRemainder(dividingBy: outChannels)
+            do {
                 let xc = x + (n * group + c) * inPlane
                 let wc = w + c * kSize
                 let yc = y + (n * outChannels + c) * columns

@@ -21,14 +21,46 @@ struct ValueSpec {
     init(_ tensor: HostTensor) { self.init(dtype: tensor.dtype, shape: tensor.shape, value: tensor) }
 }
 
+/// Threads a caller lends the engine. The engine never creates threads: a session runs its
+/// kernels on the thread that calls `run`, and a kernel may split its work across the
+/// workers of the runner the session was given.
+public protocol ParallelRunner: AnyObject, Sendable {
+    /// Number of workers, the calling thread included (worker 0). At least 1.
+    var width: Int { get }
+    /// Calls `body(worker)` once for each worker in 0..<width, concurrently, `worker` 0 on the
+    /// calling thread, and returns when every call has returned. Not reentrant.
+    func forEachWorker(_ body: (Int) -> Void)
+}
+
 /// Pointers a kernel reads and writes, valid only during `run`.
 /// `inputs[i]` is nil for an omitted optional input; `outputs[i]` for an omitted output
 /// points at a scratch-sized dummy only if the kernel declared it, else it is never written.
 struct KernelIO {
     var inputs: UnsafeBufferPointer<UnsafeRawPointer?>
     var outputs: UnsafeBufferPointer<UnsafeMutableRawPointer?>
-    /// `Prepared.scratchBytes` bytes, 64-byte aligned, contents undefined on entry.
+    /// Worker 0's scratch: `Prepared.scratchBytes` bytes, 64-byte aligned, contents undefined on entry.
     var scratch: UnsafeMutableRawPointer?
+    /// Distance between consecutive workers' scratch areas.
+    var scratchStride: Int = 0
+    /// Workers for splitting the kernel's work; nil runs everything on the calling thread.
+    var runner: (any ParallelRunner)? = nil
+
+    /// The scratch area of `worker`.
+    @inline(__always) func scratch(worker: Int) -> UnsafeMutableRawPointer? { scratch.map { $0 + worker * scratchStride } }
+
+    /// Number of workers available (1 without a runner).
+    var width: Int { runner?.width ?? 1 }
+
+    /// Splits 0..<count into one contiguous range per worker and runs `body(range, worker)` on
+    /// each; runs inline when there is one worker or little work.
+    func parallelRanges(_ count: Int, _ body: (Range<Int>, Int) -> Void) {
+        guard let runner, runner.width > 1, count > 1 else { body(0..<count, 0); return }
+        let width = min(runner.width, count)
+        runner.forEachWorker { worker in
+            guard worker < width else { return }
+            body(worker * count / width ..< (worker + 1) * count / width, worker)
+        }
+    }
 
     @inline(__always) func input<T>(_ index: Int, _ type: T.Type) -> UnsafePointer<T> {
         inputs[index]!.assumingMemoryBound(to: type)

@@ -83,17 +83,19 @@ struct PoolKernel: Kernel {
     /// 2-D windows without dilation are rectangles: reduce each input row horizontally into
     /// scratch, then reduce rows vertically with contiguous, vectorisable loops.
     var isSeparable: Bool { input[0] == 1 && output[0] == 1 && kernel[0] == 1 && dilations[1] == 1 && dilations[2] == 1 }
-    var scratchBytes: Int { isSeparable ? input[1] * output[2] * MemoryLayout<Float>.size : 0 }
+    var scratchBytes: Int { isSeparable ? (input[1] * output[2] + input[2]) * MemoryLayout<Float>.size : 0 }
 
     func run(_ io: KernelIO) {
         if isSeparable {
-            separable(io.input(0, Float.self), io.output(0, Float.self), io.scratch!.assumingMemoryBound(to: Float.self))
+            io.parallelRanges(planes) { range, worker in
+                separable(io.input(0, Float.self), io.output(0, Float.self), io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self), planes: range)
+            }
         } else {
             general(io)
         }
     }
 
-    private func separable(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: UnsafeMutablePointer<Float>) {
+    private func separable(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: UnsafeMutablePointer<Float>, planes: Range<Int>) {
         let (height, width, outH, outW) = (input[1], input[2], output[1], output[2])
         let (kw, sw, padLeft) = (kernel[2], strides[2], padBegin[2])
         // Output columns whose window lies inside the image need no bounds checks.
@@ -107,7 +109,7 @@ struct PoolKernel: Kernel {
             reciprocal(countIncludePad ? columnWindows[ow].padded : columnWindows[ow].count)
         }
         let isMax = isMax
-        for p in 0..<planes {
+        for p in planes {
             let xp = x + p * height * width, yp = y + p * outH * outW
             for h in 0..<height {
                 let source = xp + h * width, row = rows + h * outW
@@ -127,12 +129,14 @@ struct PoolKernel: Kernel {
                             if isMax { for i in 0..<span { target[i] = max(target[i], shifted[i]) } } else { for i in 0..<span { target[i] += shifted[i] } }
                         }
                     } else {
-                        for i in 0..<span {
-                            let window = base + i * sw
-                            var value = window[0]
-                            for k in 1..<max(kw, 1) { value = isMax ? max(value, window[k]) : value + window[k] }
-                            target[i] = value
+                        // Reduce at stride 1 (vectorisable) into the spare row, then subsample.
+                        let full = rows + height * outW, fullCount = (span - 1) * sw + 1
+                        full.update(from: base, count: fullCount)
+                        for k in 1..<max(kw, 1) {
+                            let shifted = base + k
+                            if isMax { for i in 0..<fullCount { full[i] = max(full[i], shifted[i]) } } else { for i in 0..<fullCount { full[i] += shifted[i] } }
                         }
+                        for i in 0..<span { target[i] = full[i * sw] }
                     }
                 }
             }
