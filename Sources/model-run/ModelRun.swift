@@ -25,6 +25,12 @@ struct ModelRun: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Time R runs after one warm-up run and print the median as 'median_ms: X' last.")
     var repeatCount: Int = 0
 
+    @Option(help: "Print the K largest values of the first output for each batch row, with labels from --labels.")
+    var top: Int = 0
+
+    @Option(help: "A labels file (one label per line, line i names class i) for --top.")
+    var labels: String?
+
     @Flag(help: "Print the time of every operator of one run, slowest first.")
     var profile = false
 
@@ -81,6 +87,18 @@ struct ModelRun: ParsableCommand {
             }
         }
         for (info, tensor) in zip(loaded.outputs, results) { print("output \(info.name): \(tensor.dtype) \(tensor.shape)") }
+        if top > 0, let first = results.first, first.dtype == .float32, first.shape.count == 2 {
+            let names = try labels.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } ?? []
+            let values = first.floats, classes = first.shape[1]
+            for row in 0..<first.shape[0] {
+                let scores = values[row * classes ..< (row + 1) * classes]
+                for index in scores.indices.sorted(by: { scores[$0] > scores[$1] }).prefix(top) {
+                    let label = index - row * classes
+                    let name = label < names.count && !names[label].isEmpty ? names[label] : String(label)
+                    print("row \(row): \(name) \(scores[index])")
+                }
+            }
+        }
         let buffers = ordered.map { UnsafeRawBufferPointer(start: $0.bytes, count: $0.byteCount) }
         if profile {
             let steps = try session.profile(batchSize: loaded.hasDynamicBatch ? ordered[0].shape[0] : loaded.maxBatchSize, inputs: buffers)

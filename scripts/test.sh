@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# The project's test command: sets up everything a fresh Debian 12 machine lacks (apt
+# packages, pinned Python venvs, the ONNX node-test data and the Keras reference models,
+# all cached under ${MODEL_SERVER_CACHE:-~/.cache/swift-model-server}), builds, and runs
+# the Swift tests (debug) and the end-to-end tests (release binaries).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+export MODEL_SERVER_CACHE="${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}"
+
+scripts/install-deps.sh
+eval "$(scripts/python-env.sh all)"
+eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"
+"$VENV_TF/bin/python" Tests/Fixtures/make_keras_models.py
+
+swift build -c release --product model-run
+export MODEL_RUN="$PWD/.build/release/model-run"
+export KERAS_MODELS="$MODEL_SERVER_CACHE/models"
+export ONNX_NODE_TESTS="$ONNX_NODE_TEST_DATA/node"
+export ONNX_SHIPPED_TESTS="$ONNX_SHIPPED_TEST_DATA"
+
+swift test
+"$VENV_TEST/bin/python" -m pytest -q Tests/PythonTests
