@@ -20,9 +20,14 @@ let package = Package(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
+        // Built for AVX-512; the engine calls it only after checking the CPU at run time.
+        .target(
+            name: "AVX512Kernels",
+            swiftSettings: [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
+        ),
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "ONNXProto"]
+            dependencies: ["COpenBLAS", "ONNXProto", "AVX512Kernels", "CLinuxShims"]
         ),
         .target(name: "Workers", dependencies: ["Engine", "CLinuxShims"]),
         .executableTarget(
@@ -31,7 +36,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "ONNXProto"]
+            dependencies: ["Engine", "ONNXProto", "AVX512Kernels"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -12,10 +12,21 @@ public final class Model: Sendable {
         /// Graph inputs given a fixed value at load: they become constants and leave `inputs`.
         /// For models that take shape-determining values (Reshape's shape, axes) as inputs.
         public var boundInputs: [String: HostTensor]
-        public init(maxBatchSize: Int = 1, boundInputs: [String: HostTensor] = [:]) {
+        /// Which convolution kernels to use.
+        public var kernels: Kernels
+        public init(maxBatchSize: Int = 1, boundInputs: [String: HostTensor] = [:], kernels: Kernels = .automatic) {
             self.maxBatchSize = max(1, maxBatchSize)
             self.boundInputs = boundInputs
+            self.kernels = kernels
         }
+    }
+
+    public enum Kernels: String, Sendable, CaseIterable {
+        /// The engine's AVX-512 GEMM for convolutions with constant weights when the CPU has
+        /// AVX-512, otherwise OpenBLAS.
+        case automatic
+        /// OpenBLAS `cblas_sgemm` only.
+        case blas
     }
 
     /// A graph input or output as callers see it; `shape[0] == -1` marks the dynamic batch dimension.
@@ -34,9 +45,8 @@ public final class Model: Sendable {
     public let flopsPerSample: Double
     /// Bytes a session allocates for activations and one worker's scratch (at the largest batch).
     public let arenaBytes: Int
+    /// Plans retain the constants their steps read; nothing else is kept.
     let plans: [Int: ExecutionPlan]
-    /// Keeps constant tensors alive for kernels that point into them.
-    let constants: [HostTensor]
 
     public convenience init(path: String, options: Options = Options()) throws {
         try self.init(graph: ONNXLoader.load(path: path), options: options)
@@ -44,6 +54,7 @@ public final class Model: Sendable {
 
     init(graph source: Graph, options: Options) throws {
         var graph = source
+        graph.nativeKernels = options.kernels == .automatic && PackedConvolution.cpuSupported
         for (name, value) in options.boundInputs {
             guard let input = graph.inputs.first(where: { $0.name == name }) else {
                 throw EngineError.invalidInput("cannot bind '\(name)': the model has no such input")
@@ -114,7 +125,6 @@ public final class Model: Sendable {
         outputs = outputInfos
         arenaBytes = plans.values.map(\.arenaBytes).max() ?? 0
         flopsPerSample = reference.flops / Double(batchSizes[0])
-        constants = Array(graph.constants.values)
     }
 
     /// A session owns the activation arena; use one per thread. Kernels split their work

@@ -25,6 +25,9 @@ struct ModelRun: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Time R runs after one warm-up run and print the median as 'median_ms: X' last.")
     var repeatCount: Int = 0
 
+    @Option(help: "Convolution kernels: automatic (the engine's AVX-512 GEMM where the CPU has it, else OpenBLAS) or blas.")
+    var kernels: Model.Kernels = .automatic
+
     @Option(help: "Print the K largest values of the first output for each batch row, with labels from --labels.")
     var top: Int = 0
 
@@ -59,7 +62,7 @@ struct ModelRun: ParsableCommand {
             }
         }
         let batch = (positional + Array(named.values)).map { $0.shape.first ?? 1 }.max() ?? 1
-        let loaded = try Model(path: model, options: .init(maxBatchSize: batch))
+        let loaded = try Model(path: model, options: .init(maxBatchSize: batch, kernels: kernels))
         var ordered: [HostTensor] = []
         for (index, info) in loaded.inputs.enumerated() {
             if let tensor = named[info.name] { ordered.append(tensor); continue }
@@ -131,3 +134,5 @@ struct ModelRun: ParsableCommand {
         }
     }
 }
+
+extension Model.Kernels: ExpressibleByArgument {}

@@ -21,14 +21,15 @@ def run(model_run, *args, check=True):
     return result
 
 
+@pytest.mark.parametrize("kernels", ["automatic", "blas"])
 @pytest.mark.parametrize("threads", [1, 2])
 @pytest.mark.parametrize("batch", [1, 4])
 @pytest.mark.parametrize("name", MODELS)
-def test_matches_onnxruntime(model_run, keras_models, tmp_path, name, batch, threads):
+def test_matches_onnxruntime(model_run, keras_models, tmp_path, name, batch, threads, kernels):
     directory = keras_models / name
     output = tmp_path / "out.npy"
     run(model_run, directory / "model.onnx", "--input", directory / f"input_b{batch}.npy", "--output", output,
-        "--threads", threads)
+        "--threads", threads, "--kernels", kernels)
     ours = np.load(output)
     reference = np.load(directory / f"output_b{batch}.npy")
     assert ours.shape == reference.shape and ours.dtype == np.float32

@@ -10,6 +10,8 @@ struct Graph {
     var outputs: [ValueInfo]
     /// Version of the default ("" / "ai.onnx") operator set.
     var opset: Int
+    /// Whether operators may use the engine's own AVX-512 kernels (when the CPU has them).
+    var nativeKernels = true
 }
 
 struct Node {

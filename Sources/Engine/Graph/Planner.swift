@@ -48,7 +48,7 @@ enum Planner {
         var consumed = Set(graph.outputs.map(\.name))
         for node in graph.nodes { consumed.formUnion(node.inputs) }
         return try graph.nodes.map { node in
-            let context = context(for: node, opset: graph.opset, consumed: consumed)
+            let context = context(for: node, graph: graph, consumed: consumed)
             guard node.domain.isEmpty || node.domain == "ai.onnx" else {
                 throw context.unsupported("operator domain '\(node.domain)'")
             }
@@ -59,8 +59,9 @@ enum Planner {
         }
     }
 
-    static func context(for node: Node, opset: Int, consumed: Set<String>) -> NodeContext {
-        NodeContext(name: node.name, opType: node.opType, opset: opset, inputCount: node.inputs.count, inputNames: node.inputs,
+    static func context(for node: Node, graph: Graph, consumed: Set<String>) -> NodeContext {
+        NodeContext(name: node.name, opType: node.opType, opset: graph.opset, nativeKernels: graph.nativeKernels,
+                    inputCount: node.inputs.count, inputNames: node.inputs,
                     outputCount: node.outputs.count,
                     outputsUsed: node.outputs.map { !$0.isEmpty && consumed.contains($0) },
                     attributes: node.attributes)
@@ -75,7 +76,7 @@ enum Planner {
         for (node, op) in zip(graph.nodes, operators) {
             let allConstant = node.inputs.allSatisfy { $0.isEmpty || graph.constants[$0] != nil }
             guard allConstant else { kept.append(node); continue }
-            let context = context(for: node, opset: graph.opset, consumed: consumed)
+            let context = context(for: node, graph: graph, consumed: consumed)
             let specs = node.inputs.map { $0.isEmpty ? nil : ValueSpec(graph.constants[$0]!) }
             let values = try evaluate(op.prepare(specs, context), inputs: specs.map { $0?.value }, context)
             for (name, value) in zip(node.outputs, values) where !name.isEmpty { graph.constants[name] = value }
@@ -126,7 +127,7 @@ enum Planner {
         }
         var runtime: [Pending] = []
         for (node, op) in zip(graph.nodes, operators) {
-            let context = context(for: node, opset: graph.opset, consumed: consumed)
+            let context = context(for: node, graph: graph, consumed: consumed)
             let inputSpecs = node.inputs.map { $0.isEmpty ? nil : specs[$0] }
             for (name, spec) in zip(node.inputs, inputSpecs) where !name.isEmpty && spec == nil {
                 throw context.invalid("input '\(name)' is not available")
@@ -197,8 +198,8 @@ enum Planner {
                 outputOffsets.append(offset)
             }
             if !pending.prepared.aliasesFirstInput {
-                let inputs: [Location?] = node.inputs.map { name in
-                    if name.isEmpty { return nil }
+                let inputs: [Location?] = node.inputs.enumerated().map { index, name in
+                    if name.isEmpty || pending.prepared.unusedInputs.contains(index) { return nil }
                     if let value = specs[name]!.value { return .constant(value) }
                     return .arena(offsets[rootOf(name)]!)
                 }

@@ -37,50 +37,72 @@ func im2colVolume(_ g: ConvGeometry, x: UnsafePointer<Float>, cols: UnsafeMutabl
 }
 
 /// Writes the im2col matrix for output columns [columnStart, columnStart + columnCount):
-/// cols[(c*kh + ky)*kw + kx, j] = x[c, oy*sh - padTop + ky*dh, ox*sw - padLeft + kx*dw] (0 outside),
-/// where output column j + columnStart = oy*outW + ox.
-/// x: (channels, height, width) f32; cols: (patchSize, columnCount) f32, row stride columnCount.
+/// element (r, j) = x[c, oy*sh - padTop + ky*dh, ox*sw - padLeft + kx*dw] (0 outside the image)
+/// with r = (c*kh + ky)*kw + kx and output column j + columnStart = oy*outW + ox.
+/// x: (channels, height, width) f32. `cols`: row-major (patchSize, columnCount) with row stride
+/// `rowStride` (default columnCount).
 /// Only patch rows in `rows` are written (all by default), so workers can split one matrix.
 func im2col(_ g: ConvGeometry, x: UnsafePointer<Float>, cols: UnsafeMutablePointer<Float>, columnStart: Int, columnCount: Int,
-            rows: Range<Int>? = nil) {
+            rows: Range<Int>? = nil, rowStride: Int? = nil) {
     if !g.isPlanar {
+        precondition(rowStride == nil || rowStride == columnCount, "a row stride is planar only")
         im2colVolume(g, x: x, cols: cols, columnStart: columnStart, columnCount: columnCount, rows: rows)
         return
     }
-    let plane = g.height * g.width
-    for r in rows ?? 0..<g.patchSize {
-                let c = r / (g.kernelH * g.kernelW), ky = (r / g.kernelW) % g.kernelH, kx = r % g.kernelW
-                let xc = x + c * plane
-                let row = cols + r * columnCount
-                var j = 0
-                var oy = columnStart / g.outW
-                var ox = columnStart % g.outW
-                while j < columnCount {
-                    let run = min(g.outW - ox, columnCount - j)
-                    let iy = oy * g.strideH - g.padTop + ky * g.dilationH
-                    let destination = row + j
-                    if iy < 0 || iy >= g.height {
-                        destination.update(repeating: 0, count: run)
-                    } else {
-                        let xrow = xc + iy * g.width
-                        let offset = kx * g.dilationW - g.padLeft
-                        if g.strideW == 1 {
-                            // ix = ox + offset: zero the columns left/right of the image, copy the middle.
-                            let first = max(0, min(run, -(ox + offset)))
-                            let last = max(first, min(run, g.width - (ox + offset)))
-                            if first > 0 { destination.update(repeating: 0, count: first) }
-                            if last > first { (destination + first).update(from: xrow + ox + offset + first, count: last - first) }
-                            if run > last { (destination + last).update(repeating: 0, count: run - last) }
-                        } else {
-                            for t in 0..<run {
-                                let ix = (ox + t) * g.strideW + offset
-                                destination[t] = ix >= 0 && ix < g.width ? xrow[ix] : 0
-                            }
-                        }
-                    }
-                    j += run
-                    ox = 0
-                    oy += 1
+    let patch = g.patchSize, plane = g.height * g.width
+    let rows = rows ?? 0..<patch
+    if rows.isEmpty || columnCount == 0 { return }
+    let rowStride = rowStride ?? columnCount
+
+    /// A run of output columns within one output row.
+    struct Segment { var destination: Int; var oy: Int; var ox: Int; var length: Int }
+    // Cut the column range into segments once; the loop over patch rows then does no division.
+    withUnsafeTemporaryAllocation(of: Segment.self, capacity: columnCount / max(g.outW, 1) + 2) { segments in
+        var count = 0
+        var j = 0, oy = columnStart / g.outW, ox = columnStart % g.outW
+        while j < columnCount {
+            let length = min(g.outW - ox, columnCount - j)
+            segments[count] = Segment(destination: j, oy: oy, ox: ox, length: length)
+            count += 1
+            j += length
+            ox += length
+            if ox == g.outW { ox = 0; oy += 1 }
+        }
+        let kernelArea = g.kernelH * g.kernelW
+        var c = rows.lowerBound / kernelArea, ky = (rows.lowerBound / g.kernelW) % g.kernelH, kx = rows.lowerBound % g.kernelW
+        for r in rows {
+            let xc = x + c * plane
+            let columnOffset = kx * g.dilationW - g.padLeft, rowOffset = ky * g.dilationH - g.padTop
+            let destinationRow = cols + r * rowStride
+            for index in 0..<count {
+                let segment = segments[index]
+                let destination = destinationRow + segment.destination
+                let run = segment.length
+                let iy = segment.oy * g.strideH + rowOffset
+                if iy < 0 || iy >= g.height {
+                    for t in 0..<run { destination[t] = 0 }
+                    continue
                 }
+                let xrow = xc + iy * g.width
+                if g.strideW == 1 {
+                    // ix = ox + t + columnOffset: zeros left and right of the image, a copy between.
+                    let start = segment.ox + columnOffset
+                    let first = max(0, min(run, -start))
+                    let last = max(first, min(run, g.width - start))
+                    for t in 0..<first { destination[t] = 0 }
+                    let source = xrow + start
+                    for t in first..<last { destination[t] = source[t] }
+                    for t in last..<run { destination[t] = 0 }
+                } else {
+                    var ix = segment.ox * g.strideW + columnOffset
+                    for t in 0..<run {
+                        destination[t] = ix >= 0 && ix < g.width ? xrow[ix] : 0
+                        ix += g.strideW
+                    }
+                }
+            }
+            kx += 1
+            if kx == g.kernelW { kx = 0; ky += 1; if ky == g.kernelH { ky = 0; c += 1 } }
+        }
     }
 }

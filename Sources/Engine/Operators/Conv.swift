@@ -49,6 +49,7 @@ struct ConvOperator: Operator {
     let pads: [Int]?
     let strides: [Int]?
     let activation: Activation
+    let packedWeightsCache = PackedWeightsCache()
 
     init(_ node: NodeContext) throws {
         try node.allowOnly(["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides",
@@ -101,6 +102,13 @@ struct ConvOperator: Operator {
                                     kernelD: k[0], kernelH: k[1], kernelW: k[2], strideD: s[0], strideH: s[1], strideW: s[2],
                                     dilationD: d[0], dilationH: d[1], dilationW: d[2], padFront: pb[0], padTop: pb[1], padLeft: pb[2],
                                     outD: out[0], outH: out[1], outW: out[2])
+        if node.nativeKernels, let weights = w.value, geometry.isPlanar, !(group > 1 && geometry.channels == 1 && outChannels == group) {
+            let packed = PackedConvKernel(batch: batch, group: group, outChannels: outChannels, geometry: geometry,
+                                          packedWeights: packedWeightsCache.packed(weights, group: group),
+                                          hasBias: bias != nil, activation: activation)
+            return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: packed, scratchBytes: packed.scratchBytes,
+                            unusedInputs: [1])
+        }
         let conv = ConvKernel(batch: batch, group: group, outChannels: outChannels, geometry: geometry,
                               hasBias: bias != nil, activation: activation)
         return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: conv, scratchBytes: conv.scratchBytes)

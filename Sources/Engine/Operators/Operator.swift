@@ -89,6 +89,9 @@ struct Prepared {
     var scratchBytes: Int = 0
     /// Output 0 shares input 0's bytes (reshape family): no kernel runs, no memory is planned.
     var aliasesFirstInput = false
+    /// Inputs the kernel never reads (it holds a transformed copy, like packed weights): the
+    /// step gets nil for them, so the model need not keep them.
+    var unusedInputs: Set<Int> = []
 }
 
 protocol Operator: Sendable {
@@ -104,6 +107,8 @@ struct NodeContext: Sendable {
     let name: String
     let opType: String
     let opset: Int
+    /// Whether the engine's own AVX-512 kernels may be used (option and CPU).
+    let nativeKernels: Bool
     let inputCount: Int
     /// Graph value names of the inputs ("" for omitted ones), for error messages.
     let inputNames: [String]
