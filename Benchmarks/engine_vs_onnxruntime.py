@@ -68,6 +68,7 @@ def main():
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
     parser.add_argument("--threads", type=int, nargs="+", default=[1, 2])
     parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--kernels", nargs="+", default=["automatic"], help="model-run --kernels values to measure")
     parser.add_argument("--gflop", type=float, help="GFLOP per sample, for GFLOP/s; default from model-run")
     parser.add_argument("--peak-gflops-per-core", type=float, default=224.0,
                         help="FP32 peak of one core (this machine: AVX-512, 2 FMA x 16 lanes x 2 x ~3.5 GHz)")
@@ -86,22 +87,22 @@ def main():
             path = os.path.join(tmp, f"x{batch}.npy")
             np.save(path, x)
             for threads in args.threads:
-                ours_out, ours_rss = timed([args.model_run, args.model, "--input", path, "--threads", str(threads),
-                                            "--repeat", str(args.repeat)])
-                values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
-                ours = float(values["median_ms"])
-                ours_gflops = float(values["gflops_per_s"])
                 ort_out, ort_rss = timed([sys.executable, "-c", ORT_CHILD, args.model, path, str(threads), str(args.repeat)])
                 ort = json.loads(ort_out.strip().splitlines()[-1])["median_ms"]
-                gflop = ours_gflops * ours / 1e3
-                rows.append((batch, threads, ours, ort, ours / ort, gflop / ours * 1e3, gflop / ort * 1e3,
-                             args.peak_gflops_per_core * threads, ours_rss, ort_rss))
-                print(f"batch {batch} threads {threads}: ours {ours:.1f} ms, onnxruntime {ort:.1f} ms, ratio {ours / ort:.2f}",
-                      file=sys.stderr)
-    print("| batch | threads | ours ms | onnxruntime ms | ratio (ours/ORT) | ours GFLOP/s | ORT GFLOP/s | peak GFLOP/s | ours peak RSS MiB | ORT peak RSS MiB |")
-    print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+                for kernels in args.kernels:
+                    ours_out, ours_rss = timed([args.model_run, args.model, "--input", path, "--threads", str(threads),
+                                                "--repeat", str(args.repeat), "--kernels", kernels])
+                    values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
+                    ours = float(values["median_ms"])
+                    gflop = float(values["gflops_per_s"]) * ours / 1e3
+                    rows.append((batch, threads, kernels, ours, ort, ours / ort, gflop / ours * 1e3, gflop / ort * 1e3,
+                                 args.peak_gflops_per_core * threads, ours_rss, ort_rss))
+                    print(f"batch {batch} threads {threads} {kernels}: ours {ours:.1f} ms, onnxruntime {ort:.1f} ms, "
+                          f"ratio {ours / ort:.2f}", file=sys.stderr)
+    print("| batch | threads | kernels | ours ms | onnxruntime ms | ratio (ours/ORT) | ours GFLOP/s | ORT GFLOP/s | peak GFLOP/s | ours peak RSS MiB | ORT peak RSS MiB |")
+    print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
-        print(f"| {r[0]} | {r[1]} | {r[2]:.1f} | {r[3]:.1f} | {r[4]:.2f} | {r[5]:.1f} | {r[6]:.1f} | {r[7]:.0f} | {r[8]:.0f} | {r[9]:.0f} |")
+        print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f} | {r[9]:.0f} | {r[10]:.0f} |")
 
 
 if __name__ == "__main__":
