@@ -22,12 +22,17 @@ enum GraphOptimizer {
         return counts
     }
 
+    /// Index of the node producing each value.
+    static func producers(_ graph: Graph) -> [String: Int] {
+        var result: [String: Int] = [:]
+        for (index, node) in graph.nodes.enumerated() { for output in node.outputs { result[output] = index } }
+        return result
+    }
+
     /// Conv(X, W, B) -> BatchNormalization(scale, bias, mean, var) with constant parameters
     /// becomes Conv(X, W * s, (B - mean) * s + bias) with s = scale / sqrt(var + epsilon).
     static func foldBatchNormalization(_ graph: inout Graph) {
-        let consumers = consumerCounts(graph)
-        var producerIndex: [String: Int] = [:]
-        for (index, node) in graph.nodes.enumerated() { for output in node.outputs { producerIndex[output] = index } }
+        let consumers = consumerCounts(graph), producerIndex = producers(graph)
         var removed = Set<Int>()
         for (bnIndex, bn) in graph.nodes.enumerated() where bn.opType == "BatchNormalization" && bn.domain.isEmpty {
             guard bn.inputs.count == 5, bn.outputs.count == 1 || bn.outputs.dropFirst().allSatisfy({ $0.isEmpty }),
@@ -81,9 +86,7 @@ enum GraphOptimizer {
     /// HardSwish, when the activation is the only reader: the activation runs in the producer's
     /// epilogue while the data is still in cache.
     static func fuseActivations(_ graph: inout Graph) {
-        let consumers = consumerCounts(graph)
-        var producerIndex: [String: Int] = [:]
-        for (index, node) in graph.nodes.enumerated() { for output in node.outputs { producerIndex[output] = index } }
+        let consumers = consumerCounts(graph), producerIndex = producers(graph)
         var removed = Set<Int>()
         for (actIndex, act) in graph.nodes.enumerated() where act.domain.isEmpty && !act.inputs.isEmpty {
             guard let activation = fusibleActivation(act, graph: graph),

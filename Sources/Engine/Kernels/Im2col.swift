@@ -14,6 +14,11 @@ struct ConvGeometry: Sendable {
     var inputPlane: Int { depth * height * width }
     var outputPlane: Int { outD * outH * outW }
     var isPlanar: Bool { depth == 1 && kernelD == 1 && outD == 1 }
+    /// A 1x1 convolution without stride or padding: the input itself is the im2col matrix.
+    var isPointwise: Bool {
+        kernelD == 1 && kernelH == 1 && kernelW == 1 && strideD == 1 && strideH == 1 && strideW == 1
+            && padFront == 0 && padTop == 0 && padLeft == 0 && outD == depth && outH == height && outW == width
+    }
 }
 
 /// im2col for 3-D geometry, element by element (used only for volumetric convolutions).

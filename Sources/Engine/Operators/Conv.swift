@@ -137,11 +137,7 @@ struct ConvKernel: Kernel {
     /// L2 while the GEMM reads it.
     static let columnTile = 256
 
-    var isPointwise: Bool {
-        let g = geometry
-        return g.kernelD == 1 && g.kernelH == 1 && g.kernelW == 1 && g.strideD == 1 && g.strideH == 1 && g.strideW == 1
-            && g.padFront == 0 && g.padTop == 0 && g.padLeft == 0 && g.outD == g.depth && g.outH == g.height && g.outW == g.width
-    }
+    var isPointwise: Bool { geometry.isPointwise }
     var isDepthwise: Bool { group > 1 && geometry.channels == 1 && outChannels == group && geometry.isPlanar }
     var columns: Int { geometry.outputPlane }
     /// Per worker: one im2col tile. Splitting output channels instead borrows every worker's

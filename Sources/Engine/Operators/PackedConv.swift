@@ -57,11 +57,7 @@ struct PackedConvKernel: Kernel {
     var patch: Int { geometry.patchSize }
     var groupOut: Int { outChannels / group }
     var rowBlocks: Int { (groupOut + PackedGemm.rowBlock - 1) / PackedGemm.rowBlock }
-    var isPointwise: Bool {
-        let g = geometry
-        return g.kernelH == 1 && g.kernelW == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0
-            && g.outH == g.height && g.outW == g.width
-    }
+    var isPointwise: Bool { geometry.isPointwise }
     /// Columns per tile: a multiple of the 32-column panel that keeps the tile near 256 KiB.
     var tile: Int { min(PackedConvolution.tileColumns(patch: patch), (columns + 31) / 32 * 32) }
     /// Row stride of an im2col tile: an odd number of 64-byte lines, so the rows a panel reads
