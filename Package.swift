@@ -6,6 +6,7 @@ let package = Package(
     name: "swift-model-server",
     products: [
         .executable(name: "model-run", targets: ["model-run"]),
+        .executable(name: "model-server", targets: ["model-server"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -29,11 +30,25 @@ let package = Package(
             name: "Engine",
             dependencies: ["COpenBLAS", "ONNXProto", "AVX512Kernels", "CLinuxShims"]
         ),
-        .target(name: "Workers", dependencies: ["Engine", "CLinuxShims"]),
+        .target(
+            name: "ServingProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
+        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2"]),
+        .target(name: "Serving", dependencies: ["Engine", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "InferenceProtocol", dependencies: ["Serving"]),
+        .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
+        .executableTarget(
+            name: "model-server",
+            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers",
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "model-run",
             dependencies: ["Engine", "Workers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "InferenceProtocolTests", dependencies: ["InferenceProtocol", "Serving"]),
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine", "ONNXProto", "AVX512Kernels"]

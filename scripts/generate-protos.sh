@@ -18,4 +18,5 @@ gen() { # gen OUTDIR PROTO...
     --swift_out="$out" --swift_opt=Visibility=Public -I Protos "$@"
 }
 gen Sources/ONNXProto Protos/onnx.proto
+gen Sources/ServingProto Protos/model_server_config.proto Protos/triton_model_config.proto
 echo "generated with protoc $(protoc --version | cut -d' ' -f2), swift-protobuf $version"

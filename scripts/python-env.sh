@@ -1,14 +1,17 @@
 #!/usr/bin/env bash
 # Create (idempotently) the Python venvs used by the test tooling.
 #
-#   scripts/python-env.sh [all|test|tf]      (default: all)
+#   scripts/python-env.sh [all|test|tf|kserve-bench]      (default: all)
 #
 # Venvs live under ${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}:
 #   venv     <- scripts/requirements/test.txt  (numpy, onnx, onnxruntime, pytest, pillow)
 #   venv-tf  <- scripts/requirements/tf.txt    (tensorflow-cpu, tf2onnx, onnxruntime)
+#   venv-kserve-bench <- scripts/requirements/kserve-bench.txt (kserve, onnxruntime;
+#            only for Benchmarks/http_vs_kserve_nginx.sh, so not built by `all`)
 # A venv is rebuilt only when its requirements file (or the interpreter version)
 # changes; the hash is kept in <venv>/.requirements.stamp.
 # Progress goes to stderr; stdout gets eval-able lines VENV_TEST=... / VENV_TF=...
+# / VENV_KSERVE_BENCH=...
 # Override the interpreter with PYTHON=/path/to/python3.11.
 set -euo pipefail
 
@@ -21,7 +24,7 @@ WHICH="${1:-all}"
 log() { echo "python-env: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-case "$WHICH" in all|test|tf) ;; *) die "usage: $0 [all|test|tf]" ;; esac
+case "$WHICH" in all|test|tf|kserve-bench) ;; *) die "usage: $0 [all|test|tf|kserve-bench]" ;; esac
 
 # TF 2.15 only ships wheels for Python 3.9-3.11; pin the test venv to 3.11 too.
 PYVER="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" \
@@ -67,4 +70,8 @@ fi
 if [[ "$WHICH" == all || "$WHICH" == tf ]]; then
     ensure_venv venv-tf "$REQ_DIR/tf.txt" numpy onnx onnxruntime tensorflow tf2onnx tf2onnx.convert
     echo "VENV_TF=$CACHE/venv-tf"
+fi
+if [[ "$WHICH" == kserve-bench ]]; then
+    ensure_venv venv-kserve-bench "$REQ_DIR/kserve-bench.txt" numpy onnxruntime kserve uvloop httptools
+    echo "VENV_KSERVE_BENCH=$CACHE/venv-kserve-bench"
 fi

@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
 #include "CLinuxShims.h"
@@ -17,4 +18,12 @@ int cls_cpu_has_avx512(void) {
     __builtin_cpu_init();
     return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
         && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
+}
+
+void cls_set_thread_name(const char *name) {
+    char truncated[16];
+    int i = 0;
+    for (; i < 15 && name[i]; i++) truncated[i] = name[i];
+    truncated[i] = 0;
+    pthread_setname_np(pthread_self(), truncated);
 }

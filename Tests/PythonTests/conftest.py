@@ -4,6 +4,9 @@ import pathlib
 
 import pytest
 
+# The model-server fixtures (MODEL_SERVER, free ports, start/stop with exit-code checks).
+from server_fixtures import model_server_binary, module_server_factory, server_factory  # noqa: F401
+
 
 def _path(variable, hint):
     value = os.environ.get(variable)

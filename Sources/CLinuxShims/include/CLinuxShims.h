@@ -13,6 +13,9 @@ int cls_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /// Number of CPUs in this thread's affinity mask (sched_getaffinity), or -1.
 int cls_affinity_cpu_count(void);
 
+/// Names the calling thread (15 bytes at most are kept), for `top -H` and debuggers.
+void cls_set_thread_name(const char *name);
+
 /// 1 when the CPU runs AVX-512 F, BW, DQ and VL instructions (what the AVX512Kernels target
 /// is compiled for), else 0.
 int cls_cpu_has_avx512(void);

@@ -1,0 +1,425 @@
+/// Shortest round-trip decimal output for Float and Double, written straight into a byte
+/// buffer (no String per number).
+///
+/// The digits come from Ryu (Ulf Adams, "Ryū: fast float-to-string conversion", PLDI 2018):
+/// the shortest decimal in the rounding interval of the value, and of those the closest to
+/// it, which is what Swift's `description` prints. The layout also matches `description`:
+/// positional when 1e-4 <= |v| <= 2^24 (Float) / 2^53 (Double), integral values with ".0"
+/// (`3.0`), otherwise `d.ddde±XX` (`1e-05`, `1.5e+20`).
+enum FloatFormatting {
+    /// Upper bound on the bytes `write` produces.
+    static let maxFloatLength = 16
+    static let maxDoubleLength = 26
+
+    // MARK: Layout
+
+    /// Writes a finite `value` (sign included) and returns the byte count.
+    @inline(__always)
+    static func write(_ value: Float, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        let bits = value.bitPattern
+        var k = 0
+        if bits >> 31 != 0 {
+            out[0] = ASCII.minus
+            k = 1
+        }
+        if bits & 0x7FFF_FFFF == 0 {
+            out[k] = ASCII.zero
+            out[k + 1] = ASCII.dot
+            out[k + 2] = ASCII.zero
+            return k + 3
+        }
+        let (digits, exponent) = float32Decimal(bits)
+        let positional = value.magnitude <= 0x1p24
+        return k + layout(UInt64(digits), Int(exponent), positional: positional, to: out + k)
+    }
+
+    @inline(__always)
+    static func write(_ value: Double, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        let bits = value.bitPattern
+        var k = 0
+        if bits >> 63 != 0 {
+            out[0] = ASCII.minus
+            k = 1
+        }
+        if bits & 0x7FFF_FFFF_FFFF_FFFF == 0 {
+            out[k] = ASCII.zero
+            out[k + 1] = ASCII.dot
+            out[k + 2] = ASCII.zero
+            return k + 3
+        }
+        let (digits, exponent) = float64Decimal(bits)
+        let positional = value.magnitude <= 0x1p53
+        return k + layout(digits, Int(exponent), positional: positional, to: out + k)
+    }
+
+    /// "00" "01" ... "99", for writing two digits at a time.
+    nonisolated(unsafe) static let digitPairs: UnsafePointer<UInt8> = {
+        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 200)
+        for k in 0..<100 {
+            table[2 * k] = UInt8(k / 10) + ASCII.zero
+            table[2 * k + 1] = UInt8(k % 10) + ASCII.zero
+        }
+        return UnsafePointer(table)
+    }()
+
+    @inline(__always)
+    static func decimalLength(_ v: UInt64) -> Int {
+        var length = 1
+        var threshold: UInt64 = 10
+        while length < 20 && v >= threshold {
+            length &+= 1
+            threshold = threshold &* 10
+        }
+        return length
+    }
+
+    /// Writes exactly `count` digits of `value` at out[0..<count].
+    @inline(__always)
+    static func writeDigits(_ value: UInt64, _ count: Int, to out: UnsafeMutablePointer<UInt8>) {
+        let pairs = digitPairs
+        var rest = value
+        var position = count
+        while position >= 2 {
+            let q = rest / 100
+            let r = Int(truncatingIfNeeded: rest &- q &* 100)
+            position &-= 2
+            out[position] = pairs[2 &* r]
+            out[position &+ 1] = pairs[2 &* r &+ 1]
+            rest = q
+        }
+        if position == 1 { out[0] = UInt8(truncatingIfNeeded: rest) &+ ASCII.zero }
+    }
+
+    /// Lays out digits × 10^exponent (digits > 0).
+    @inline(__always)
+    static func layout(_ digits: UInt64, _ exponent: Int, positional: Bool, to out: UnsafeMutablePointer<UInt8>) -> Int {
+        let count = decimalLength(digits)
+        let scientific = exponent &+ count &- 1  // value = d.ddd × 10^scientific
+        if positional && scientific >= -4 {
+            if scientific >= 0 {
+                let integerDigits = scientific &+ 1
+                if count <= integerDigits {
+                    writeDigits(digits, count, to: out)
+                    var k = count
+                    while k < integerDigits {
+                        out[k] = ASCII.zero
+                        k &+= 1
+                    }
+                    out[k] = ASCII.dot
+                    out[k &+ 1] = ASCII.zero
+                    return k &+ 2
+                }
+                // Digits at out[1...count], then the integer digits move left over the gap.
+                writeDigits(digits, count, to: out + 1)
+                for k in 0..<integerDigits { out[k] = out[k &+ 1] }
+                out[integerDigits] = ASCII.dot
+                return count &+ 1
+            }
+            out[0] = ASCII.zero
+            out[1] = ASCII.dot
+            var k = 2
+            let zeros = -scientific &- 1
+            while k < zeros &+ 2 {
+                out[k] = ASCII.zero
+                k &+= 1
+            }
+            writeDigits(digits, count, to: out + k)
+            return k &+ count
+        }
+        writeDigits(digits, count, to: out + 1)
+        out[0] = out[1]
+        var k = 1
+        if count > 1 {
+            out[1] = ASCII.dot
+            k = count &+ 1
+        }
+        out[k] = ASCII.lowerE
+        out[k &+ 1] = scientific < 0 ? ASCII.minus : ASCII.plus
+        k &+= 2
+        var e = Int(scientific.magnitude)
+        if e >= 100 {
+            out[k] = UInt8(truncatingIfNeeded: e / 100) &+ ASCII.zero
+            e %= 100
+            k &+= 1
+        }
+        out[k] = digitPairs[2 &* e]
+        out[k &+ 1] = digitPairs[2 &* e &+ 1]
+        return k &+ 2
+    }
+
+    // MARK: Ryu helpers
+
+    @inline(__always) static func pow5bits(_ e: Int32) -> Int32 { ((e &* 1_217_359) >> 19) &+ 1 }
+    @inline(__always) static func log10Pow2(_ e: Int32) -> Int32 { (e &* 78913) >> 18 }
+    @inline(__always) static func log10Pow5(_ e: Int32) -> Int32 { (e &* 732_923) >> 20 }
+
+    @inline(__always)
+    static func pow5Factor(_ value: UInt64) -> Int32 {
+        var v = value
+        var count: Int32 = 0
+        while v % 5 == 0 {
+            v /= 5
+            count += 1
+        }
+        return count
+    }
+
+    @inline(__always) static func multipleOfPowerOf5(_ value: UInt64, _ p: Int32) -> Bool { pow5Factor(value) >= p }
+    @inline(__always) static func multipleOfPowerOf2(_ value: UInt64, _ p: Int32) -> Bool {
+        value & ((1 << UInt64(p)) &- 1) == 0
+    }
+
+    // MARK: Float (Ryu f2s)
+
+    @inline(__always)
+    static func mulShift32(_ m: UInt32, _ factor: UInt64, _ shift: Int32) -> UInt32 {
+        let bits0 = UInt64(m) &* (factor & 0xFFFF_FFFF)
+        let bits1 = UInt64(m) &* (factor >> 32)
+        let sum = (bits0 >> 32) &+ bits1
+        return UInt32(truncatingIfNeeded: sum >> UInt64(truncatingIfNeeded: shift &- 32))
+    }
+
+    /// The shortest decimal (digits, exponent) of a finite nonzero Float's magnitude.
+    @inline(__always)
+    static func float32Decimal(_ bits: UInt32) -> (UInt32, Int32) {
+        let ieeeMantissa = bits & 0x7F_FFFF
+        let ieeeExponent = (bits >> 23) & 0xFF
+        let e2: Int32
+        let m2: UInt32
+        if ieeeExponent == 0 {
+            e2 = 1 - 127 - 23 - 2
+            m2 = ieeeMantissa
+        } else {
+            e2 = Int32(ieeeExponent) - 127 - 23 - 2
+            m2 = (1 << 23) | ieeeMantissa
+        }
+        let acceptBounds = m2 & 1 == 0
+        let mv = 4 &* m2
+        let mp = 4 &* m2 &+ 2
+        let mmShift: UInt32 = ieeeMantissa != 0 || ieeeExponent <= 1 ? 1 : 0
+        let mm = 4 &* m2 &- 1 &- mmShift
+
+        var vr: UInt32, vp: UInt32, vm: UInt32
+        let e10: Int32
+        var vmIsTrailingZeros = false
+        var vrIsTrailingZeros = false
+        var lastRemovedDigit: UInt32 = 0
+        let inverse = RyuTables.floatPow5InvSplit
+        let forward = RyuTables.floatPow5Split
+        if e2 >= 0 {
+            let q = log10Pow2(e2)
+            e10 = q
+            let k = 59 &+ pow5bits(q) &- 1
+            let i = q &+ k &- e2
+            vr = mulShift32(mv, inverse[Int(q)], i)
+            vp = mulShift32(mp, inverse[Int(q)], i)
+            vm = mulShift32(mm, inverse[Int(q)], i)
+            if q != 0 && (vp &- 1) / 10 <= vm / 10 {
+                // One removed digit is needed even when the loop below does not run.
+                let l = 59 &+ pow5bits(q &- 1) &- 1
+                lastRemovedDigit = mulShift32(mv, inverse[Int(q &- 1)], q &- 1 &+ l &- e2) % 10
+            }
+            if q <= 9 {
+                // Only one of mp, mv and mm can be a multiple of 5, if any.
+                if mv % 5 == 0 {
+                    vrIsTrailingZeros = multipleOfPowerOf5(UInt64(mv), q)
+                } else if acceptBounds {
+                    vmIsTrailingZeros = multipleOfPowerOf5(UInt64(mm), q)
+                } else if multipleOfPowerOf5(UInt64(mp), q) {
+                    vp &-= 1
+                }
+            }
+        } else {
+            let q = log10Pow5(-e2)
+            e10 = q &+ e2
+            let i = 0 &- e2 &- q
+            let k = pow5bits(i) &- 61
+            var j = q &- k
+            vr = mulShift32(mv, forward[Int(i)], j)
+            vp = mulShift32(mp, forward[Int(i)], j)
+            vm = mulShift32(mm, forward[Int(i)], j)
+            if q != 0 && (vp &- 1) / 10 <= vm / 10 {
+                j = q &- 1 &- (pow5bits(i &+ 1) &- 61)
+                lastRemovedDigit = mulShift32(mv, forward[Int(i &+ 1)], j) % 10
+            }
+            if q <= 1 {
+                // mv = 4 * m2 has at least two trailing zero bits.
+                vrIsTrailingZeros = true
+                if acceptBounds {
+                    vmIsTrailingZeros = mmShift == 1
+                } else {
+                    vp &-= 1
+                }
+            } else if q < 31 {
+                vrIsTrailingZeros = multipleOfPowerOf2(UInt64(mv), q - 1)
+            }
+        }
+
+        var removed: Int32 = 0
+        let output: UInt32
+        if vmIsTrailingZeros || vrIsTrailingZeros {
+            while vp / 10 > vm / 10 {
+                vmIsTrailingZeros = vmIsTrailingZeros && vm % 10 == 0
+                vrIsTrailingZeros = vrIsTrailingZeros && lastRemovedDigit == 0
+                lastRemovedDigit = vr % 10
+                vr /= 10
+                vp /= 10
+                vm /= 10
+                removed &+= 1
+            }
+            if vmIsTrailingZeros {
+                while vm % 10 == 0 {
+                    vrIsTrailingZeros = vrIsTrailingZeros && lastRemovedDigit == 0
+                    lastRemovedDigit = vr % 10
+                    vr /= 10
+                    vp /= 10
+                    vm /= 10
+                    removed &+= 1
+                }
+            }
+            if vrIsTrailingZeros && lastRemovedDigit == 5 && vr % 2 == 0 {
+                lastRemovedDigit = 4  // exactly ...50..0: round to even
+            }
+            let roundUp = (vr == vm && (!acceptBounds || !vmIsTrailingZeros)) || lastRemovedDigit >= 5
+            output = vr &+ (roundUp ? 1 : 0)
+        } else {
+            while vp / 10 > vm / 10 {
+                lastRemovedDigit = vr % 10
+                vr /= 10
+                vp /= 10
+                vm /= 10
+                removed &+= 1
+            }
+            output = vr &+ (vr == vm || lastRemovedDigit >= 5 ? 1 : 0)
+        }
+        return (output, e10 &+ removed)
+    }
+
+    // MARK: Double (Ryu d2s)
+
+    @inline(__always)
+    static func mulShift64(_ m: UInt64, _ low: UInt64, _ high: UInt64, _ j: Int32) -> UInt64 {
+        let b0 = m.multipliedFullWidth(by: low)
+        let b2 = m.multipliedFullWidth(by: high)
+        let (sumLow, carry) = b2.low.addingReportingOverflow(b0.high)
+        let sumHigh = b2.high &+ (carry ? 1 : 0)
+        let distance = UInt64(truncatingIfNeeded: j &- 64)  // 0 < distance < 64
+        return (sumHigh << (64 &- distance)) | (sumLow >> distance)
+    }
+
+    /// The shortest decimal (digits, exponent) of a finite nonzero Double's magnitude.
+    @inline(__always)
+    static func float64Decimal(_ bits: UInt64) -> (UInt64, Int32) {
+        let ieeeMantissa = bits & ((1 << 52) - 1)
+        let ieeeExponent = UInt32((bits >> 52) & 0x7FF)
+        let e2: Int32
+        let m2: UInt64
+        if ieeeExponent == 0 {
+            e2 = 1 - 1023 - 52 - 2
+            m2 = ieeeMantissa
+        } else {
+            e2 = Int32(ieeeExponent) - 1023 - 52 - 2
+            m2 = (1 << 52) | ieeeMantissa
+        }
+        let acceptBounds = m2 & 1 == 0
+        let mv = 4 &* m2
+        let mmShift: UInt64 = ieeeMantissa != 0 || ieeeExponent <= 1 ? 1 : 0
+
+        var vr: UInt64, vp: UInt64, vm: UInt64
+        let e10: Int32
+        var vmIsTrailingZeros = false
+        var vrIsTrailingZeros = false
+        if e2 >= 0 {
+            let q = log10Pow2(e2) - (e2 > 3 ? 1 : 0)
+            e10 = q
+            let k = 125 &+ pow5bits(q) &- 1
+            let i = q &+ k &- e2
+            let low = RyuTables.doublePow5InvSplit[2 * Int(q)]
+            let high = RyuTables.doublePow5InvSplit[2 * Int(q) + 1]
+            vr = mulShift64(mv, low, high, i)
+            vp = mulShift64(mv &+ 2, low, high, i)
+            vm = mulShift64(mv &- 1 &- mmShift, low, high, i)
+            if q <= 21 {
+                // Only one of mp, mv and mm can be a multiple of 5, if any.
+                if mv % 5 == 0 {
+                    vrIsTrailingZeros = multipleOfPowerOf5(mv, q)
+                } else if acceptBounds {
+                    vmIsTrailingZeros = multipleOfPowerOf5(mv - 1 - mmShift, q)
+                } else if multipleOfPowerOf5(mv + 2, q) {
+                    vp &-= 1
+                }
+            }
+        } else {
+            let q = log10Pow5(-e2) - (-e2 > 1 ? 1 : 0)
+            e10 = q &+ e2
+            let i = 0 &- e2 &- q
+            let k = pow5bits(i) &- 125
+            let j = q &- k
+            let low = RyuTables.doublePow5Split[2 * Int(i)]
+            let high = RyuTables.doublePow5Split[2 * Int(i) + 1]
+            vr = mulShift64(mv, low, high, j)
+            vp = mulShift64(mv &+ 2, low, high, j)
+            vm = mulShift64(mv &- 1 &- mmShift, low, high, j)
+            if q <= 1 {
+                // mv = 4 * m2 has at least two trailing zero bits.
+                vrIsTrailingZeros = true
+                if acceptBounds {
+                    vmIsTrailingZeros = mmShift == 1
+                } else {
+                    vp &-= 1
+                }
+            } else if q < 63 {
+                vrIsTrailingZeros = multipleOfPowerOf2(mv, q)
+            }
+        }
+
+        var removed: Int32 = 0
+        var lastRemovedDigit: UInt64 = 0
+        let output: UInt64
+        if vmIsTrailingZeros || vrIsTrailingZeros {
+            while vp / 10 > vm / 10 {
+                vmIsTrailingZeros = vmIsTrailingZeros && vm % 10 == 0
+                vrIsTrailingZeros = vrIsTrailingZeros && lastRemovedDigit == 0
+                lastRemovedDigit = vr % 10
+                vr /= 10
+                vp /= 10
+                vm /= 10
+                removed &+= 1
+            }
+            if vmIsTrailingZeros {
+                while vm % 10 == 0 {
+                    vrIsTrailingZeros = vrIsTrailingZeros && lastRemovedDigit == 0
+                    lastRemovedDigit = vr % 10
+                    vr /= 10
+                    vp /= 10
+                    vm /= 10
+                    removed &+= 1
+                }
+            }
+            if vrIsTrailingZeros && lastRemovedDigit == 5 && vr % 2 == 0 {
+                lastRemovedDigit = 4  // exactly ...50..0: round to even
+            }
+            let roundUp = (vr == vm && (!acceptBounds || !vmIsTrailingZeros)) || lastRemovedDigit >= 5
+            output = vr &+ (roundUp ? 1 : 0)
+        } else {
+            // Common case: remove two digits at a time while possible, then one.
+            var roundUp = false
+            while vp / 100 > vm / 100 {
+                roundUp = vr % 100 >= 50
+                vr /= 100
+                vp /= 100
+                vm /= 100
+                removed &+= 2
+            }
+            while vp / 10 > vm / 10 {
+                roundUp = vr % 10 >= 5
+                vr /= 10
+                vp /= 10
+                vm /= 10
+                removed &+= 1
+            }
+            output = vr &+ (vr == vm || roundUp ? 1 : 0)
+        }
+        return (output, e10 &+ removed)
+    }
+}

@@ -1,0 +1,124 @@
+import Serving
+
+/// KServe V1 / TF Serving REST `:predict`: row (`instances`) and columnar (`inputs`) formats,
+/// named and unnamed inputs, `{"b64": ...}` strings; answers `predictions` or `outputs`.
+extension RESTService {
+    func predictV1(_ version: LoadedVersion, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        let body = try parseJSON(request.body[...], allowNonFinite: true)
+        guard case .object(let object) = body else { throw .invalidInput("the request body must be a JSON object") }
+        if let signature = object["signature_name"] {
+            guard let name = signature.stringValue else { throw .invalidInput("'signature_name' must be a string") }
+            if !name.isEmpty && name != "serving_default" { throw .invalidInput("Serving signature key \"\(name)\" not found.") }
+        }
+        let instances = object["instances"], columns = object["inputs"]
+        if instances != nil && columns != nil { throw .invalidInput("the request has both 'instances' and 'inputs'; send one of them") }
+        let inputs = version.inputs
+        var tensors: [InferTensor] = []
+        let rowFormat: Bool
+        if let instances {
+            rowFormat = true
+            guard let rows = instances.arrayElements, !rows.isEmpty else { throw .invalidInput("'instances' must be a non-empty list") }
+            let named = rows[0].objectValue != nil && TensorJSON.base64Object(rows[0]) == nil
+            if !named {
+                guard inputs.count == 1 else {
+                    throw .invalidInput("the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))): each instance must be an object naming them")
+                }
+                tensors.append(try tensor(instances, for: inputs[0], batchOf: rows.count))
+            } else {
+                for input in inputs {
+                    var values: [JSONValue] = []
+                    for (index, row) in rows.enumerated() {
+                        guard let rowObject = row.objectValue else { throw .invalidInput("instance \(index) is not an object") }
+                        guard Set(rowObject.keys) == Set(inputs.map(\.name)) else {
+                            throw .invalidInput("instance \(index) has keys \(rowObject.keys.sorted()); the model's inputs are \(inputs.map(\.name).sorted())")
+                        }
+                        values.append(rowObject[input.name]!)
+                    }
+                    tensors.append(try stack(values, for: input))
+                }
+            }
+        } else if let columns {
+            rowFormat = false
+            if let named = columns.objectValue, TensorJSON.base64Object(columns) == nil {
+                for input in inputs {
+                    guard let value = named[input.name] else { throw .invalidInput("Missing named input: \(input.name) in 'inputs' object.") }
+                    tensors.append(try tensor(value, for: input, batchOf: nil))
+                }
+                for key in named.keys where !inputs.contains(where: { $0.name == key }) {
+                    throw .invalidInput("'inputs' names '\(key)', which the model does not take (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
+                }
+            } else {
+                guard inputs.count == 1 else { throw .invalidInput("the model has \(inputs.count) inputs: 'inputs' must be an object naming them") }
+                tensors.append(try tensor(columns, for: inputs[0], batchOf: nil))
+            }
+        } else {
+            throw .invalidInput("Missing 'inputs' or 'instances' key")
+        }
+        run(InferRequest(inputs: tensors), on: version, protocolName: "v1", encode: { response throws(ServingError) in
+            try Self.encodeV1(response, rowFormat: rowFormat)
+        }, completion: completion)
+    }
+
+    /// One input's whole tensor from JSON; `batchOf` checks a row-format batch size.
+    private func tensor(_ value: JSONValue, for input: LoadedVersion.TensorMetadata, batchOf rows: Int?) throws(ServingError) -> InferTensor {
+        if input.datatype == .bytes, let elements = value.arrayElements {
+            let (bytes, _) = try TensorJSON.decode(.array(elements), as: .bytes, count: nil, name: input.name)
+            return InferTensor(name: input.name, datatype: .bytes, shape: [elements.count], data: bytes)
+        }
+        let (bytes, shape) = try TensorJSON.decode(value, as: input.datatype, count: nil, name: input.name)
+        if let rows, shape.first != rows { throw .invalidInput("instances of '\(input.name)' do not have one shape") }
+        return InferTensor(name: input.name, datatype: input.datatype, shape: shape, data: bytes)
+    }
+
+    /// Stacks one value per instance into `[instances] + row shape`.
+    private func stack(_ values: [JSONValue], for input: LoadedVersion.TensorMetadata) throws(ServingError) -> InferTensor {
+        var data: [UInt8] = []
+        var rowShape: [Int]?
+        for (index, value) in values.enumerated() {
+            let (bytes, shape) = try TensorJSON.decode(value, as: input.datatype, count: nil, name: input.name)
+            if let rowShape, rowShape != shape {
+                throw .invalidInput("instance \(index) of '\(input.name)' has shape \(shape), instance 0 has \(rowShape)")
+            }
+            rowShape = shape
+            data.append(contentsOf: bytes)
+        }
+        return InferTensor(name: input.name, datatype: input.datatype, shape: [values.count] + (rowShape ?? []), data: data)
+    }
+
+    static func encodeV1(_ response: InferResponse, rowFormat: Bool) throws(ServingError) -> RESTResponse {
+        var out = JSONBuilder(capacity: 256 + response.outputs.reduce(0) { $0 + $1.data.count * 3 })
+        out.beginObject()
+        if rowFormat {
+            let batch = response.outputs.first?.shape.first ?? 0
+            for output in response.outputs where output.shape.first != batch || output.shape.isEmpty {
+                throw .invalidInput("output '\(output.name)' has no batch dimension of \(batch); use the columnar 'inputs' format")
+            }
+            out.key("predictions"); out.beginArray()
+            for row in 0..<batch {
+                if response.outputs.count > 1 { out.beginObject() }
+                for output in response.outputs {
+                    if response.outputs.count > 1 { out.key(output.name) }
+                    let rowShape = Array(output.shape.dropFirst())
+                    TensorJSON.write(output, shape: rowShape, first: row * rowShape.reduce(1, *), into: &out,
+                                     base64Strings: output.name.hasSuffix("_bytes"))
+                }
+                if response.outputs.count > 1 { out.endObject() }
+            }
+            out.endArray()
+        } else {
+            out.key("outputs")
+            if response.outputs.count == 1 {
+                TensorJSON.write(response.outputs[0], shape: response.outputs[0].shape, into: &out, base64Strings: response.outputs[0].name.hasSuffix("_bytes"))
+            } else {
+                out.beginObject()
+                for output in response.outputs {
+                    out.key(output.name)
+                    TensorJSON.write(output, shape: output.shape, into: &out, base64Strings: output.name.hasSuffix("_bytes"))
+                }
+                out.endObject()
+            }
+        }
+        out.endObject()
+        return .json(200, out.bytes)
+    }
+}

@@ -1,0 +1,320 @@
+import Foundation
+import Glibc
+import Serving
+import Synchronization
+
+/// Answers every REST endpoint: KServe V1, TF Serving REST, Open Inference Protocol V2 (with
+/// the binary tensor and model repository extensions) and /metrics. Metadata requests are
+/// answered on the calling thread; inference runs on the compute executor and repository
+/// changes on the control queue, so an event loop never blocks here.
+public final class RESTService: Sendable {
+    let repository: ModelRepository
+    let executor: any ComputeExecutor
+    let metrics: Metrics
+    let control: @Sendable (@escaping @Sendable () -> Void) -> Void
+    private let draining = Atomic<Bool>(false)
+
+    public static let serverName = "swift-model-server"
+    public static let serverVersion = "0.1.0"
+
+    public init(repository: ModelRepository, executor: any ComputeExecutor, metrics: Metrics,
+                control: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) {
+        self.repository = repository
+        self.executor = executor
+        self.metrics = metrics
+        self.control = control
+    }
+
+    /// Readiness turns false; requests are still answered until the listeners close.
+    public func beginShutdown() { draining.store(true, ordering: .releasing) }
+
+    public func errorResponse(status: Int, message: String) -> RESTResponse {
+        var out = JSONBuilder()
+        out.beginObject(); out.key("error"); out.string(message); out.endObject()
+        return .json(status, out.bytes)
+    }
+
+    func error(_ error: ServingError) -> RESTResponse { errorResponse(status: ErrorMapping.httpStatus(error), message: error.message) }
+
+    /// Answers `request`; `completion` runs exactly once, on this thread or a worker's.
+    public func handle(_ request: RESTRequest, completion: @escaping @Sendable (RESTResponse) -> Void) {
+        do {
+            let route = try Route.parse(method: request.method, path: request.path)
+            try dispatch(route, request, completion)
+        } catch {
+            completion(self.error(error))
+        }
+    }
+
+    private func dispatch(_ route: Route, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        switch route {
+        case .serverLive:
+            completion(object { $0.key("status"); $0.string("alive") })
+        case .v1ListModels, .v2ListModels:
+            completion(object { out in
+                out.key("models"); out.beginArray(); for name in repository.modelNames { out.string(name) }; out.endArray()
+            })
+        case .v1ModelStatus(let model, let selector):
+            completion(try modelStatus(model, selector))
+        case .v1ModelMetadata(let model, let selector):
+            let version = try repository.lookup(model: model, version: selector ?? .latest)
+            completion(tfMetadata(version))
+        case .v1Predict(let model, let selector):
+            let version = try repository.lookup(model: model, version: selector ?? .latest)
+            try predictV1(version, request, completion)
+        case .v1Unimplemented(_, let verb):
+            throw .unsupported(verb == "explain" ? "this server has no explainer (:explain)" : ":\(verb) needs tf.Example models; only :predict is implemented")
+        case .v2Server:
+            completion(object { out in
+                out.key("name"); out.string(Self.serverName)
+                out.key("version"); out.string(Self.serverVersion)
+                out.key("extensions"); out.beginArray()
+                for name in ["binary_tensor_data", "model_repository", "model_configuration", "parameters"] { out.string(name) }
+                out.endArray()
+            })
+        case .v2Live:
+            completion(object { $0.key("live"); $0.bool(true) })
+        case .v2Ready:
+            let ready = !draining.load(ordering: .acquiring) && repository.allReady
+            completion(object(status: ready ? 200 : 503) { $0.key("ready"); $0.bool(ready) })
+        case .v2ModelMetadata(let model, let number):
+            let version = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
+            completion(v2Metadata(version))
+        case .v2ModelReady(let model, let number):
+            do {
+                _ = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
+                completion(object { $0.key("name"); $0.string(model); $0.key("ready"); $0.bool(true) })
+            } catch .modelNotFound(let name) {
+                throw .modelNotFound(name)
+            } catch {
+                completion(object(status: 503) { out in
+                    out.key("name"); out.string(model); out.key("ready"); out.bool(false); out.key("error"); out.string(error.message)
+                })
+            }
+        case .v2ModelConfig(let model, let number):
+            let version = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
+            completion(v2Config(version))
+        case .v2Infer(let model, let number):
+            let version = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
+            try inferV2(version, request, completion)
+        case .v2RepositoryIndex:
+            completion(repositoryIndex(request))
+        case .v2RepositoryLoad(let model):
+            control { [self] in
+                do throws(ServingError) {
+                    try repository.load(model: model)
+                    completion(object { $0.key("name"); $0.string(model); $0.key("load"); $0.bool(true) })
+                } catch { completion(self.error(error)) }
+            }
+        case .v2RepositoryUnload(let model):
+            control { [self] in
+                do throws(ServingError) {
+                    try repository.unload(model: model)
+                    completion(object { $0.key("name"); $0.string(model); $0.key("unload"); $0.bool(true) })
+                } catch { completion(self.error(error)) }
+            }
+        case .metrics:
+            completion(RESTResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
+                                    body: Array(metrics.render(loadedVersions: repository.loadedVersionCount).utf8)))
+        case .notFound:
+            throw .notFound("Not Found: \(request.method) \(request.path)")
+        case .methodNotAllowed:
+            throw .methodNotAllowed("Method Not Allowed: \(request.method) \(request.path)")
+        }
+    }
+
+    private func object(status: Int = 200, _ body: (inout JSONBuilder) -> Void) -> RESTResponse {
+        var out = JSONBuilder()
+        out.beginObject()
+        body(&out)
+        out.endObject()
+        return .json(status, out.bytes)
+    }
+
+    // MARK: Status and metadata
+
+    /// TF Serving's GetModelStatus JSON plus KServe V1's `name` / `ready` keys.
+    private func modelStatus(_ model: String, _ selector: VersionSelector?) throws(ServingError) -> RESTResponse {
+        var statuses = try repository.status(model: model)
+        switch selector {
+        case .number(let number)?:
+            statuses = statuses.filter { $0.version == number }
+            if statuses.isEmpty { throw .versionNotFound(model: model, version: String(number)) }
+        case .label?:
+            let version = try repository.lookup(model: model, version: selector!)
+            statuses = statuses.filter { $0.version == version.version }
+        case .latest?, nil:
+            break
+        }
+        let ready = statuses.contains { $0.state == .available }
+        return object { out in
+            out.key("name"); out.string(model)
+            out.key("ready"); out.bool(ready)
+            out.key("model_version_status"); out.beginArray()
+            for status in statuses.reversed() {
+                out.beginObject()
+                out.key("version"); out.string(String(status.version))
+                out.key("state"); out.string(status.state == .failed ? "END" : status.state.rawValue)
+                out.key("status"); out.beginObject()
+                out.key("error_code"); out.string(status.error == nil ? "OK" : "UNKNOWN")
+                out.key("error_message"); out.string(status.error ?? "")
+                out.endObject()
+                out.endObject()
+            }
+            out.endArray()
+        }
+    }
+
+    static func tfType(_ type: TensorDataType) -> String {
+        switch type {
+        case .fp32: return "DT_FLOAT"
+        case .fp64: return "DT_DOUBLE"
+        case .int64: return "DT_INT64"
+        case .int32: return "DT_INT32"
+        case .int16: return "DT_INT16"
+        case .int8: return "DT_INT8"
+        case .uint8: return "DT_UINT8"
+        case .uint16: return "DT_UINT16"
+        case .uint32: return "DT_UINT32"
+        case .uint64: return "DT_UINT64"
+        case .bool: return "DT_BOOL"
+        case .fp16: return "DT_HALF"
+        case .bf16: return "DT_BFLOAT16"
+        case .bytes: return "DT_STRING"
+        }
+    }
+
+    private func tfMetadata(_ version: LoadedVersion) -> RESTResponse {
+        object { out in
+            out.key("model_spec"); out.beginObject()
+            out.key("name"); out.string(version.name)
+            out.key("signature_name"); out.string("")
+            out.key("version"); out.string(String(version.version))
+            out.endObject()
+            out.key("metadata"); out.beginObject(); out.key("signature_def"); out.beginObject(); out.key("signature_def"); out.beginObject()
+            out.key("serving_default"); out.beginObject()
+            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.outputs)] {
+                out.key(key); out.beginObject()
+                for tensor in tensors {
+                    out.key(tensor.name); out.beginObject()
+                    out.key("dtype"); out.string(Self.tfType(tensor.datatype))
+                    out.key("tensor_shape"); out.beginObject()
+                    out.key("dim"); out.beginArray()
+                    for size in tensor.shape {
+                        out.beginObject(); out.key("size"); out.string(String(size)); out.key("name"); out.string(""); out.endObject()
+                    }
+                    out.endArray()
+                    out.key("unknown_rank"); out.bool(false)
+                    out.endObject()
+                    out.key("name"); out.string(tensor.name)
+                    out.endObject()
+                }
+                out.endObject()
+            }
+            out.key("method_name"); out.string("tensorflow/serving/predict")
+            out.key("defaults"); out.beginObject(); out.endObject()
+            out.endObject(); out.endObject(); out.endObject(); out.endObject()
+        }
+    }
+
+    private func v2Metadata(_ version: LoadedVersion) -> RESTResponse {
+        let versions = ((try? repository.status(model: version.name)) ?? []).filter { $0.state == .available }.map { String($0.version) }
+        return object { out in
+            out.key("name"); out.string(version.name)
+            out.key("versions"); out.beginArray(); for v in versions { out.string(v) }; out.endArray()
+            out.key("platform"); out.string("onnx_onnxv1")
+            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.outputs)] {
+                out.key(key); out.beginArray()
+                for tensor in tensors {
+                    out.beginObject()
+                    out.key("name"); out.string(tensor.name)
+                    out.key("datatype"); out.string(tensor.datatype.rawValue)
+                    out.key("shape"); out.beginArray(); for size in tensor.shape { out.int(size) }; out.endArray()
+                    out.endObject()
+                }
+                out.endArray()
+            }
+        }
+    }
+
+    /// Triton's model configuration extension (the fields this server knows).
+    private func v2Config(_ version: LoadedVersion) -> RESTResponse {
+        let batching = version.maxBatchSize > 0
+        return object { out in
+            out.key("name"); out.string(version.name)
+            out.key("platform"); out.string("onnxruntime_onnx")
+            out.key("backend"); out.string("swift-model-server")
+            out.key("max_batch_size"); out.int(version.maxBatchSize)
+            for (key, tensors) in [("input", version.inputs), ("output", version.outputs)] {
+                out.key(key); out.beginArray()
+                for tensor in tensors {
+                    out.beginObject()
+                    out.key("name"); out.string(tensor.name)
+                    out.key("data_type"); out.string("TYPE_" + (tensor.datatype == .bytes ? "STRING" : tensor.datatype.rawValue))
+                    out.key("dims"); out.beginArray(); for size in (batching ? Array(tensor.shape.dropFirst()) : tensor.shape) { out.int(size) }; out.endArray()
+                    out.endObject()
+                }
+                out.endArray()
+            }
+        }
+    }
+
+    private func repositoryIndex(_ request: RESTRequest) -> RESTResponse {
+        var onlyReady = false
+        if !request.body.isEmpty, let body = try? JSONParser.parse(request.body), let ready = body["ready"]?.boolValue { onlyReady = ready }
+        var out = JSONBuilder()
+        out.beginArray()
+        for entry in repository.index() where !onlyReady || entry.state == "READY" {
+            out.beginObject()
+            out.key("name"); out.string(entry.name)
+            if let version = entry.version { out.key("version"); out.string(String(version)) }
+            out.key("state"); out.string(entry.state)
+            out.key("reason"); out.string(entry.reason)
+            out.endObject()
+        }
+        out.endArray()
+        return .json(200, out.bytes)
+    }
+
+    // MARK: Inference
+
+    /// Runs `request` on the compute executor; `encode` turns the result into the protocol's
+    /// response on the worker thread.
+    func run(_ request: InferRequest, on version: LoadedVersion, protocolName: String,
+             encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
+             completion: @escaping @Sendable (RESTResponse) -> Void) {
+        let metrics = metrics
+        let received = monotonicNow()
+        metrics.requestStarted()
+        executor.submit { [self] worker in
+            let started = monotonicNow()
+            var response: RESTResponse
+            var outcome = "success"
+            do throws(ServingError) {
+                let result = try version.infer(request, worker: worker)
+                response = try encode(result)
+            } catch {
+                outcome = ErrorMapping.outcome(error)
+                response = self.error(error)
+            }
+            let finished = monotonicNow()
+            metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName, outcome: outcome,
+                                    queueSeconds: started - received, computeSeconds: finished - started, totalSeconds: finished - received)
+            completion(response)
+        }
+    }
+
+    func parseJSON(_ bytes: ArraySlice<UInt8>, allowNonFinite: Bool = false) throws(ServingError) -> JSONValue {
+        do {
+            return try JSONParser.parse(bytes, options: .init(allowNonFiniteNumbers: allowNonFinite))
+        } catch {
+            throw .invalidInput("Unrecognized request format: \(error)")
+        }
+    }
+}
+
+func monotonicNow() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}

@@ -1,0 +1,165 @@
+import Engine
+import Foundation
+
+/// Runs jobs on threads the executable owns. Serving never creates threads.
+public protocol ComputeExecutor: Sendable {
+    /// Number of workers; a job learns which one runs it.
+    var workerCount: Int { get }
+    /// Queues `job`; it runs once on one worker thread with that worker's index.
+    func submit(_ job: @escaping @Sendable (_ worker: Int) -> Void)
+}
+
+/// One loaded, servable version of a model. Requests hold a reference for their whole
+/// inference, which pins the version: unloading only drops the repository's reference.
+/// Thread safety: immutable except `sessions[w]`, which only worker w touches.
+public final class LoadedVersion: @unchecked Sendable {
+    public let name: String
+    public let version: Int
+    public let directory: String
+    public let model: Model
+    public let settings: ModelSettings
+    /// Labels per output name (from label_filename / labels.txt), for classification.
+    public let labels: [String: [String]]
+    private var sessions: [Session?]
+
+    public struct TensorMetadata: Sendable {
+        public let name: String
+        public let datatype: TensorDataType
+        /// -1 marks the batch dimension.
+        public let shape: [Int]
+    }
+    public let inputs: [TensorMetadata]
+    public let outputs: [TensorMetadata]
+
+    /// Loads `<directory>/model.onnx`, checks it against `settings`, and runs it once on zeros.
+    public init(name: String, version: Int, directory: String, settings: ModelSettings, workers: Int) throws {
+        self.name = name
+        self.version = version
+        self.directory = directory
+        self.settings = settings
+        let path = directory + "/model.onnx"
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ServingError.invalidInput("version \(version) of \(name) has no model.onnx in \(directory)")
+        }
+        let maxBatch = max(1, settings.maxBatchSize)
+        let model: Model
+        do {
+            model = try Model(path: path, options: .init(maxBatchSize: maxBatch))
+        } catch let error as EngineError {
+            throw ServingError.invalidInput("cannot load \(path): \(error)")
+        }
+        self.model = model
+        func metadata(_ info: Model.TensorInfo) throws -> TensorMetadata {
+            TensorMetadata(name: info.name, datatype: TensorDataType(info.dtype), shape: info.shape)
+        }
+        inputs = try model.inputs.map(metadata)
+        outputs = try model.outputs.map(metadata)
+        for spec in settings.inputs where !model.inputs.contains(where: { $0.name == spec.name }) {
+            throw ServingError.invalidInput("config.pbtxt names input '\(spec.name)', the model's inputs are \(model.inputs.map(\.name))")
+        }
+        for spec in settings.outputs where !model.outputs.contains(where: { $0.name == spec.name }) {
+            throw ServingError.invalidInput("config.pbtxt names output '\(spec.name)', the model's outputs are \(model.outputs.map(\.name))")
+        }
+        var labels: [String: [String]] = [:]
+        for (output, file) in settings.labelFiles {
+            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+                throw ServingError.invalidInput("cannot read label file \(file)")
+            }
+            labels[output] = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
+        }
+        self.labels = labels
+        sessions = Array(repeating: nil, count: max(1, workers))
+        // Warm-up: one run proves the plan executes before the version is marked ready.
+        let session = model.makeSession()
+        let zeros = model.inputs.map { info -> [UInt8] in
+            let count = info.shape.map { $0 == -1 ? 1 : $0 }.reduce(1, *)
+            return [UInt8](repeating: 0, count: count * info.dtype.size)
+        }
+        do {
+            try zeros.withUnsafeBufferPointers { buffers in
+                _ = try session.run(batchSize: model.hasDynamicBatch ? 1 : model.maxBatchSize, inputs: buffers) { _ in 0 }
+            }
+        } catch {
+            throw ServingError.invalidInput("warm-up run of \(name) version \(version) failed: \(error)")
+        }
+    }
+
+    /// Largest batch one request may carry.
+    public var maxBatchSize: Int { model.hasDynamicBatch ? model.maxBatchSize : 0 }
+
+    /// Runs `request` on worker `worker`'s session. Call only from that worker's thread.
+    public func infer(_ request: InferRequest, worker: Int) throws(ServingError) -> InferResponse {
+        var buffers: [[UInt8]] = []
+        var batch: Int?
+        for info in model.inputs {
+            guard let tensor = request.inputs.first(where: { $0.name == info.name }) else {
+                throw .invalidInput("missing input '\(info.name)' (\(TensorDataType(info.dtype).rawValue) \(info.shape))")
+            }
+            let expectedType = TensorDataType(info.dtype)
+            guard tensor.datatype == expectedType else {
+                throw .invalidInput("input '\(info.name)' must be \(expectedType.rawValue), got \(tensor.datatype.rawValue)")
+            }
+            let fits = tensor.shape.count == info.shape.count && zip(tensor.shape, info.shape).allSatisfy { $1 == -1 || $0 == $1 }
+            guard fits else {
+                throw .invalidInput("input '\(info.name)' must have shape \(info.shape) (-1: any batch size), got \(tensor.shape)")
+            }
+            if model.hasDynamicBatch {
+                let rows = tensor.shape[0]
+                if let batch, batch != rows { throw .invalidInput("inputs disagree on the batch size (\(batch) and \(rows))") }
+                batch = rows
+            }
+            let expectedBytes = tensor.elementCount * info.dtype.size
+            guard tensor.data.count == expectedBytes else {
+                throw .invalidInput("input '\(info.name)' has \(tensor.data.count) bytes of data, shape \(tensor.shape) of \(expectedType.rawValue) needs \(expectedBytes)")
+            }
+            buffers.append(tensor.data)
+        }
+        for tensor in request.inputs where !model.inputs.contains(where: { $0.name == tensor.name }) {
+            throw .invalidInput("unknown input '\(tensor.name)'; the model's inputs are \(model.inputs.map(\.name).joined(separator: ", "))")
+        }
+        let batchSize = batch ?? model.maxBatchSize
+        if model.hasDynamicBatch && (batchSize < 1 || batchSize > model.maxBatchSize) {
+            throw .invalidInput("batch size \(batchSize) is outside 1...\(model.maxBatchSize) (max_batch_size)")
+        }
+        var wanted: [String]? = nil
+        if let requested = request.outputs, !requested.isEmpty {
+            for output in requested where !model.outputs.contains(where: { $0.name == output.name }) {
+                throw .invalidInput("unknown output '\(output.name)'; the model's outputs are \(model.outputs.map(\.name).joined(separator: ", "))")
+            }
+            wanted = requested.map(\.name)
+        }
+        if sessions[worker] == nil { sessions[worker] = model.makeSession() }
+        let session = sessions[worker]!
+        do {
+            let outputs = try buffers.withUnsafeBufferPointers { pointers in
+                try session.run(batchSize: batchSize, inputs: pointers) { views in
+                    views.filter { view in wanted.map { $0.contains(view.name) } ?? true }.map { view in
+                        InferTensor(name: view.name, datatype: TensorDataType(view.dtype), shape: view.shape, data: [UInt8](view.bytes))
+                    }
+                }
+            }
+            let ordered = wanted.map { names in names.compactMap { name in outputs.first { $0.name == name } } } ?? outputs
+            return InferResponse(modelName: name, modelVersion: version, id: request.id, outputs: ordered)
+        } catch let error as EngineError {
+            throw .invalidInput("\(error)")
+        } catch {
+            throw .internalError("\(error)")
+        }
+    }
+}
+
+extension Array where Element == [UInt8] {
+    /// Calls `body` with raw buffers over each element (valid only during the call).
+    func withUnsafeBufferPointers<R>(_ body: ([UnsafeRawBufferPointer]) throws -> R) rethrows -> R {
+        var pointers: [UnsafeRawBufferPointer] = []
+        pointers.reserveCapacity(count)
+        func nest(_ index: Int) throws -> R {
+            if index == count { return try body(pointers) }
+            return try self[index].withUnsafeBytes { bytes in
+                pointers.append(bytes)
+                return try nest(index + 1)
+            }
+        }
+        return try nest(0)
+    }
+}

@@ -1,0 +1,160 @@
+import Foundation
+import ServingProto
+import SwiftProtobuf
+
+/// How versions of a model are chosen for serving (TF Serving's ServableVersionPolicy).
+public enum VersionPolicy: Sendable, Equatable {
+    /// The `count` highest versions.
+    case latest(Int)
+    case all
+    case specific(Set<Int>)
+
+    /// The versions to serve among those on disk.
+    public func select(_ available: [Int]) -> Set<Int> {
+        switch self {
+        case .latest(let count): return Set(available.sorted(by: >).prefix(max(1, count)))
+        case .all: return Set(available)
+        case .specific(let versions): return versions.intersection(available)
+        }
+    }
+}
+
+/// Per-model settings read from `config.pbtxt` beside the model (the Triton subset this
+/// server applies: name, max_batch_size, input/output names and dims, version_policy,
+/// dynamic_batching). Everything else in the file is ignored.
+public struct ModelSettings: Sendable {
+    public struct TensorSpec: Sendable {
+        public var name: String
+        /// Dims without the batch dimension when maxBatchSize > 0 (Triton's convention); -1 = any.
+        public var dims: [Int]
+        public var dataType: TensorDataType?
+    }
+
+    /// Largest batch one execution handles; 0 means the model does not batch (Triton).
+    public var maxBatchSize: Int = 32
+    public var maxBatchSizeConfigured = false
+    public var inputs: [TensorSpec] = []
+    public var outputs: [TensorSpec] = []
+    public var versionPolicy: VersionPolicy?
+    public var dynamicBatching: Inference_ModelDynamicBatching?
+    /// Output name -> label file path (Triton's label_filename), resolved against the model directory.
+    public var labelFiles: [String: String] = [:]
+
+    public init() {}
+
+    /// Reads `<directory>/config.pbtxt` if present. Throws on an unreadable or invalid file.
+    public static func load(directory: String) throws -> ModelSettings {
+        let path = directory + "/config.pbtxt"
+        guard FileManager.default.fileExists(atPath: path) else { return ModelSettings() }
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ServingError.invalidInput("cannot read \(path): \(error.localizedDescription)")
+        }
+        var options = TextFormatDecodingOptions()
+        options.ignoreUnknownFields = true
+        let config: Inference_ModelConfig
+        do { config = try Inference_ModelConfig(textFormatString: text, options: options) } catch {
+            throw ServingError.invalidInput("\(path) is not a valid model configuration: \(error)")
+        }
+        var settings = ModelSettings()
+        settings.maxBatchSize = Int(config.maxBatchSize)
+        settings.maxBatchSizeConfigured = true
+        settings.inputs = config.input.map { TensorSpec(name: $0.name, dims: $0.dims.map { Int($0) }, dataType: dataType($0.dataType)) }
+        settings.outputs = config.output.map { TensorSpec(name: $0.name, dims: $0.dims.map { Int($0) }, dataType: dataType($0.dataType)) }
+        for output in config.output where !output.labelFilename.isEmpty {
+            settings.labelFiles[output.name] = directory + "/" + output.labelFilename
+        }
+        if config.hasVersionPolicy {
+            switch config.versionPolicy.policyChoice {
+            case .latest(let latest)?: settings.versionPolicy = .latest(max(1, Int(latest.numVersions)))
+            case .all?: settings.versionPolicy = .all
+            case .specific(let specific)?: settings.versionPolicy = .specific(Set(specific.versions.map { Int($0) }))
+            case nil: break
+            }
+        }
+        if config.hasDynamicBatching { settings.dynamicBatching = config.dynamicBatching }
+        return settings
+    }
+
+    static func dataType(_ type: Inference_DataType) -> TensorDataType? {
+        switch type {
+        case .typeBool: return .bool
+        case .typeUint8: return .uint8
+        case .typeUint16: return .uint16
+        case .typeUint32: return .uint32
+        case .typeUint64: return .uint64
+        case .typeInt8: return .int8
+        case .typeInt16: return .int16
+        case .typeInt32: return .int32
+        case .typeInt64: return .int64
+        case .typeFp16: return .fp16
+        case .typeFp32: return .fp32
+        case .typeFp64: return .fp64
+        case .typeString: return .bytes
+        case .typeBf16: return .bf16
+        default: return nil
+        }
+    }
+}
+
+/// One model the repository serves: where its versions live and how they are chosen.
+public struct ModelSource: Sendable {
+    public var name: String
+    public var basePath: String
+    /// From --model_config_file; overrides config.pbtxt's version_policy when set.
+    public var policy: VersionPolicy?
+    public var labels: [String: Int]
+
+    public init(name: String, basePath: String, policy: VersionPolicy? = nil, labels: [String: Int] = [:]) {
+        self.name = name
+        self.basePath = basePath
+        self.policy = policy
+        self.labels = labels
+    }
+
+    /// Reads a TF Serving `model_config_list` text file.
+    public static func fromConfigFile(_ path: String) throws -> [ModelSource] {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ServingError.invalidInput("cannot read model config file \(path): \(error.localizedDescription)")
+        }
+        let config: Tensorflow_Serving_ModelServerConfig
+        do { config = try Tensorflow_Serving_ModelServerConfig(textFormatString: text) } catch {
+            throw ServingError.invalidInput("\(path) is not a valid model_config_list: \(error)")
+        }
+        guard case .modelConfigList(let list)? = config.config else {
+            throw ServingError.invalidInput("\(path) has no model_config_list")
+        }
+        return try list.config.map { model in
+            guard !model.name.isEmpty, !model.basePath.isEmpty else {
+                throw ServingError.invalidInput("\(path): every config needs a name and a base_path")
+            }
+            if !model.modelPlatform.isEmpty && model.modelPlatform != "onnx" {
+                throw ServingError.unsupported("model \(model.name): model_platform '\(model.modelPlatform)' is not supported (use \"onnx\")")
+            }
+            var policy: VersionPolicy?
+            if model.hasModelVersionPolicy {
+                switch model.modelVersionPolicy.policyChoice {
+                case .latest(let latest)?: policy = .latest(max(1, Int(latest.numVersions)))
+                case .all?: policy = .all
+                case .specific(let specific)?: policy = .specific(Set(specific.versions.map { Int($0) }))
+                case nil: break
+                }
+            }
+            return ModelSource(name: model.name, basePath: model.basePath, policy: policy,
+                               labels: model.versionLabels.mapValues { Int($0) })
+        }
+    }
+
+    /// Every subdirectory of a Triton-style repository is a model.
+    public static func fromRepository(_ directory: String) throws -> [ModelSource] {
+        let names: [String]
+        do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
+            throw ServingError.invalidInput("cannot list model repository \(directory): \(error.localizedDescription)")
+        }
+        return names.sorted().filter { name in
+            var isDirectory: ObjCBool = false
+            return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue
+        }.map { ModelSource(name: $0, basePath: directory + "/" + $0) }
+    }
+}

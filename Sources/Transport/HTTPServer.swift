@@ -1,0 +1,455 @@
+import CLinuxShims
+import Glibc
+import Synchronization
+
+/// A complete HTTP/1.1 request: head and body (the body bytes were copied once, from the
+/// socket read buffer).
+public struct HTTPRequest: Sendable {
+    public var head: HTTPRequestHead
+    public var body: [UInt8]
+}
+
+/// Answers requests. Transport knows nothing about what requests mean.
+public protocol HTTPHandler: Sendable {
+    /// Called on an event-loop thread for each complete request, in order per connection.
+    /// Must not block; call `responder.send` exactly once, from any thread.
+    func handle(_ request: HTTPRequest, responder: HTTPResponder)
+    /// The response for a request Transport rejects itself (malformed, too large, timeout).
+    func errorResponse(status: Int, message: String) -> HTTPResponse
+}
+
+/// Sends the response to one request. Thread-safe; the response is written on the loop thread.
+public struct HTTPResponder: Sendable {
+    let connection: ConnectionReference
+    let sequence: Int
+
+    public func send(_ response: HTTPResponse) {
+        let connection = connection
+        let sequence = sequence
+        connection.loop.execute { connection.value?.complete(sequence: sequence, response: response) }
+    }
+}
+
+/// Lets a responder reach its connection from other threads without keeping it alive.
+final class ConnectionReference: @unchecked Sendable {
+    let loop: EventLoop
+    /// Read and written only on `loop`'s thread.
+    weak var value: HTTPConnection?
+    init(loop: EventLoop, value: HTTPConnection) {
+        self.loop = loop
+        self.value = value
+    }
+}
+
+public struct HTTPServerConfiguration: Sendable {
+    public var host: String = "0.0.0.0"
+    public var port: Int = 8501
+    public var limits = HTTPParserLimits()
+    /// Seconds a keep-alive connection may sit idle.
+    public var idleTimeout: Int = 60
+    /// Seconds a client has to send a whole request once it started one.
+    public var requestTimeout: Int = 30
+    public var maxConnections: Int = 10_000
+    /// Requests a connection may queue (pipelined) before the server stops reading from it.
+    public var maxPipelined: Int = 32
+    public init() {}
+}
+
+/// A TCP listener per event loop (SO_REUSEPORT: the kernel spreads connections) and the
+/// connections it accepts.
+public final class HTTPServer: @unchecked Sendable {
+    public let configuration: HTTPServerConfiguration
+    let handler: any HTTPHandler
+    let loops: [EventLoop]
+    private var listeners: [Listener] = []
+    /// The bound port (resolved when configuration.port is 0).
+    public private(set) var port: Int = 0
+    let connectionCount = Atomic<Int>(0)
+    let draining = Atomic<Bool>(false)
+
+    public init(configuration: HTTPServerConfiguration, loops: [EventLoop], handler: any HTTPHandler) throws {
+        self.configuration = configuration
+        self.loops = loops
+        self.handler = handler
+        var port = configuration.port
+        for loop in loops {
+            let fd = try Self.listen(host: configuration.host, port: port)
+            if port == 0 { port = Self.boundPort(fd) }
+            listeners.append(Listener(fd: fd, loop: loop, server: self))
+        }
+        self.port = port
+    }
+
+    /// Starts accepting on every loop. Any thread.
+    public func start() {
+        for listener in listeners {
+            listener.loop.execute { listener.register() }
+        }
+        for loop in loops {
+            loop.execute { [self] in loop.onTick { loop in self.tick(loop) } }
+        }
+    }
+
+    /// Stops accepting; connections finish what they have in flight and close. Idle ones close
+    /// at once. `completion` runs (on some loop) when no connection is left or the deadline passed.
+    public func shutdown(gracePeriod seconds: Int, completion: @escaping @Sendable () -> Void) {
+        draining.store(true, ordering: .releasing)
+        let deadline = monotonicSeconds() + Double(seconds)
+        let finished = Atomic<Bool>(false)
+        let check: @Sendable () -> Void = { [self] in
+            if connectionCount.load(ordering: .acquiring) == 0 || monotonicSeconds() >= deadline {
+                if !finished.exchange(true, ordering: .acquiringAndReleasing) { completion() }
+            }
+        }
+        for listener in listeners {
+            listener.loop.execute {
+                listener.close()
+                for connection in listener.connections.values { connection.beginDrain() }
+                check()
+            }
+        }
+        for loop in loops {
+            loop.execute { [self] in
+                loop.onTick { _ in
+                    if monotonicSeconds() >= deadline {
+                        for listener in self.listeners where listener.loop === loop {
+                            for connection in Array(listener.connections.values) { connection.close() }
+                        }
+                    }
+                    check()
+                }
+            }
+        }
+    }
+
+    private func tick(_ loop: EventLoop) {
+        let now = monotonicSeconds()
+        for listener in listeners where listener.loop === loop {
+            for connection in Array(listener.connections.values) { connection.checkTimeouts(now: now) }
+        }
+    }
+
+    static func listen(host: String, port: Int) throws -> Int32 {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        guard fd >= 0 else { throw SystemError(function: "socket", errno: errno) }
+        var one: Int32 = 1
+        setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
+        setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
+            close(fd)
+            throw SystemError(function: "inet_pton(\(host))", errno: EINVAL)
+        }
+        let bound = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        guard bound == 0 else {
+            let code = errno
+            close(fd)
+            throw SystemError(function: "bind(\(host):\(port))", errno: code)
+        }
+        guard Glibc.listen(fd, 4096) == 0 else {
+            let code = errno
+            close(fd)
+            throw SystemError(function: "listen", errno: code)
+        }
+        return fd
+    }
+
+    static func boundPort(_ fd: Int32) -> Int {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+}
+
+/// Seconds on the monotonic clock.
+func monotonicSeconds() -> Double {
+    var time = timespec()
+    clock_gettime(CLOCK_MONOTONIC, &time)
+    return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+}
+
+/// A listening socket on one loop and the connections accepted there. Loop thread only
+/// (unchecked Sendable: it crosses threads only inside closures that run on its loop).
+final class Listener: EventHandler, @unchecked Sendable {
+    let fd: Int32
+    let loop: EventLoop
+    unowned let server: HTTPServer
+    var registration: EventLoop.Registration?
+    var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    /// One read buffer per loop: a read is parsed completely before the next.
+    let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+
+    init(fd: Int32, loop: EventLoop, server: HTTPServer) {
+        self.fd = fd
+        self.loop = loop
+        self.server = server
+    }
+
+    func register() {
+        registration = try? loop.register(fd, events: EPOLLIN.rawValue, handler: self)
+    }
+
+    func close() {
+        if let registration { loop.deregister(registration) }
+        registration = nil
+        Glibc.close(fd)
+    }
+
+    func handleEvents(_ events: UInt32) {
+        while true {
+            let client = cls_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
+            if client < 0 {
+                if errno == EINTR || errno == ECONNABORTED { continue }
+                return  // EAGAIN, or EMFILE and friends: try again on the next event
+            }
+            if server.draining.load(ordering: .acquiring)
+                || server.connectionCount.add(1, ordering: .relaxed).newValue > server.configuration.maxConnections {
+                if !server.draining.load(ordering: .acquiring) { server.connectionCount.subtract(1, ordering: .relaxed) }
+                Glibc.close(client)
+                continue
+            }
+            var one: Int32 = 1
+            setsockopt(client, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            let connection = HTTPConnection(fd: client, listener: self)
+            do {
+                try connection.register()
+                connections[ObjectIdentifier(connection)] = connection
+            } catch {
+                server.connectionCount.subtract(1, ordering: .relaxed)
+                Glibc.close(client)
+            }
+        }
+    }
+
+    func removed(_ connection: HTTPConnection) {
+        if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
+            server.connectionCount.subtract(1, ordering: .relaxed)
+        }
+    }
+}
+
+/// One client connection: parses requests, hands them to the handler one at a time (so
+/// pipelined responses leave in order), writes responses. Loop thread only.
+final class HTTPConnection: EventHandler, @unchecked Sendable {
+    let fd: Int32
+    unowned let listener: Listener
+    var loop: EventLoop { listener.loop }
+    var server: HTTPServer { listener.server }
+    var registration: EventLoop.Registration?
+    var parser: HTTP1Parser
+    lazy var reference = ConnectionReference(loop: loop, value: self)
+
+    private var currentHead: HTTPRequestHead?
+    private var currentBody: [UInt8] = []
+    private var pending: [HTTPRequest] = []
+    /// Sequence number of the request the handler holds, if any.
+    private var inFlight: Int?
+    private var nextSequence = 0
+    private var inFlightKeepAlive = true
+    private var inFlightHTTP10 = false
+    private var output: [UInt8] = []
+    private var outputOffset = 0
+    private var closeAfterFlush = false
+    private var readPaused = false
+    private var wantsWrite = false
+    private var closed = false
+    private var draining = false
+    private var lastActivity = monotonicSeconds()
+    private var requestStarted: Double?
+
+    init(fd: Int32, listener: Listener) {
+        self.fd = fd
+        self.listener = listener
+        parser = HTTP1Parser(limits: listener.server.configuration.limits)
+    }
+
+    func register() throws {
+        registration = try loop.register(fd, events: interest, handler: self)
+    }
+
+    private var interest: UInt32 {
+        var events = EPOLLRDHUP.rawValue
+        if !readPaused && !closeAfterFlush { events |= EPOLLIN.rawValue }
+        if wantsWrite { events |= EPOLLOUT.rawValue }
+        return events
+    }
+
+    private func updateInterest() {
+        guard let registration, !closed else { return }
+        try? loop.modify(registration, events: interest)
+    }
+
+    func handleEvents(_ events: UInt32) {
+        if closed { return }
+        if events & EPOLLOUT.rawValue != 0 { flush() }
+        if closed { return }
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 && !readPaused {
+            readAvailable()
+        } else if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+            close()
+        }
+    }
+
+    private func readAvailable() {
+        let buffer = listener.readBuffer
+        // Bounded reads per event keep one busy client from starving the others.
+        for _ in 0..<8 {
+            let count = read(fd, buffer.baseAddress, buffer.count)
+            if count < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+                close()
+                return
+            }
+            if count == 0 {
+                // Peer closed its side: finish what is in flight only if it can still read.
+                close()
+                return
+            }
+            lastActivity = monotonicSeconds()
+            do {
+                try parser.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) { event in
+                    try self.received(event)
+                }
+            } catch let error as HTTPParseError {
+                reject(status: error.status, message: error.reason)
+                return
+            } catch {
+                reject(status: 400, message: "\(error)")
+                return
+            }
+            if readPaused || closed || closeAfterFlush { return }
+            if count < buffer.count { return }
+        }
+    }
+
+    private func received(_ event: HTTPParseEvent) throws {
+        switch event {
+        case .head(let head):
+            currentHead = head
+            currentBody = []
+            if let length = head.contentLength { currentBody.reserveCapacity(length) }
+            requestStarted = monotonicSeconds()
+            // 100 Continue only when no earlier response is still owed (it must not overtake one);
+            // otherwise the client sends the body after its own short wait.
+            if head.expectsContinue && inFlight == nil && pending.isEmpty {
+                output.append(contentsOf: HTTPResponseWriter.continueResponse)
+                flush()
+            }
+        case .body(let bytes):
+            currentBody.append(contentsOf: bytes)
+        case .end:
+            guard let head = currentHead else { return }
+            pending.append(HTTPRequest(head: head, body: currentBody))
+            currentHead = nil
+            currentBody = []
+            requestStarted = nil
+            if pending.count >= server.configuration.maxPipelined && !readPaused {
+                readPaused = true
+                updateInterest()
+            }
+            dispatch()
+        }
+    }
+
+    private func dispatch() {
+        guard inFlight == nil, !closed, !pending.isEmpty else { return }
+        let request = pending.removeFirst()
+        if readPaused && pending.count < server.configuration.maxPipelined / 2 {
+            readPaused = false
+            updateInterest()
+        }
+        let sequence = nextSequence
+        nextSequence += 1
+        inFlight = sequence
+        inFlightKeepAlive = request.head.keepAlive && !draining
+        inFlightHTTP10 = request.head.versionMinor == 0
+        server.handler.handle(request, responder: HTTPResponder(connection: reference, sequence: sequence))
+    }
+
+    /// A response arrived (on the loop thread).
+    func complete(sequence: Int, response: HTTPResponse) {
+        guard !closed, inFlight == sequence else { return }
+        inFlight = nil
+        let keepAlive = inFlightKeepAlive && !draining
+        var response = response
+        // HTTP/1.0 clients keep the connection only when told so.
+        if keepAlive && inFlightHTTP10 { response.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
+        HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
+        if !keepAlive { closeAfterFlush = true }
+        lastActivity = monotonicSeconds()
+        flush()
+        if !closed && !closeAfterFlush { dispatch() }
+        if draining && inFlight == nil && pending.isEmpty && !closed && output.count == outputOffset { close() }
+    }
+
+    /// Answers a request Transport rejects and closes the connection.
+    private func reject(status: Int, message: String) {
+        pending.removeAll()
+        let response = server.handler.errorResponse(status: status, message: message)
+        if inFlight == nil {
+            HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
+            closeAfterFlush = true
+            updateInterest()
+            flush()
+        } else {
+            // A response is still owed for an earlier request: write the rejection after it.
+            closeAfterFlush = true
+            updateInterest()
+        }
+    }
+
+    private func flush() {
+        while outputOffset < output.count {
+            let written = output.withUnsafeBytes { bytes in
+                write(fd, bytes.baseAddress! + outputOffset, bytes.count - outputOffset)
+            }
+            if written < 0 {
+                if errno == EINTR { continue }
+                if errno == EAGAIN || errno == EWOULDBLOCK {
+                    if !wantsWrite { wantsWrite = true; updateInterest() }
+                    return
+                }
+                close()
+                return
+            }
+            outputOffset += written
+        }
+        output.removeAll(keepingCapacity: output.capacity <= 1 << 20)
+        outputOffset = 0
+        if wantsWrite { wantsWrite = false; updateInterest() }
+        if closeAfterFlush && inFlight == nil { close() }
+    }
+
+    func beginDrain() {
+        draining = true
+        if inFlight == nil && pending.isEmpty && currentHead == nil && output.count == outputOffset { close() }
+    }
+
+    func checkTimeouts(now: Double) {
+        guard !closed else { return }
+        if let started = requestStarted, now - started > Double(server.configuration.requestTimeout) {
+            reject(status: 408, message: "request not completed within \(server.configuration.requestTimeout) s")
+            return
+        }
+        if inFlight == nil && pending.isEmpty && currentHead == nil && now - lastActivity > Double(server.configuration.idleTimeout) {
+            close()
+        }
+    }
+
+    func close() {
+        guard !closed else { return }
+        closed = true
+        if let registration { loop.deregister(registration) }
+        registration = nil
+        Glibc.close(fd)
+        listener.removed(self)
+    }
+}

@@ -1,0 +1,161 @@
+import ArgumentParser
+import Engine
+import Foundation
+import InferenceProtocol
+import Serving
+import Transport
+import Workers
+
+/// model-server: serves ONNX models from a TF Serving / Triton style model path over
+/// KServe V1, TF Serving REST and Open Inference Protocol V2.
+@main
+struct ModelServer: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "model-server",
+        abstract: "Serve ONNX models over KServe V1, TF Serving REST and Open Inference Protocol V2.")
+
+    @Option(name: .customLong("rest_api_port"), help: "REST port (default 8501; 0 picks a free port).")
+    var restPort: Int?
+
+    @Option(name: .customLong("port"), help: "gRPC port (default 8500). gRPC is not served yet.")
+    var grpcPort: Int?
+
+    @Option(name: .customLong("rest_api_host"), help: "Address to listen on.")
+    var host: String = "0.0.0.0"
+
+    @Option(name: .customLong("model_name"), help: "Name of the single model served from --model_base_path.")
+    var modelName: String?
+
+    @Option(name: .customLong("model_base_path"), help: "Directory of numbered versions: <base>/<version>/model.onnx.")
+    var modelBasePath: String?
+
+    @Option(name: .customLong("model_config_file"), help: "TF Serving model_config_list text file (several models, version policies, labels).")
+    var modelConfigFile: String?
+
+    @Option(name: .customLong("model_repository"), help: "Triton-style repository: <dir>/<model>/<version>/model.onnx, optional <dir>/<model>/config.pbtxt.")
+    var modelRepository: String?
+
+    @Option(name: .customLong("file_system_poll_wait_seconds"), help: "Seconds between scans for new and removed versions (0: scan once).")
+    var pollSeconds: Int = 1
+
+    @Option(name: .customLong("max_body_bytes"), help: "Largest request body accepted (413 beyond).")
+    var maxBodyBytes: Int = 64 * 1024 * 1024
+
+    @Option(name: .customLong("max_connections"), help: "Connections served at once; more are closed on accept.")
+    var maxConnections: Int = 10_000
+
+    @Option(name: .customLong("idle_timeout_seconds"), help: "Seconds an idle keep-alive connection is kept.")
+    var idleTimeout: Int = 60
+
+    @Option(name: .customLong("request_timeout_seconds"), help: "Seconds a client has to send a whole request (408 after).")
+    var requestTimeout: Int = 30
+
+    @Option(name: .customLong("shutdown_grace_seconds"), help: "On SIGTERM/SIGINT: seconds in-flight requests get to finish.")
+    var graceSeconds: Int = 30
+
+    @Option(name: .customLong("rest_api_num_threads"), help: "Event-loop threads (default: the CPUs this process may use).")
+    var loopThreads: Int?
+
+    @Option(name: .customLong("compute_threads"), help: "Inference threads (default: the CPUs this process may use).")
+    var computeThreads: Int?
+
+    func validate() throws {
+        let modes = [modelBasePath != nil, modelConfigFile != nil, modelRepository != nil].filter { $0 }.count
+        guard modes == 1 else { throw ValidationError("give exactly one of --model_base_path, --model_config_file, --model_repository") }
+        if modelBasePath != nil && modelName == nil { throw ValidationError("--model_base_path needs --model_name") }
+    }
+
+    func run() throws {
+        BLASKernels.relaunchWithAVX512KernelsIfBetter()
+        // Signals go to the main thread's sigwait; every thread started below inherits the mask.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGTERM)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGPIPE)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let sources: [ModelSource]
+        do {
+            if let modelConfigFile { sources = try ModelSource.fromConfigFile(modelConfigFile) }
+            else if let modelRepository { sources = try ModelSource.fromRepository(modelRepository) }
+            else { sources = [ModelSource(name: modelName!, basePath: modelBasePath!)] }
+        } catch {
+            log("model-server: \(error)")
+            throw ExitCode(2)
+        }
+
+        // Thread plan: the only place threads are created and the BLAS thread count is set.
+        let cpus = CPUBudget.available()
+        BLAS.setThreadCount(1)
+        let compute = ComputePool(workers: computeThreads ?? cpus)
+        let control = ControlQueue()
+        let metrics = Metrics()
+        let repository = ModelRepository(sources: sources, workers: compute.workerCount) { log($0) }
+        let service = RESTService(repository: repository, executor: compute, metrics: metrics,
+                                  control: { job in control.async(job) })
+
+        var configuration = HTTPServerConfiguration()
+        configuration.host = host
+        configuration.port = restPort ?? 8501
+        configuration.limits.maxBodyBytes = maxBodyBytes
+        configuration.maxConnections = maxConnections
+        configuration.idleTimeout = idleTimeout
+        configuration.requestTimeout = requestTimeout
+        let loops = try (0..<max(1, loopThreads ?? cpus)).map { try EventLoop(index: $0) }
+        let server: HTTPServer
+        do {
+            server = try HTTPServer(configuration: configuration, loops: loops, handler: RESTBridge(service: service))
+        } catch {
+            log("model-server: cannot listen on \(host):\(configuration.port): \(error)")
+            throw ExitCode(1)
+        }
+        for loop in loops { Threads.start(name: "loop-\(loop.index)") { loop.run() } }
+        server.start()
+        log("model-server: REST listening on \(host):\(server.port) (\(loops.count) event loops, \(compute.workerCount) compute threads, BLAS kernels \(BLAS.coreName))")
+        if grpcPort != nil { log("model-server: --port given, but gRPC is not served yet") }
+
+        let pollSeconds = pollSeconds
+        control.async { repository.poll() }
+        if pollSeconds > 0 {
+            Threads.start(name: "poll-timer") {
+                while true {
+                    sleep(UInt32(pollSeconds))
+                    control.async { repository.poll() }
+                }
+            }
+        }
+
+        var received: Int32 = 0
+        repeat { sigwait(&signals, &received) } while received == SIGPIPE
+        log("model-server: signal \(received): draining (up to \(graceSeconds) s)")
+        service.beginShutdown()
+        let done = DispatchSemaphore(value: 0)
+        server.shutdown(gracePeriod: graceSeconds) { done.signal() }
+        done.wait()
+        compute.shutdown()
+        log("model-server: stopped")
+    }
+}
+
+func log(_ message: String) {
+    FileHandle.standardError.write(Data((message + "\n").utf8))
+}
+
+/// Joins Transport and the protocol layer: HTTP requests in, REST responses out.
+struct RESTBridge: HTTPHandler {
+    let service: RESTService
+
+    func handle(_ request: HTTPRequest, responder: HTTPResponder) {
+        let rest = RESTRequest(method: request.head.method, path: request.head.path,
+                               headers: request.head.headers.map { ($0.name, $0.value) }, body: request.body)
+        service.handle(rest) { response in
+            responder.send(HTTPResponse(status: response.status, headers: HTTPHeaders(response.headers), body: response.body))
+        }
+    }
+
+    func errorResponse(status: Int, message: String) -> HTTPResponse {
+        let response = service.errorResponse(status: status, message: message)
+        return HTTPResponse(status: response.status, headers: HTTPHeaders(response.headers), body: response.body)
+    }
+}

@@ -1,0 +1,244 @@
+"""model-server protocol errors: each gets its documented HTTP status and a JSON
+{"error": "<message>"} body, and the server keeps serving afterwards (checked after
+every test). Statuses follow TF Serving's code mapping (protocols.md 2.7) on /v1 and
+Triton/KServe on /v2: unknown model or version 404, bad request 400, wrong verb 405."""
+import json
+
+import pytest
+
+from server_fixtures import (assert_error, assert_still_serving, digits_batch, digits_bytes, make_model_dir,
+                             pair_bytes, v2_binary_request, v2_json_request)
+
+pytestmark = pytest.mark.timeout(300)
+
+X = digits_batch()
+ROW = X[0].tolist()  # one instance, [1, 8, 8]
+
+
+@pytest.fixture(scope="module")
+def server(module_server_factory, tmp_path_factory):
+    repository = tmp_path_factory.mktemp("repository")
+    make_model_dir(repository / "digits", {1: digits_bytes()})
+    make_model_dir(repository / "pair", {1: pair_bytes()})
+    return module_server_factory.start("--model_repository", repository)
+
+
+@pytest.fixture(autouse=True)
+def still_serving_afterwards(server):
+    yield
+    assert_still_serving(server)
+
+
+# --------------------------------------------------------------------------- unknown model / version
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/models/no_such_model"),
+    ("GET", "/v1/models/no_such_model/metadata"),
+    ("POST", "/v1/models/no_such_model:predict"),
+    ("GET", "/v2/models/no_such_model"),
+    ("GET", "/v2/models/no_such_model/ready"),
+    ("POST", "/v2/models/no_such_model/infer"),
+])
+def test_unknown_model_is_404(server, method, path):
+    body = {"instances": [ROW]} if path.endswith(":predict") else v2_json_request(X[:1])
+    response = server.request(method, path, json=body if method == "POST" else None)
+    assert_error(response, 404, "no_such_model")
+
+
+@pytest.mark.parametrize("method, path", [
+    ("GET", "/v1/models/digits/versions/9"),
+    ("GET", "/v1/models/digits/versions/9/metadata"),
+    ("POST", "/v1/models/digits/versions/9:predict"),
+    ("GET", "/v2/models/digits/versions/9"),
+    ("GET", "/v2/models/digits/versions/9/ready"),
+    ("POST", "/v2/models/digits/versions/9/infer"),
+])
+def test_unknown_version_is_404(server, method, path):
+    body = {"instances": [ROW]} if path.endswith(":predict") else v2_json_request(X[:1])
+    response = server.request(method, path, json=body if method == "POST" else None)
+    assert_error(response, 404, "9")
+
+
+def test_unknown_version_label_is_400(server):
+    """TF Serving: INVALID_ARGUMENT 'Unrecognized servable version label: <l>'."""
+    assert_error(server.get("/v1/models/digits/labels/no_such_label"), 400, "no_such_label")
+    assert_error(server.post("/v1/models/digits/labels/no_such_label:predict", json={"instances": [ROW]}), 400,
+                 "no_such_label")
+
+
+def test_unknown_v2_route_is_404(server):
+    assert_error(server.get("/v2/no/such/route"), 404)
+
+
+def test_wrong_verb_on_v2_is_405(server):
+    assert_error(server.request("PUT", "/v2/models/digits/infer", json=v2_json_request(X[:1])), 405)
+    assert_error(server.request("DELETE", "/v2/models/digits"), 405)
+
+
+# --------------------------------------------------------------------------- malformed bodies
+
+@pytest.mark.parametrize("path", ["/v1/models/digits:predict", "/v2/models/digits/infer"])
+@pytest.mark.parametrize("body", [b'{"instances": [1, 2', b"not json at all", b"", b'{"a": 1,}'],
+                         ids=["truncated", "garbage", "empty", "trailing-comma"])
+def test_bad_json_is_400(server, path, body):
+    assert_error(server.post(path, data=body, headers={"Content-Type": "application/json"}), 400)
+
+
+@pytest.mark.parametrize("path", ["/v1/models/digits:predict", "/v2/models/digits/infer"])
+def test_json_not_an_object_is_400(server, path):
+    assert_error(server.post(path, json=[1, 2, 3]), 400)
+
+
+def test_tf_missing_instances_and_inputs_is_400(server):
+    assert_error(server.post("/v1/models/digits:predict", json={"signature_name": "serving_default"}), 400,
+                 "inputs", "instances")
+
+
+def test_tf_both_instances_and_inputs_is_400(server):
+    assert_error(server.post("/v1/models/digits:predict", json={"instances": [ROW], "inputs": [ROW]}), 400)
+
+
+def test_tf_empty_instances_is_400(server):
+    assert_error(server.post("/v1/models/digits:predict", json={"instances": []}), 400)
+
+
+def test_tf_unknown_signature_is_400(server):
+    request = {"signature_name": "no_such_signature", "instances": [ROW]}
+    assert_error(server.post("/v1/models/digits:predict", json=request), 400, "no_such_signature")
+
+
+def test_tf_signature_name_not_a_string_is_400(server):
+    assert_error(server.post("/v1/models/digits:predict", json={"signature_name": 100, "instances": [ROW]}), 400)
+
+
+# --------------------------------------------------------------------------- wrong shape
+
+@pytest.mark.parametrize("instances", [
+    [X[0, 0].tolist()],  # [8, 8] rows: rank 3 tensor for a rank 4 input
+    [[[[0.0] * 7] * 8]],  # [1, 8, 7]
+    [ROW, [[[0.0] * 8] * 7]],  # rows of different shapes
+    [[[[0.0] * 8] * 7 + [[0.0] * 9]]],  # ragged innermost lists
+], ids=["rank", "dim", "rows-differ", "ragged"])
+def test_tf_wrong_shape_is_400(server, instances):
+    assert_error(server.post("/v1/models/digits:predict", json={"instances": instances}), 400)
+
+
+@pytest.mark.parametrize("shape, count", [([1, 1, 8, 7], 56), ([1, 64], 64), ([1, 1, 8, 8], 63), ([1, 1, 8, 8], 65)],
+                         ids=["dim", "rank", "too-few-values", "too-many-values"])
+def test_v2_wrong_shape_is_400(server, shape, count):
+    request = {"inputs": [{"name": "image", "shape": shape, "datatype": "FP32", "data": [0.5] * count}]}
+    assert_error(server.post("/v2/models/digits/infer", json=request), 400)
+
+
+def test_v2_negative_shape_is_400(server):
+    request = {"inputs": [{"name": "image", "shape": [-1, 1, 8, 8], "datatype": "FP32", "data": [0.5] * 64}]}
+    assert_error(server.post("/v2/models/digits/infer", json=request), 400)
+
+
+# --------------------------------------------------------------------------- wrong datatype
+
+@pytest.mark.parametrize("datatype", ["INT32", "FP64", "BYTES", "FP99"])
+def test_v2_wrong_datatype_is_400(server, datatype):
+    request = {"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": datatype, "data": [1] * 64}]}
+    assert_error(server.post("/v2/models/digits/infer", json=request), 400)
+
+
+def test_v2_non_numeric_data_is_400(server):
+    request = {"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32", "data": ["x"] * 64}]}
+    assert_error(server.post("/v2/models/digits/infer", json=request), 400)
+
+
+@pytest.mark.parametrize("value", ["0.5", True, None, {"b64": "AAAAAA=="}], ids=["string", "bool", "null", "b64"])
+def test_tf_wrong_json_type_for_float_input_is_400(server, value):
+    """dtype comes from the signature: a DT_FLOAT input takes numbers only ({"b64"} is for DT_STRING)."""
+    instance = [[[value] * 8] * 8] if not isinstance(value, dict) else value
+    assert_error(server.post("/v1/models/digits:predict", json={"instances": [instance]}), 400)
+
+
+# --------------------------------------------------------------------------- missing / unknown inputs and outputs
+
+def test_v2_no_inputs_is_400(server):
+    assert_error(server.post("/v2/models/digits/infer", json={"inputs": []}), 400)
+    assert_error(server.post("/v2/models/digits/infer", json={"id": "x"}), 400)
+
+
+def test_v2_unknown_input_name_is_400(server):
+    assert_error(server.post("/v2/models/digits/infer", json=v2_json_request(X[:1], name="no_such_input")), 400,
+                 "no_such_input")
+
+
+def test_v2_missing_one_of_two_inputs_is_400(server):
+    request = {"inputs": [{"name": "a", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}
+    assert_error(server.post("/v2/models/pair/infer", json=request), 400, "b")
+
+
+def test_v2_unknown_requested_output_is_400(server):
+    request = v2_json_request(X[:1], outputs=[{"name": "no_such_output"}])
+    assert_error(server.post("/v2/models/digits/infer", json=request), 400, "no_such_output")
+
+
+def test_tf_unnamed_rows_for_two_inputs_is_400(server):
+    assert_error(server.post("/v1/models/pair:predict", json={"instances": [[1.0, 2.0, 3.0]]}), 400)
+
+
+def test_tf_named_row_missing_input_is_400(server):
+    assert_error(server.post("/v1/models/pair:predict", json={"instances": [{"a": [1.0, 2.0, 3.0]}]}), 400)
+
+
+def test_tf_named_row_extra_key_is_400(server):
+    row = {"a": [1.0, 2.0, 3.0], "b": [1.0, 2.0, 3.0], "c": [0.0, 0.0, 0.0]}
+    assert_error(server.post("/v1/models/pair:predict", json={"instances": [row]}), 400)
+
+
+def test_tf_columnar_missing_named_input_is_400(server):
+    assert_error(server.post("/v1/models/pair:predict", json={"inputs": {"a": [[1.0, 2.0, 3.0]]}}), 400,
+                 "missing", "b")
+
+
+# --------------------------------------------------------------------------- binary tensor extension
+
+def _post_binary(server, body, header_length):
+    return server.post("/v2/models/digits/infer", data=body,
+                       headers={"Inference-Header-Content-Length": str(header_length),
+                                "Content-Type": "application/octet-stream"})
+
+
+def test_v2_binary_header_length_beyond_body_is_400(server):
+    body, json_length = v2_binary_request([("image", X[:1])])
+    assert_error(_post_binary(server, body, len(body) + 10), 400)
+
+
+def test_v2_binary_header_length_not_a_number_is_400(server):
+    body, _ = v2_binary_request([("image", X[:1])])
+    assert_error(_post_binary(server, body, "twelve"), 400)
+
+
+def test_v2_binary_data_size_disagrees_with_shape_is_400(server):
+    header = {"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                          "parameters": {"binary_data_size": 128}}]}
+    head = json.dumps(header).encode()
+    assert_error(_post_binary(server, head + bytes(128), len(head)), 400)
+
+
+def test_v2_binary_body_shorter_than_declared_is_400(server):
+    body, json_length = v2_binary_request([("image", X[:2])])
+    assert_error(_post_binary(server, body[:-100], json_length), 400)
+
+
+def test_v2_binary_body_longer_than_declared_is_400(server):
+    body, json_length = v2_binary_request([("image", X[:2])])
+    assert_error(_post_binary(server, body + bytes(16), json_length), 400)
+
+
+def test_v2_binary_bytes_without_header_is_400(server):
+    """Without Inference-Header-Content-Length the whole body is JSON, so raw bytes are bad JSON."""
+    body, _ = v2_binary_request([("image", X[:1])])
+    assert_error(server.post("/v2/models/digits/infer", data=body,
+                             headers={"Content-Type": "application/octet-stream"}), 400)
+
+
+def test_errors_are_json_on_every_protocol(server):
+    for response in (server.get("/v1/models/no_such_model"), server.get("/v2/models/no_such_model"),
+                     server.post("/v2/models/digits/infer", data=b"{")):
+        assert response.headers["Content-Type"].startswith("application/json")
+        assert isinstance(response.json()["error"], str)

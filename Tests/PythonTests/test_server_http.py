@@ -1,0 +1,277 @@
+"""model-server's HTTP/1.1 layer at the socket level: keep-alive and pipelining, chunked
+request bodies, Expect: 100-continue, body and header limits (413, 431), malformed
+requests (400 and close), and clients that vanish mid-request. The server must keep
+serving after each test (checked after every test)."""
+import json
+import socket
+import struct
+import time
+
+import numpy as np
+import pytest
+
+from server_fixtures import (HOST, RawReader, assert_close, assert_error, assert_still_serving, base_path_args,
+                             chunked, curl, digits_batch, digits_bytes, digits_reference, http_request_bytes,
+                             make_model_dir, raw_connect, send_until_answered, v2_binary_request, v2_json_request,
+                             v2_output, v2_parse_response)
+
+pytestmark = pytest.mark.timeout(300)
+
+MAX_BODY = 256 * 1024  # --max_body_bytes for this module's server
+X = digits_batch()
+
+
+@pytest.fixture(scope="module")
+def server(module_server_factory, tmp_path_factory):
+    base = make_model_dir(tmp_path_factory.mktemp("models") / "digits", {1: digits_bytes()})
+    return module_server_factory.start(*base_path_args("digits", base), "--max_body_bytes", MAX_BODY)
+
+
+@pytest.fixture(autouse=True)
+def still_serving_afterwards(server):
+    yield
+    assert_still_serving(server)
+
+
+def predict_bytes(x, keep_alive=True, extra_headers=None):
+    body = json.dumps({"instances": x.tolist()}).encode()
+    headers = {"Content-Type": "application/json", **(extra_headers or {})}
+    return http_request_bytes("POST", "/v1/models/digits:predict", body, headers), body
+
+
+# --------------------------------------------------------------------------- keep-alive, pipelining
+
+def test_pipelined_requests_answered_in_order_on_one_connection(server):
+    predict, _ = predict_bytes(X[:2])
+    pipeline = (http_request_bytes("GET", "/v2/health/ready", None) + predict +
+                http_request_bytes("GET", "/v1/models/digits", None))
+    with raw_connect(server) as sock:
+        sock.sendall(pipeline)  # all three at once
+        reader = RawReader(sock)
+        first, second, third = (reader.read_response() for _ in range(3))
+        assert (first.status, second.status, third.status) == (200, 200, 200)
+        assert json.loads(first.body) == {"ready": True}
+        assert_close(json.loads(second.body)["predictions"], digits_reference(X[:2]))
+        assert json.loads(third.body)["model_version_status"][0]["state"] == "AVAILABLE"
+        # still open (keep-alive): a fourth request on the same connection
+        sock.sendall(http_request_bytes("GET", "/v2/health/live", None))
+        fourth = reader.read_response()
+        assert fourth.status == 200 and json.loads(fourth.body) == {"live": True}
+
+
+def test_keep_alive_many_sequential_requests(server):
+    with raw_connect(server) as sock:
+        reader = RawReader(sock)
+        for i in range(20):
+            predict, _ = predict_bytes(X[i % 10:i % 10 + 1])
+            sock.sendall(predict)
+            response = reader.read_response()
+            assert response.status == 200, response.body
+            assert int(np.argmax(json.loads(response.body)["predictions"][0])) == i % 10
+
+
+def test_connection_close_is_honored(server):
+    with raw_connect(server) as sock:
+        sock.sendall(http_request_bytes("GET", "/v2/health/ready", None, {"Connection": "close"}))
+        reader = RawReader(sock)
+        response = reader.read_response()
+        assert response.status == 200
+        assert reader.closed_by_peer(timeout=10)
+
+
+def test_http_1_0_request_is_answered_and_closed(server):
+    with raw_connect(server) as sock:
+        sock.sendall(b"GET /v2/health/ready HTTP/1.0\r\n\r\n")
+        reader = RawReader(sock)
+        response = reader.read_response()
+        assert response.status == 200
+        assert reader.closed_by_peer(timeout=10)
+
+
+# --------------------------------------------------------------------------- chunked request bodies
+
+def test_chunked_json_request(server):
+    body = json.dumps(v2_json_request(X)).encode()
+    head = http_request_bytes("POST", "/v2/models/digits/infer", None,
+                              {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    with raw_connect(server) as sock:
+        sock.sendall(head)
+        for piece in (chunked(body, [1, 7, 100, 4096]),):  # odd sizes, split across reads
+            for offset in range(0, len(piece), 1000):
+                sock.sendall(piece[offset:offset + 1000])
+                time.sleep(0.001)
+        response = RawReader(sock).read_response()
+    assert response.status == 200, response.body
+    assert_close(v2_output(json.loads(response.body), "logits"), digits_reference(X))
+
+
+def test_chunked_binary_request(server):
+    body, json_length = v2_binary_request([("image", X)], parameters={"binary_data_output": True})
+    head = http_request_bytes("POST", "/v2/models/digits/infer", None,
+                              {"Inference-Header-Content-Length": json_length, "Transfer-Encoding": "chunked"})
+    with raw_connect(server) as sock:
+        sock.sendall(head + chunked(body, [333]))
+        response = RawReader(sock).read_response()
+    assert response.status == 200, response.body
+    headers = {name.title(): value for name, value in response.headers.items()}
+    _, arrays = v2_parse_response(response.body, headers)
+    assert_close(arrays["logits"], digits_reference(X))
+
+
+def test_chunked_request_from_requests_generator(server):
+    body = json.dumps({"instances": X.tolist()}).encode()
+    pieces = (body[i:i + 500] for i in range(0, len(body), 500))  # a generator: requests sends it chunked
+    response = server.post("/v1/models/digits:predict", data=pieces, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text
+    assert_close(response.json()["predictions"], digits_reference(X))
+
+
+# --------------------------------------------------------------------------- Expect: 100-continue
+
+def test_expect_100_continue_raw(server):
+    predict, body = predict_bytes(X, extra_headers={"Expect": "100-continue"})
+    head = predict[:len(predict) - len(body)]
+    with raw_connect(server) as sock:
+        sock.sendall(head)
+        reader = RawReader(sock)
+        interim = reader.read_response(skip_interim=False)
+        assert interim.status == 100  # before any byte of the body was sent
+        sock.sendall(body)
+        response = reader.read_response()
+    assert response.status == 200, response.body
+    assert_close(json.loads(response.body)["predictions"], digits_reference(X))
+
+
+def test_expect_100_continue_curl(server, tmp_path):
+    x = np.repeat(X, 15, axis=0)  # 150 rows, ~60 KB of JSON
+    request = tmp_path / "request.json"
+    request.write_text(json.dumps(v2_json_request(x)))
+    result = curl(server, "/v2/models/digits/infer", "-H", "Content-Type: application/json",
+                  "-H", "Expect: 100-continue", "--data-binary", f"@{request}")
+    assert "> Expect: 100-continue" in result.verbose
+    assert "< HTTP/1.1 100 Continue" in result.verbose, result.verbose
+    assert result.status == 200, result.body[:300]
+    assert_close(v2_output(result.json(), "logits"), digits_reference(x))
+
+
+def test_expect_100_continue_with_too_large_body_gets_413_without_100(server):
+    head = http_request_bytes("POST", "/v1/models/digits:predict", None,
+                              {"Content-Type": "application/json", "Expect": "100-continue",
+                               "Content-Length": MAX_BODY + 1}, content_length=False)
+    with raw_connect(server) as sock:
+        sock.sendall(head)
+        response = RawReader(sock).read_response(skip_interim=False)
+    assert response.status == 413, (response.status, response.body)
+    assert json.loads(response.body)["error"]
+
+
+# --------------------------------------------------------------------------- limits
+
+def test_body_too_large_by_content_length_is_413(server):
+    """Rejected from the header alone: the client never sends the body."""
+    head = http_request_bytes("POST", "/v2/models/digits/infer", None,
+                              {"Content-Type": "application/json", "Content-Length": MAX_BODY + 1},
+                              content_length=False)
+    with raw_connect(server) as sock:
+        sock.sendall(head)
+        response = RawReader(sock).read_response()
+    assert response.status == 413
+    assert response.headers["content-type"].startswith("application/json")
+    assert json.loads(response.body)["error"]
+
+
+def test_body_at_the_limit_is_accepted(server):
+    body = json.dumps({"instances": X[:1].tolist()}).encode()
+    body = body[:-1] + b" " * (MAX_BODY - len(body)) + b"}"  # JSON padded to exactly MAX_BODY bytes
+    assert len(body) == MAX_BODY
+    response = server.post("/v1/models/digits:predict", data=body, headers={"Content-Type": "application/json"})
+    assert response.status_code == 200, response.text[:300]
+
+
+def test_chunked_body_too_large_is_413(server):
+    head = http_request_bytes("POST", "/v2/models/digits/infer", None,
+                              {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
+    size = 2 * MAX_BODY
+    head += b"%x\r\n" % size
+    with raw_connect(server) as sock:
+        answer = send_until_answered(sock, head, b" " * 16384, limit=len(head) + size)
+    assert answer.startswith(b"HTTP/1.1 413 "), answer[:200]
+
+
+def test_body_too_large_with_curl_is_413(server, tmp_path):
+    request = tmp_path / "big.json"
+    request.write_bytes(b'{"instances": [' + b"0.0, " * (MAX_BODY // 5) + b"0.0]}")
+    result = curl(server, "/v1/models/digits:predict", "-H", "Content-Type: application/json",
+                  "-H", "Expect: 100-continue", "--data-binary", f"@{request}")
+    assert "< HTTP/1.1 100 Continue" not in result.verbose  # refused before the body was sent
+    assert result.status == 413, result.body[:300]
+    assert json.loads(result.body)["error"]
+
+
+def test_header_too_large_is_431(server):
+    head = b"GET /v2/health/ready HTTP/1.1\r\nHost: " + HOST.encode() + b"\r\nX-Filler: "
+    with raw_connect(server) as sock:
+        answer = send_until_answered(sock, head, b"a" * 16384, limit=4 * 1024 * 1024)
+    assert answer.startswith(b"HTTP/1.1 431 "), answer[:200]
+
+
+# --------------------------------------------------------------------------- malformed requests
+
+@pytest.mark.parametrize("garbage", [
+    b"THIS IS NOT HTTP\r\n\r\n",
+    b"\x00\x01\x02\x03\xff\xfe garbage \r\n\r\n",
+    b"GET /v2/health/ready HTTP/1.1\r\nHost: x\r\nheader line without a colon\r\n\r\n",
+    b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: twelve\r\n\r\n",
+    b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nTransfer-Encoding: chunked\r\n\r\nzz\r\n{}\r\n0\r\n\r\n",
+], ids=["words", "binary", "header-without-colon", "bad-content-length", "bad-chunk-size"])
+def test_malformed_request_gets_400_and_close(server, garbage):
+    with raw_connect(server) as sock:
+        sock.sendall(garbage)
+        reader = RawReader(sock)
+        response = reader.read_response()
+        assert response.status == 400, (response.status, response.body)
+        assert reader.closed_by_peer(timeout=10)
+
+
+# --------------------------------------------------------------------------- vanishing clients
+
+def test_client_disconnects_mid_body(server):
+    predict, body = predict_bytes(X)
+    for _ in range(3):
+        with raw_connect(server) as sock:
+            sock.sendall(predict[:len(predict) - len(body) // 2])  # headers and half the body
+        # closed here; the server must drop the request and carry on
+
+
+def test_client_disconnects_mid_headers(server):
+    with raw_connect(server) as sock:
+        sock.sendall(b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Le")
+
+
+def test_client_disconnects_before_response(server):
+    x = np.repeat(X, 20, axis=0)  # 200 rows
+    body, json_length = v2_binary_request([("image", x)], parameters={"binary_data_output": True})
+    request = http_request_bytes("POST", "/v2/models/digits/infer", body,
+                                 {"Inference-Header-Content-Length": json_length})
+    for _ in range(5):
+        sock = raw_connect(server)
+        sock.sendall(request)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))  # close with RST
+        sock.close()
+
+
+def test_idle_connection_does_not_block_others(server):
+    with raw_connect(server) as idle:
+        idle.sendall(b"GET /v2/health/ready HTTP/1.1\r\n")  # never finished
+        for _ in range(3):
+            assert server.get("/v2/health/live").status_code == 200
+
+
+def test_error_response_on_keep_alive_connection_keeps_it_usable(server):
+    with raw_connect(server) as sock:
+        reader = RawReader(sock)
+        sock.sendall(http_request_bytes("GET", "/v2/models/no_such_model", None))
+        missing = reader.read_response()
+        assert missing.status == 404 and json.loads(missing.body)["error"]
+        sock.sendall(http_request_bytes("GET", "/v2/health/live", None))
+        assert reader.read_response().status == 200
