@@ -52,15 +52,20 @@ enum FloatFormatting {
         return k + layout(digits, Int(exponent), positional: positional, to: out + k)
     }
 
-    /// "00" "01" ... "99", for writing two digits at a time.
-    nonisolated(unsafe) static let digitPairs: UnsafePointer<UInt8> = {
-        let table = UnsafeMutablePointer<UInt8>.allocate(capacity: 200)
-        for k in 0..<100 {
-            table[2 * k] = UInt8(k / 10) + ASCII.zero
-            table[2 * k + 1] = UInt8(k % 10) + ASCII.zero
-        }
-        return UnsafePointer(table)
-    }()
+    /// "00" "01" ... "99", for writing two digits at a time. A literal, so the global is
+    /// statically initialized (no lazy-initialization call per access).
+    static let digitPairs: [UInt8] = [
+        48, 48, 48, 49, 48, 50, 48, 51, 48, 52, 48, 53, 48, 54, 48, 55, 48, 56, 48, 57,
+        49, 48, 49, 49, 49, 50, 49, 51, 49, 52, 49, 53, 49, 54, 49, 55, 49, 56, 49, 57,
+        50, 48, 50, 49, 50, 50, 50, 51, 50, 52, 50, 53, 50, 54, 50, 55, 50, 56, 50, 57,
+        51, 48, 51, 49, 51, 50, 51, 51, 51, 52, 51, 53, 51, 54, 51, 55, 51, 56, 51, 57,
+        52, 48, 52, 49, 52, 50, 52, 51, 52, 52, 52, 53, 52, 54, 52, 55, 52, 56, 52, 57,
+        53, 48, 53, 49, 53, 50, 53, 51, 53, 52, 53, 53, 53, 54, 53, 55, 53, 56, 53, 57,
+        54, 48, 54, 49, 54, 50, 54, 51, 54, 52, 54, 53, 54, 54, 54, 55, 54, 56, 54, 57,
+        55, 48, 55, 49, 55, 50, 55, 51, 55, 52, 55, 53, 55, 54, 55, 55, 55, 56, 55, 57,
+        56, 48, 56, 49, 56, 50, 56, 51, 56, 52, 56, 53, 56, 54, 56, 55, 56, 56, 56, 57,
+        57, 48, 57, 49, 57, 50, 57, 51, 57, 52, 57, 53, 57, 54, 57, 55, 57, 56, 57, 57,
+    ]
 
     @inline(__always)
     static func decimalLength(_ v: UInt64) -> Int {
@@ -76,15 +81,14 @@ enum FloatFormatting {
     /// Writes exactly `count` digits of `value` at out[0..<count].
     @inline(__always)
     static func writeDigits(_ value: UInt64, _ count: Int, to out: UnsafeMutablePointer<UInt8>) {
-        let pairs = digitPairs
         var rest = value
         var position = count
         while position >= 2 {
             let q = rest / 100
             let r = Int(truncatingIfNeeded: rest &- q &* 100)
             position &-= 2
-            out[position] = pairs[2 &* r]
-            out[position &+ 1] = pairs[2 &* r &+ 1]
+            out[position] = digitPairs[2 &* r]
+            out[position &+ 1] = digitPairs[2 &* r &+ 1]
             rest = q
         }
         if position == 1 { out[0] = UInt8(truncatingIfNeeded: rest) &+ ASCII.zero }

@@ -441,16 +441,6 @@ extension UInt64: JSONTokenFormattable {
 }
 
 enum IntegerFormatting {
-    /// "00" "01" ... "99".
-    static let pairs: [UInt8] = {
-        var table = [UInt8]()
-        for k in 0..<100 {
-            table.append(UInt8(k / 10) + ASCII.zero)
-            table.append(UInt8(k % 10) + ASCII.zero)
-        }
-        return table
-    }()
-
     @inline(__always)
     static func write(_ value: Int64, to out: UnsafeMutablePointer<UInt8>) -> Int {
         if value < 0 {
@@ -462,30 +452,8 @@ enum IntegerFormatting {
 
     @inline(__always)
     static func write(_ value: UInt64, to out: UnsafeMutablePointer<UInt8>) -> Int {
-        var length = 1
-        var probe = value
-        while probe >= 10 {
-            probe /= 10
-            length += 1
-        }
-        var rest = value
-        var position = length
-        pairs.withUnsafeBufferPointer { table in
-            while rest >= 100 {
-                let q = rest / 100
-                let r = Int(rest &- q &* 100)
-                position -= 2
-                out[position] = table[2 * r]
-                out[position + 1] = table[2 * r + 1]
-                rest = q
-            }
-            if rest >= 10 {
-                out[position - 2] = table[2 * Int(rest)]
-                out[position - 1] = table[2 * Int(rest) + 1]
-            } else {
-                out[position - 1] = UInt8(truncatingIfNeeded: rest) + ASCII.zero
-            }
-        }
+        let length = FloatFormatting.decimalLength(value)
+        FloatFormatting.writeDigits(value, length, to: out)
         return length
     }
 }
