@@ -13,7 +13,9 @@ eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"
 "$VENV_TF/bin/python" Tests/Fixtures/make_keras_models.py
 
 swift build -c release --product model-run
+swift build -c release --product model-server
 export MODEL_RUN="$PWD/.build/release/model-run"
+export MODEL_SERVER="$PWD/.build/release/model-server"
 export KERAS_MODELS="$MODEL_SERVER_CACHE/models"
 export ONNX_NODE_TESTS="$ONNX_NODE_TEST_DATA/node"
 export ONNX_SHIPPED_TESTS="$ONNX_SHIPPED_TEST_DATA"

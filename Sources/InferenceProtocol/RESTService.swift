@@ -86,6 +86,8 @@ public final class RESTService: Sendable {
                 completion(object { $0.key("name"); $0.string(model); $0.key("ready"); $0.bool(true) })
             } catch .modelNotFound(let name) {
                 throw .modelNotFound(name)
+            } catch .versionNotFound(let name, let version) {
+                throw .versionNotFound(model: name, version: version)
             } catch {
                 completion(object(status: 503) { out in
                     out.key("name"); out.string(model); out.key("ready"); out.bool(false); out.key("error"); out.string(error.message)

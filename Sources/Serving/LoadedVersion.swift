@@ -118,8 +118,9 @@ public final class LoadedVersion: @unchecked Sendable {
             throw .invalidInput("unknown input '\(tensor.name)'; the model's inputs are \(model.inputs.map(\.name).joined(separator: ", "))")
         }
         let batchSize = batch ?? model.maxBatchSize
-        if model.hasDynamicBatch && (batchSize < 1 || batchSize > model.maxBatchSize) {
-            throw .invalidInput("batch size \(batchSize) is outside 1...\(model.maxBatchSize) (max_batch_size)")
+        if model.hasDynamicBatch && batchSize < 1 { throw .invalidInput("batch size must be at least 1") }
+        if model.hasDynamicBatch && batchSize > model.maxBatchSize && settings.maxBatchSizeConfigured {
+            throw .invalidInput("batch size \(batchSize) exceeds max_batch_size \(model.maxBatchSize)")
         }
         var wanted: [String]? = nil
         if let requested = request.outputs, !requested.isEmpty {
@@ -130,16 +131,44 @@ public final class LoadedVersion: @unchecked Sendable {
         }
         if sessions[worker] == nil { sessions[worker] = model.makeSession() }
         let session = sessions[worker]!
+        // Requests larger than one execution run in slices of the largest planned batch.
+        let slice = model.hasDynamicBatch ? model.maxBatchSize : batchSize
+        var outputs: [InferTensor] = []
+        var start = 0
+        while start < batchSize {
+            let rows = min(slice, batchSize - start)
+            let part = try run(session, rows: rows, inputs: buffers.map { bytes in
+                let rowBytes = bytes.count / max(batchSize, 1)
+                return Array(bytes[start * rowBytes ..< (start + rows) * rowBytes])
+            }, wanted: wanted, sliced: rows != batchSize)
+            if outputs.isEmpty {
+                outputs = part
+            } else {
+                for index in outputs.indices {
+                    outputs[index].data.append(contentsOf: part[index].data)
+                    outputs[index].shape[0] += rows
+                }
+            }
+            start += rows
+        }
+        let ordered = wanted.map { names in names.compactMap { name in outputs.first { $0.name == name } } } ?? outputs
+        return InferResponse(modelName: name, modelVersion: version, id: request.id, outputs: ordered)
+    }
+
+    private func run(_ session: Session, rows: Int, inputs: [[UInt8]], wanted: [String]?, sliced: Bool) throws(ServingError) -> [InferTensor] {
         do {
-            let outputs = try buffers.withUnsafeBufferPointers { pointers in
-                try session.run(batchSize: batchSize, inputs: pointers) { views in
-                    views.filter { view in wanted.map { $0.contains(view.name) } ?? true }.map { view in
-                        InferTensor(name: view.name, datatype: TensorDataType(view.dtype), shape: view.shape, data: [UInt8](view.bytes))
+            return try inputs.withUnsafeBufferPointers { pointers in
+                try session.run(batchSize: rows, inputs: pointers) { views in
+                    try views.filter { view in wanted.map { $0.contains(view.name) } ?? true }.map { view in
+                        if sliced && view.shape.first != rows {
+                            throw ServingError.invalidInput("output '\(view.name)' has no batch dimension, so a batch above \(model.maxBatchSize) cannot be split")
+                        }
+                        return InferTensor(name: view.name, datatype: TensorDataType(view.dtype), shape: view.shape, data: [UInt8](view.bytes))
                     }
                 }
             }
-            let ordered = wanted.map { names in names.compactMap { name in outputs.first { $0.name == name } } } ?? outputs
-            return InferResponse(modelName: name, modelVersion: version, id: request.id, outputs: ordered)
+        } catch let error as ServingError {
+            throw error
         } catch let error as EngineError {
             throw .invalidInput("\(error)")
         } catch {

@@ -39,10 +39,13 @@ public final class ModelRepository: @unchecked Sendable {
     private var order: [String] = []
     private let workers: Int
     private let log: @Sendable (String) -> Void
+    /// For a Triton-style repository: new model directories found there are added.
+    private let repositoryDirectory: String?
 
-    public init(sources: [ModelSource], workers: Int, log: @escaping @Sendable (String) -> Void) {
+    public init(sources: [ModelSource], repositoryDirectory: String? = nil, workers: Int, log: @escaping @Sendable (String) -> Void) {
         self.workers = workers
         self.log = log
+        self.repositoryDirectory = repositoryDirectory
         pthread_mutex_init(&mutex, nil)
         for source in sources {
             entries[source.name] = Entry(source: source)
@@ -80,6 +83,7 @@ public final class ModelRepository: @unchecked Sendable {
         case .number(let number):
             guard let loaded = entry.available[number] else {
                 if entry.loading.contains(number) { throw .modelNotReady("\(model) version \(number) is still loading") }
+                if let failure = entry.failed[number] { throw .modelNotReady("\(model) version \(number) failed to load: \(failure.error)") }
                 throw .versionNotFound(model: model, version: String(number))
             }
             return loaded
@@ -115,7 +119,20 @@ public final class ModelRepository: @unchecked Sendable {
 
     /// Scans every enabled model's directory and brings the loaded set in line with its policy.
     public func poll() {
+        discoverModels()
         for name in modelNames { pollModel(name) }
+    }
+
+    /// Adds model directories that appeared in the repository directory (Triton poll mode).
+    private func discoverModels() {
+        guard let repositoryDirectory, let sources = try? ModelSource.fromRepository(repositoryDirectory) else { return }
+        locked {
+            for source in sources where entries[source.name] == nil {
+                entries[source.name] = Entry(source: source)
+                order.append(source.name)
+                log("model \(source.name): found in the repository")
+            }
+        }
     }
 
     private func pollModel(_ name: String) {
@@ -206,6 +223,7 @@ public final class ModelRepository: @unchecked Sendable {
 
     /// Repository extension: (re)enable a model and load it now. Control thread.
     public func load(model: String) throws(ServingError) {
+        discoverModels()
         let exists = locked { () -> Bool in
             guard entries[model] != nil else { return false }
             entries[model]!.enabled = true

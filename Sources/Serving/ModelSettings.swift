@@ -30,7 +30,8 @@ public struct ModelSettings: Sendable {
         public var dataType: TensorDataType?
     }
 
-    /// Largest batch one execution handles; 0 means the model does not batch (Triton).
+    /// Largest batch one execution handles. Larger requests are run in slices of this size
+    /// unless the configuration set it explicitly (then they are refused, as Triton does).
     public var maxBatchSize: Int = 32
     public var maxBatchSizeConfigured = false
     public var inputs: [TensorSpec] = []
@@ -57,8 +58,12 @@ public struct ModelSettings: Sendable {
             throw ServingError.invalidInput("\(path) is not a valid model configuration: \(error)")
         }
         var settings = ModelSettings()
-        settings.maxBatchSize = Int(config.maxBatchSize)
-        settings.maxBatchSizeConfigured = true
+        // proto3 cannot tell an absent max_batch_size from 0; both keep the default (the
+        // engine still batches on a dynamic leading dimension).
+        if config.maxBatchSize > 0 {
+            settings.maxBatchSize = Int(config.maxBatchSize)
+            settings.maxBatchSizeConfigured = true
+        }
         settings.inputs = config.input.map { TensorSpec(name: $0.name, dims: $0.dims.map { Int($0) }, dataType: dataType($0.dataType)) }
         settings.outputs = config.output.map { TensorSpec(name: $0.name, dims: $0.dims.map { Int($0) }, dataType: dataType($0.dataType)) }
         for output in config.output where !output.labelFilename.isEmpty {

@@ -91,7 +91,7 @@ struct ModelServer: ParsableCommand {
         let compute = ComputePool(workers: computeThreads ?? cpus)
         let control = ControlQueue()
         let metrics = Metrics()
-        let repository = ModelRepository(sources: sources, workers: compute.workerCount) { log($0) }
+        let repository = ModelRepository(sources: sources, repositoryDirectory: modelRepository, workers: compute.workerCount) { log($0) }
         let service = RESTService(repository: repository, executor: compute, metrics: metrics,
                                   control: { job in control.async(job) })
 

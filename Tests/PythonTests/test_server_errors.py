@@ -163,8 +163,9 @@ def test_v2_no_inputs_is_400(server):
 
 
 def test_v2_unknown_input_name_is_400(server):
-    assert_error(server.post("/v2/models/digits/infer", json=v2_json_request(X[:1], name="no_such_input")), 400,
-                 "no_such_input")
+    message = assert_error(server.post("/v2/models/digits/infer", json=v2_json_request(X[:1], name="no_such_input")),
+                           400)
+    assert "no_such_input" in message or "image" in message, message  # names the stray or the missing input
 
 
 def test_v2_missing_one_of_two_inputs_is_400(server):

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from server_fixtures import (HOST, RawReader, assert_close, assert_error, assert_still_serving, base_path_args,
+from server_fixtures import (HOST, RawReader, assert_close, assert_still_serving, base_path_args,
                              chunked, curl, digits_batch, digits_bytes, digits_reference, http_request_bytes,
                              make_model_dir, raw_connect, send_until_answered, v2_binary_request, v2_json_request,
                              v2_output, v2_parse_response)
@@ -33,7 +33,7 @@ def still_serving_afterwards(server):
     assert_still_serving(server)
 
 
-def predict_bytes(x, keep_alive=True, extra_headers=None):
+def predict_bytes(x, extra_headers=None):
     body = json.dumps({"instances": x.tolist()}).encode()
     headers = {"Content-Type": "application/json", **(extra_headers or {})}
     return http_request_bytes("POST", "/v1/models/digits:predict", body, headers), body
@@ -96,10 +96,10 @@ def test_chunked_json_request(server):
                               {"Content-Type": "application/json", "Transfer-Encoding": "chunked"})
     with raw_connect(server) as sock:
         sock.sendall(head)
-        for piece in (chunked(body, [1, 7, 100, 4096]),):  # odd sizes, split across reads
-            for offset in range(0, len(piece), 1000):
-                sock.sendall(piece[offset:offset + 1000])
-                time.sleep(0.001)
+        encoded = chunked(body, [1, 7, 100, 4096])  # odd chunk sizes ...
+        for offset in range(0, len(encoded), 1000):  # ... arriving in pieces that split them
+            sock.sendall(encoded[offset:offset + 1000])
+            time.sleep(0.001)
         response = RawReader(sock).read_response()
     assert response.status == 200, response.body
     assert_close(v2_output(json.loads(response.body), "logits"), digits_reference(X))
@@ -143,7 +143,7 @@ def test_expect_100_continue_raw(server):
 
 
 def test_expect_100_continue_curl(server, tmp_path):
-    x = np.repeat(X, 15, axis=0)  # 150 rows, ~60 KB of JSON
+    x = np.repeat(X, 3, axis=0)  # 30 rows, ~12 KB of JSON
     request = tmp_path / "request.json"
     request.write_text(json.dumps(v2_json_request(x)))
     result = curl(server, "/v2/models/digits/infer", "-H", "Content-Type: application/json",
@@ -249,7 +249,7 @@ def test_client_disconnects_mid_headers(server):
 
 
 def test_client_disconnects_before_response(server):
-    x = np.repeat(X, 20, axis=0)  # 200 rows
+    x = np.repeat(X, 3, axis=0)  # 30 rows
     body, json_length = v2_binary_request([("image", x)], parameters={"binary_data_output": True})
     request = http_request_bytes("POST", "/v2/models/digits/infer", body,
                                  {"Inference-Header-Content-Length": json_length})

@@ -305,11 +305,13 @@ def test_corrupt_new_version_keeps_previous_serving(server_factory, tmp_path):
 # --------------------------------------------------------------------------- hot reload under traffic
 
 def test_hot_reload_under_traffic_has_zero_failed_requests(server_factory, tmp_path):
+    """Two clients (V2 and TF Serving REST) send requests back to back while version 2
+    is copied in and version 1 removed: not one request may fail."""
     base = make_model_dir(tmp_path / "digits", scaled_versions(1))
     server = server_factory.start(*base_path_args("digits", base))
     x = X[:2]
     expected = {version: digits_reference(x, SCALED[version]) for version in (1, 2)}
-    seen, failures, stop = [], [], threading.Event()
+    seen, failures, stop, lock = [], [], threading.Event(), threading.Lock()
 
     def matching_version(values):
         for version, reference_values in expected.items():
@@ -317,52 +319,60 @@ def test_hot_reload_under_traffic_has_zero_failed_requests(server_factory, tmp_p
                 return version
         return None
 
-    def client():
+    def client(protocol):
         session = http_session()
         deadline = time.monotonic() + 90  # hard bound; normally stopped much earlier
-        count = 0
         while not stop.is_set() and time.monotonic() < deadline:
-            count += 1
             try:
-                if count % 2:
+                if protocol == "v2":
                     response = session.post(server.url("/v2/models/digits/infer"), json=v2_json_request(x),
                                             timeout=10)
                 else:
                     response = session.post(server.url("/v1/models/digits:predict"),
                                             json={"instances": x.tolist()}, timeout=10)
                 if response.status_code != 200:
-                    failures.append(f"{response.status_code}: {response.text[:200]}")
+                    failures.append(f"{protocol} {response.status_code}: {response.text[:200]}")
                     continue
                 body = response.json()
-                values = v2_output(body, "logits") if count % 2 else np.asarray(body["predictions"], np.float32)
+                values = v2_output(body, "logits") if protocol == "v2" else np.asarray(body["predictions"], np.float32)
                 version = matching_version(values)
-                if version is None or (count % 2 and body["model_version"] != str(version)):
-                    failures.append(f"response matches no version: {body}")
+                if version is None or (protocol == "v2" and body["model_version"] != str(version)):
+                    failures.append(f"{protocol} response matches no version: {body}")
                     continue
-                seen.append(version)
+                with lock:
+                    seen.append((time.monotonic(), version))
             except Exception as error:  # noqa: BLE001 - every failure counts
-                failures.append(repr(error))
+                failures.append(f"{protocol} {error!r}")
         session.close()
 
-    thread = threading.Thread(target=client, daemon=True)
-    thread.start()
+    def traffic_for(seconds, minimum):
+        since, count = time.monotonic(), len(seen)
+        wait_until(lambda: time.monotonic() - since >= seconds and len(seen) >= count + minimum, seconds + 15,
+                   f"{minimum} responses in {seconds} s")
+
+    threads = [threading.Thread(target=client, args=(protocol,), daemon=True) for protocol in ("v2", "tf")]
+    for thread in threads:
+        thread.start()
     try:
-        wait_until(lambda: len(seen) >= 10, 15, "traffic on version 1")
+        traffic_for(1.0, 20)
         write_version(base, 2, digits_bytes(SCALED[2]))  # written elsewhere, renamed in
         wait_until(lambda: "2" in available_versions(server, "digits") and
                    server.get("/v1/models/digits/metadata").json()["model_spec"]["version"] == "2",
                    30, "version 2 AVAILABLE and latest")
+        traffic_for(1.0, 20)
         shutil.rmtree(base / "1")
         wait_until(lambda: available_versions(server, "digits") == {"2"}, 30, "version 1 gone, only 2 AVAILABLE")
-        count = len(seen)
-        wait_until(lambda: len(seen) >= count + 10, 15, "traffic after the switch")
+        switched = time.monotonic()
+        traffic_for(2.0, 20)
     finally:
         stop.set()
-        thread.join(timeout=30)
-    assert not thread.is_alive()
+        for thread in threads:
+            thread.join(timeout=30)
+    assert not any(thread.is_alive() for thread in threads)
     assert failures == [], failures[:10]
-    assert seen[0] == 1 and 2 in seen
-    assert seen[-10:] == [2] * 10
+    versions = [version for _, version in seen]
+    assert versions[0] == 1 and 2 in versions
+    assert all(version == 2 for when, version in seen if when > switched + 0.5), "version 1 still answering"
     assert tf_status(server, "digits")["2"]["state"] == "AVAILABLE"
 
 

@@ -19,13 +19,13 @@ enum FloatFormatting {
         let bits = value.bitPattern
         var k = 0
         if bits >> 31 != 0 {
-            out[0] = ASCII.minus
+            out[0] = JSONByte.minus
             k = 1
         }
         if bits & 0x7FFF_FFFF == 0 {
-            out[k] = ASCII.zero
-            out[k + 1] = ASCII.dot
-            out[k + 2] = ASCII.zero
+            out[k] = JSONByte.zero
+            out[k + 1] = JSONByte.dot
+            out[k + 2] = JSONByte.zero
             return k + 3
         }
         let (digits, exponent) = float32Decimal(bits)
@@ -38,13 +38,13 @@ enum FloatFormatting {
         let bits = value.bitPattern
         var k = 0
         if bits >> 63 != 0 {
-            out[0] = ASCII.minus
+            out[0] = JSONByte.minus
             k = 1
         }
         if bits & 0x7FFF_FFFF_FFFF_FFFF == 0 {
-            out[k] = ASCII.zero
-            out[k + 1] = ASCII.dot
-            out[k + 2] = ASCII.zero
+            out[k] = JSONByte.zero
+            out[k + 1] = JSONByte.dot
+            out[k + 2] = JSONByte.zero
             return k + 3
         }
         let (digits, exponent) = float64Decimal(bits)
@@ -67,31 +67,64 @@ enum FloatFormatting {
         57, 48, 57, 49, 57, 50, 57, 51, 57, 52, 57, 53, 57, 54, 57, 55, 57, 56, 57, 57,
     ]
 
+    static let powersOfTen: [UInt64] = [
+        1, 10, 100, 1000, 10000, 100_000, 1_000_000, 10_000_000, 100_000_000, 1_000_000_000,
+        10_000_000_000, 100_000_000_000, 1_000_000_000_000, 10_000_000_000_000, 100_000_000_000_000,
+        1_000_000_000_000_000, 10_000_000_000_000_000, 100_000_000_000_000_000,
+        1_000_000_000_000_000_000, 10_000_000_000_000_000_000,
+    ]
+
+    /// Number of decimal digits of `v` (1 for 0).
     @inline(__always)
     static func decimalLength(_ v: UInt64) -> Int {
-        var length = 1
-        var threshold: UInt64 = 10
-        while length < 20 && v >= threshold {
-            length &+= 1
-            threshold = threshold &* 10
-        }
-        return length
+        let bits = 64 &- v.leadingZeroBitCount
+        let estimate = (bits &* 1233) >> 12  // floor(log10(2^bits)), 0...19
+        return powersOfTen.withUnsafeBufferPointer { powers in
+            estimate &+ (v >= powers[estimate] ? 1 : 0)
+        } | (v == 0 ? 1 : 0)
     }
 
-    /// Writes exactly `count` digits of `value` at out[0..<count].
+    /// Writes exactly `count` digits of `value` at out[0..<count], in independent groups of
+    /// four so the divisions do not form one long dependency chain.
     @inline(__always)
     static func writeDigits(_ value: UInt64, _ count: Int, to out: UnsafeMutablePointer<UInt8>) {
-        var rest = value
-        var position = count
-        while position >= 2 {
-            let q = rest / 100
-            let r = Int(truncatingIfNeeded: rest &- q &* 100)
-            position &-= 2
-            out[position] = digitPairs[2 &* r]
-            out[position &+ 1] = digitPairs[2 &* r &+ 1]
-            rest = q
+        digitPairs.withUnsafeBufferPointer { table in
+            let pairs = UnsafeRawPointer(table.baseAddress!)
+            @inline(__always) func pair(_ r: UInt32, _ at: UnsafeMutablePointer<UInt8>) {
+                UnsafeMutableRawPointer(at).storeBytes(
+                    of: pairs.loadUnaligned(fromByteOffset: Int(r) &* 2, as: UInt16.self), as: UInt16.self)
+            }
+            @inline(__always) func four(_ x: UInt32, _ at: UnsafeMutablePointer<UInt8>) {
+                let high = x / 100
+                pair(high, at)
+                pair(x &- high &* 100, at + 2)
+            }
+            var rest = value
+            var end = count
+            while end > 8 {
+                let q = rest / 100_000_000
+                let chunk = UInt32(truncatingIfNeeded: rest &- q &* 100_000_000)
+                let high = chunk / 10000
+                four(high, out + (end &- 8))
+                four(chunk &- high &* 10000, out + (end &- 4))
+                end &-= 8
+                rest = q
+            }
+            var small = UInt32(truncatingIfNeeded: rest)
+            while end >= 4 {
+                let q = small / 10000
+                four(small &- q &* 10000, out + (end &- 4))
+                end &-= 4
+                small = q
+            }
+            if end >= 2 {
+                let q = small / 100
+                pair(small &- q &* 100, out + (end &- 2))
+                end &-= 2
+                small = q
+            }
+            if end == 1 { out[0] = UInt8(truncatingIfNeeded: small) &+ JSONByte.zero }
         }
-        if position == 1 { out[0] = UInt8(truncatingIfNeeded: rest) &+ ASCII.zero }
     }
 
     /// Lays out digits × 10^exponent (digits > 0).
@@ -106,25 +139,25 @@ enum FloatFormatting {
                     writeDigits(digits, count, to: out)
                     var k = count
                     while k < integerDigits {
-                        out[k] = ASCII.zero
+                        out[k] = JSONByte.zero
                         k &+= 1
                     }
-                    out[k] = ASCII.dot
-                    out[k &+ 1] = ASCII.zero
+                    out[k] = JSONByte.dot
+                    out[k &+ 1] = JSONByte.zero
                     return k &+ 2
                 }
                 // Digits at out[1...count], then the integer digits move left over the gap.
                 writeDigits(digits, count, to: out + 1)
                 for k in 0..<integerDigits { out[k] = out[k &+ 1] }
-                out[integerDigits] = ASCII.dot
+                out[integerDigits] = JSONByte.dot
                 return count &+ 1
             }
-            out[0] = ASCII.zero
-            out[1] = ASCII.dot
+            out[0] = JSONByte.zero
+            out[1] = JSONByte.dot
             var k = 2
             let zeros = -scientific &- 1
             while k < zeros &+ 2 {
-                out[k] = ASCII.zero
+                out[k] = JSONByte.zero
                 k &+= 1
             }
             writeDigits(digits, count, to: out + k)
@@ -134,20 +167,20 @@ enum FloatFormatting {
         out[0] = out[1]
         var k = 1
         if count > 1 {
-            out[1] = ASCII.dot
+            out[1] = JSONByte.dot
             k = count &+ 1
         }
-        out[k] = ASCII.lowerE
-        out[k &+ 1] = scientific < 0 ? ASCII.minus : ASCII.plus
+        out[k] = JSONByte.lowerE
+        out[k &+ 1] = scientific < 0 ? JSONByte.minus : JSONByte.plus
         k &+= 2
         var e = Int(scientific.magnitude)
         if e >= 100 {
-            out[k] = UInt8(truncatingIfNeeded: e / 100) &+ ASCII.zero
+            out[k] = UInt8(truncatingIfNeeded: e / 100) &+ JSONByte.zero
             e %= 100
             k &+= 1
         }
-        out[k] = digitPairs[2 &* e]
-        out[k &+ 1] = digitPairs[2 &* e &+ 1]
+        out[k] = UInt8(truncatingIfNeeded: e / 10) &+ JSONByte.zero
+        out[k &+ 1] = UInt8(truncatingIfNeeded: e % 10) &+ JSONByte.zero
         return k &+ 2
     }
 

@@ -95,7 +95,7 @@ public final class JSONNumericArray: Sendable {
     /// arrays. For small arrays such as shapes; tensors should use ``decode(into:)``.
     public var elements: [JSONValue] {
         source.withBytes { buffer in
-            var parser = Parser(source: source, buffer: buffer,
+            var parser = JSONParserCore(source: source, buffer: buffer,
                                 options: .init(maxDepth: 1000, allowNonFiniteNumbers: true))
             defer { parser.release() }
             var result: [JSONValue] = []
@@ -103,8 +103,8 @@ public final class JSONNumericArray: Sendable {
             while true {
                 parser.skipWhitespace()
                 let c = parser.p[parser.i]
-                if c == ASCII.closeBracket { break }
-                if c == ASCII.comma {
+                if c == JSONByte.closeBracket { break }
+                if c == JSONByte.comma {
                     parser.i += 1
                     continue
                 }
@@ -135,17 +135,18 @@ protocol JSONTokenDecodable: JSONNumericElement {
     /// True for Bool (decodes arrays of booleans), false for numeric types.
     static var decodesBooleans: Bool { get }
     /// Converts the token starting at `p[i]` and moves `i` past it. The token is valid and
-    /// followed by at least one byte that cannot continue it.
-    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Self
+    /// followed by at least one byte that cannot continue it; bytes before `limit` may be
+    /// read.
+    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Self
 }
 
 extension JSONTokenDecodable {
     public static func _jsonDecode(_ array: JSONNumericArray, into buffer: UnsafeMutableBufferPointer<Self>) throws(JSONError) {
-        try NumericDecoding.decode(array, into: buffer)
+        try JSONNumericDecoding.decode(array, into: buffer)
     }
 
     public static func _jsonConvert(_ number: JSONNumber) throws(JSONError) -> Self {
-        try NumericDecoding.convert(number)
+        try JSONNumericDecoding.convert(number)
     }
 }
 
@@ -153,9 +154,9 @@ extension Float: JSONTokenDecodable {
     public static var jsonTypeName: String { "float32" }
     static var decodesBooleans: Bool { false }
     @inline(__always)
-    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Float {
+    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Float {
         let start = i
-        let literal = DecimalLiteral.scan(p, &i)
+        let literal = JSONDecimalLiteral.scan(p, &i, limit)
         return try literal.floatValue(p, start, i)
     }
 }
@@ -164,9 +165,9 @@ extension Double: JSONTokenDecodable {
     public static var jsonTypeName: String { "float64" }
     static var decodesBooleans: Bool { false }
     @inline(__always)
-    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Double {
+    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Double {
         let start = i
-        let literal = DecimalLiteral.scan(p, &i)
+        let literal = JSONDecimalLiteral.scan(p, &i, limit)
         return try literal.doubleValue(p, start, i)
     }
 }
@@ -175,12 +176,12 @@ extension Bool: JSONTokenDecodable {
     public static var jsonTypeName: String { "bool" }
     static var decodesBooleans: Bool { true }
     @inline(__always)
-    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Bool {
-        if p[i] == ASCII.lowerT {
+    static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Bool {
+        if p[i] == JSONByte.lowerT {
             i += 4
             return true
         }
-        if p[i] == ASCII.lowerF {
+        if p[i] == JSONByte.lowerF {
             i += 5
             return false
         }
@@ -191,78 +192,78 @@ extension Bool: JSONTokenDecodable {
 extension Int8: JSONTokenDecodable {
     public static var jsonTypeName: String { "int8" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Int8 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Int8 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension Int16: JSONTokenDecodable {
     public static var jsonTypeName: String { "int16" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Int16 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Int16 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension Int32: JSONTokenDecodable {
     public static var jsonTypeName: String { "int32" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Int32 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Int32 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension Int64: JSONTokenDecodable {
     public static var jsonTypeName: String { "int64" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Int64 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Int64 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension Int: JSONTokenDecodable {
     public static var jsonTypeName: String { "int64" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> Int {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> Int {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension UInt8: JSONTokenDecodable {
     public static var jsonTypeName: String { "uint8" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> UInt8 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> UInt8 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension UInt16: JSONTokenDecodable {
     public static var jsonTypeName: String { "uint16" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> UInt16 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> UInt16 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension UInt32: JSONTokenDecodable {
     public static var jsonTypeName: String { "uint32" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> UInt32 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> UInt32 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 extension UInt64: JSONTokenDecodable {
     public static var jsonTypeName: String { "uint64" }
     static var decodesBooleans: Bool { false }
-    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> UInt64 {
-        try IntegerToken.parse(p, &i)
+    @inline(__always) static func parseToken(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) throws(JSONError) -> UInt64 {
+        try JSONIntegerToken.parse(p, &i)
     }
 }
 
 // MARK: - Decoding loop
 
-enum NumericDecoding {
+enum JSONNumericDecoding {
     static func checkKind<T: JSONTokenDecodable>(_ array: JSONNumericArray, _: T.Type) throws(JSONError) {
         switch array.elementKind {
         case .empty: return
@@ -290,12 +291,12 @@ enum NumericDecoding {
             while i < end {
                 let c = p[i]
                 // Whitespace, ',', '[' and ']' separate tokens; every token starts above ','.
-                if c <= ASCII.comma || c == ASCII.openBracket || c == ASCII.closeBracket {
+                if c <= JSONByte.comma || c == JSONByte.openBracket || c == JSONByte.closeBracket {
                     i += 1
                     continue
                 }
                 guard k < count else { break }
-                out[k] = try T.parseToken(p, &i)
+                out[k] = try T.parseToken(p, &i, end)
                 k += 1
             }
         }
@@ -311,7 +312,7 @@ enum NumericDecoding {
             copy[length] = 0
             var i = 0
             do throws(JSONError) {
-                return try T.parseToken(copy, &i)
+                return try T.parseToken(copy, &i, length + 1)
             } catch {
                 throw JSONError(error.message, offset: number.offset + max(0, error.offset))
             }
@@ -329,7 +330,7 @@ enum NumericDecoding {
 // MARK: - Floating point
 
 /// A decimal literal reduced to at most 19 significant digits.
-struct DecimalLiteral {
+struct JSONDecimalLiteral {
     /// The first (up to) 19 significant digits.
     var mantissa: UInt64 = 0
     /// value ≈ mantissa × 10^exponent.
@@ -340,18 +341,19 @@ struct DecimalLiteral {
     /// 0 finite, 1 NaN, 2 infinity.
     var special: UInt8 = 0
 
-    /// Scans a validated number token at `p[i]`, moving `i` past it.
+    /// Scans a validated number token at `p[i]`, moving `i` past it. Bytes up to `limit`
+    /// may be read in words.
     @inline(__always)
-    static func scan(_ p: UnsafePointer<UInt8>, _ i: inout Int) -> DecimalLiteral {
-        var literal = DecimalLiteral()
+    static func scan(_ p: UnsafePointer<UInt8>, _ i: inout Int, _ limit: Int) -> JSONDecimalLiteral {
+        var literal = JSONDecimalLiteral()
         var c = p[i]
-        if c == ASCII.minus {
+        if c == JSONByte.minus {
             literal.negative = true
             i += 1
             c = p[i]
         }
         if c >= UInt8(ascii: "A") {  // NaN, Infinity
-            if c == ASCII.upperN {
+            if c == JSONByte.upperN {
                 literal.special = 1
                 i += 3
             } else {
@@ -365,7 +367,7 @@ struct DecimalLiteral {
         var exponent = 0
         // Integer part: "0" or a nonzero digit and more digits.
         while true {
-            let d = c &- ASCII.zero
+            let d = c &- JSONByte.zero
             guard d < 10 else { break }
             if digits < 19 {
                 mantissa = mantissa &* 10 &+ UInt64(d)
@@ -377,11 +379,26 @@ struct DecimalLiteral {
             i += 1
             c = p[i]
         }
-        if c == ASCII.dot {
+        if c == JSONByte.dot {
             i += 1
+            // Eight fraction digits at a time while they fit in the 19 kept digits.
+            while digits <= 11 && i &+ 8 <= limit {
+                let word = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+                guard JSONSWAR.nonDigitBytes(word) == 0 else { break }
+                let eight = JSONSWAR.eightDigits(word)
+                if mantissa == 0 {
+                    mantissa = eight
+                    digits = eight == 0 ? 0 : FloatFormatting.decimalLength(eight)
+                } else {
+                    mantissa = mantissa &* 100_000_000 &+ eight
+                    digits &+= 8
+                }
+                exponent &-= 8
+                i &+= 8
+            }
             c = p[i]
             while true {
-                let d = c &- ASCII.zero
+                let d = c &- JSONByte.zero
                 guard d < 10 else { break }
                 if digits < 19 {
                     mantissa = mantissa &* 10 &+ UInt64(d)
@@ -394,18 +411,18 @@ struct DecimalLiteral {
                 c = p[i]
             }
         }
-        if c | 0x20 == ASCII.lowerE {
+        if c | 0x20 == JSONByte.lowerE {
             i += 1
             c = p[i]
             var negativeExponent = false
-            if c == ASCII.minus || c == ASCII.plus {
-                negativeExponent = c == ASCII.minus
+            if c == JSONByte.minus || c == JSONByte.plus {
+                negativeExponent = c == JSONByte.minus
                 i += 1
                 c = p[i]
             }
             var e = 0
             while true {
-                let d = c &- ASCII.zero
+                let d = c &- JSONByte.zero
                 guard d < 10 else { break }
                 if e < 1_000_000 { e = e * 10 + Int(d) }
                 i += 1
@@ -426,11 +443,20 @@ struct DecimalLiteral {
         1e49, 1e50, 1e51, 1e52, 1e53, 1e54, 1e55, 1e56, 1e57, 1e58, 1e59, 1e60, 1e61, 1e62, 1e63, 1e64,
     ]
 
+    /// 10^-0 ... 10^-64, each correctly rounded (none exact beyond 10^0).
+    static let negativePowersOfTen: [Double] = [
+        1e0, 1e-1, 1e-2, 1e-3, 1e-4, 1e-5, 1e-6, 1e-7, 1e-8, 1e-9, 1e-10, 1e-11, 1e-12, 1e-13, 1e-14,
+        1e-15, 1e-16, 1e-17, 1e-18, 1e-19, 1e-20, 1e-21, 1e-22, 1e-23, 1e-24, 1e-25, 1e-26, 1e-27,
+        1e-28, 1e-29, 1e-30, 1e-31, 1e-32, 1e-33, 1e-34, 1e-35, 1e-36, 1e-37, 1e-38, 1e-39, 1e-40,
+        1e-41, 1e-42, 1e-43, 1e-44, 1e-45, 1e-46, 1e-47, 1e-48, 1e-49, 1e-50, 1e-51, 1e-52, 1e-53,
+        1e-54, 1e-55, 1e-56, 1e-57, 1e-58, 1e-59, 1e-60, 1e-61, 1e-62, 1e-63, 1e-64,
+    ]
+
     /// The literal correctly rounded to Float.
     ///
     /// Fast path: x = mantissa ⊗ 10^exponent in Double has a relative error of at most about
-    /// 3 Double ulps (mantissa conversion, table entry, multiply or divide; truncated digits
-    /// add < 0.02 ulp). Rounding x to Float drops 29 bits; unless those bits lie within 8
+    /// 3 Double ulps (mantissa conversion, correctly rounded table entry, one multiply;
+    /// truncated digits add < 0.02 ulp). Rounding x to Float drops 29 bits; unless those bits lie within 8
     /// ulps of the halfway point, the exact value rounds to the same Float. Otherwise (about
     /// 1 in 2^24 random inputs), and outside the normal Float range, strtof decides.
     @inline(__always)
@@ -442,7 +468,7 @@ struct DecimalLiteral {
         if mantissa == 0 { return negative ? -0.0 : 0.0 }
         if exponent >= -64 && exponent <= 38 {
             let m = Double(mantissa)
-            let x = exponent >= 0 ? m * Self.powersOfTen[exponent] : m / Self.powersOfTen[-exponent]
+            let x = m * (exponent >= 0 ? Self.powersOfTen[exponent] : Self.negativePowersOfTen[-exponent])
             if x >= 0x1p-126 && x <= 0x1.fffffep127 {
                 let dropped = UInt32(truncatingIfNeeded: x.bitPattern) & 0x1FFF_FFFF
                 if dropped &- (0x1000_0000 - 8) > 16 {
@@ -451,7 +477,7 @@ struct DecimalLiteral {
                 }
             }
         }
-        return try CNumbers.float(p, start, end)
+        return try JSONCNumbers.float(p, start, end)
     }
 
     #if arch(x86_64)
@@ -495,13 +521,13 @@ struct DecimalLiteral {
             }
         }
         #endif
-        return try CNumbers.double(p, start, end)
+        return try JSONCNumbers.double(p, start, end)
     }
 }
 
 /// strtof / strtod in the C locale (so a process-wide locale with a decimal comma cannot
 /// change the result). Both are correctly rounded in glibc.
-enum CNumbers {
+enum JSONCNumbers {
     #if canImport(Glibc) || canImport(Musl)
     nonisolated(unsafe) static let cLocale = newlocale(Int32(1) << LC_NUMERIC, "C", nil)
     #endif
@@ -510,7 +536,7 @@ enum CNumbers {
     static func float(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) throws(JSONError) -> Float {
         let value = withCLocale { UnsafeRawPointer(p + start).withMemoryRebound(to: CChar.self, capacity: end - start + 1) { strtof($0, nil) } }
         guard value.isFinite else {
-            throw JSONError("value \(NumericDecoding.tokenText(p, start, end)) is out of range for float32", offset: start)
+            throw JSONError("value \(JSONNumericDecoding.tokenText(p, start, end)) is out of range for float32", offset: start)
         }
         return value
     }
@@ -519,7 +545,7 @@ enum CNumbers {
     static func double(_ p: UnsafePointer<UInt8>, _ start: Int, _ end: Int) throws(JSONError) -> Double {
         let value = withCLocale { UnsafeRawPointer(p + start).withMemoryRebound(to: CChar.self, capacity: end - start + 1) { strtod($0, nil) } }
         guard value.isFinite else {
-            throw JSONError("value \(NumericDecoding.tokenText(p, start, end)) is out of range for float64", offset: start)
+            throw JSONError("value \(JSONNumericDecoding.tokenText(p, start, end)) is out of range for float64", offset: start)
         }
         return value
     }
@@ -536,24 +562,24 @@ enum CNumbers {
 
 // MARK: - Integers
 
-enum IntegerToken {
+enum JSONIntegerToken {
     /// Parses a validated number token as an exact integer of type T.
     @inline(__always)
     static func parse<T: FixedWidthInteger>(_ p: UnsafePointer<UInt8>, _ i: inout Int) throws(JSONError) -> T {
         let start = i
         var negative = false
-        if p[i] == ASCII.minus {
+        if p[i] == JSONByte.minus {
             negative = true
             i += 1
         }
         var c = p[i]
         var magnitude: UInt64 = 0
         var overflow = false
-        var d = c &- ASCII.zero
+        var d = c &- JSONByte.zero
         guard d < 10 else {
             // NaN / Infinity
-            i += c == ASCII.upperN ? 3 : 8
-            throw JSONError("non-finite value \(NumericDecoding.tokenText(p, start, i)) cannot be converted to \(T.jsonName)",
+            i += c == JSONByte.upperN ? 3 : 8
+            throw JSONError("non-finite value \(JSONNumericDecoding.tokenText(p, start, i)) cannot be converted to \(T.jsonName)",
                             offset: start)
         }
         repeat {
@@ -563,9 +589,9 @@ enum IntegerToken {
             overflow = overflow || o1 || o2
             i += 1
             c = p[i]
-            d = c &- ASCII.zero
+            d = c &- JSONByte.zero
         } while d < 10
-        if c == ASCII.dot || c | 0x20 == ASCII.lowerE {
+        if c == JSONByte.dot || c | 0x20 == JSONByte.lowerE {
             (magnitude, overflow) = try integralValue(p, start, &i, T.self)
         }
         if negative {
@@ -576,7 +602,7 @@ enum IntegerToken {
         } else if !overflow && magnitude <= UInt64(T.max) {
             return T(truncatingIfNeeded: magnitude)
         }
-        throw JSONError("value \(NumericDecoding.tokenText(p, start, i)) is out of range for \(T.jsonName)", offset: start)
+        throw JSONError("value \(JSONNumericDecoding.tokenText(p, start, i)) is out of range for \(T.jsonName)", offset: start)
     }
 
     /// The magnitude of a literal with a fraction or exponent that must be an integer
@@ -586,27 +612,27 @@ enum IntegerToken {
         _ p: UnsafePointer<UInt8>, _ start: Int, _ i: inout Int, _: T.Type
     ) throws(JSONError) -> (UInt64, Bool) {
         var k = start
-        if p[k] == ASCII.minus { k += 1 }
+        if p[k] == JSONByte.minus { k += 1 }
         let integerStart = k
-        while ASCII.isDigit(p[k]) { k += 1 }
+        while JSONByte.isDigit(p[k]) { k += 1 }
         let integerEnd = k
         var fractionStart = k, fractionEnd = k
-        if p[k] == ASCII.dot {
+        if p[k] == JSONByte.dot {
             k += 1
             fractionStart = k
-            while ASCII.isDigit(p[k]) { k += 1 }
+            while JSONByte.isDigit(p[k]) { k += 1 }
             fractionEnd = k
         }
         var exponent = 0
-        if p[k] | 0x20 == ASCII.lowerE {
+        if p[k] | 0x20 == JSONByte.lowerE {
             k += 1
             var negativeExponent = false
-            if p[k] == ASCII.minus || p[k] == ASCII.plus {
-                negativeExponent = p[k] == ASCII.minus
+            if p[k] == JSONByte.minus || p[k] == JSONByte.plus {
+                negativeExponent = p[k] == JSONByte.minus
                 k += 1
             }
-            while ASCII.isDigit(p[k]) {
-                if exponent < 1_000_000 { exponent = exponent * 10 + Int(p[k] - ASCII.zero) }
+            while JSONByte.isDigit(p[k]) {
+                if exponent < 1_000_000 { exponent = exponent * 10 + Int(p[k] - JSONByte.zero) }
                 k += 1
             }
             if negativeExponent { exponent = -exponent }
@@ -620,16 +646,16 @@ enum IntegerToken {
             return index < integerCount ? p[integerStart + index] : p[fractionStart + index - integerCount]
         }
         var first = 0
-        while first < total && digit(first) == ASCII.zero { first += 1 }
+        while first < total && digit(first) == JSONByte.zero { first += 1 }
         if first == total { return (0, false) }  // zero, whatever the exponent
         var last = total
         var scale = exponent - (fractionEnd - fractionStart)
-        while digit(last - 1) == ASCII.zero {
+        while digit(last - 1) == JSONByte.zero {
             last -= 1
             scale += 1
         }
         guard scale >= 0 else {
-            throw JSONError("fractional value \(NumericDecoding.tokenText(p, start, k)) cannot be converted to \(T.jsonName)",
+            throw JSONError("fractional value \(JSONNumericDecoding.tokenText(p, start, k)) cannot be converted to \(T.jsonName)",
                             offset: start)
         }
         if last - first + scale > 20 { return (0, true) }
@@ -637,7 +663,7 @@ enum IntegerToken {
         var overflow = false
         for index in first..<last {
             let (times10, o1) = magnitude.multipliedReportingOverflow(by: 10)
-            let (sum, o2) = times10.addingReportingOverflow(UInt64(digit(index) - ASCII.zero))
+            let (sum, o2) = times10.addingReportingOverflow(UInt64(digit(index) - JSONByte.zero))
             magnitude = sum
             overflow = overflow || o1 || o2
         }

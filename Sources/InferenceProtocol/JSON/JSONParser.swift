@@ -44,7 +44,7 @@ public enum JSONParser {
         }
         let source = JSONSource(bytes)
         return try source.withBytes { (buffer) throws(JSONError) -> JSONValue in
-            var parser = Parser(source: source, buffer: buffer, options: options)
+            var parser = JSONParserCore(source: source, buffer: buffer, options: options)
             defer { parser.release() }
             return try parser.parseDocument()
         }
@@ -62,7 +62,7 @@ public enum JSONParser {
 
 // MARK: - Byte constants
 
-enum ASCII {
+enum JSONByte {
     static let quote = UInt8(ascii: "\"")
     static let backslash = UInt8(ascii: "\\")
     static let slash = UInt8(ascii: "/")
@@ -100,6 +100,43 @@ enum ASCII {
     }
 }
 
+/// Eight bytes at a time, little-endian (the first byte is the lowest).
+enum JSONSWAR {
+    static let ones: UInt64 = 0x0101_0101_0101_0101
+    static let highs: UInt64 = 0x8080_8080_8080_8080
+
+    /// High bit set in each byte of `word` that is not an ASCII digit. Exact up to the first
+    /// non-digit (a byte >= 0xFA may disturb the bytes after it, which callers ignore).
+    @inline(__always)
+    static func nonDigitBytes(_ word: UInt64) -> UInt64 {
+        let highNibbles = (word & 0xF0F0_F0F0_F0F0_F0F0) ^ 0x3030_3030_3030_3030
+        let lowNibbles = ((word &+ 0x0606_0606_0606_0606) & 0xF0F0_F0F0_F0F0_F0F0) ^ 0x3030_3030_3030_3030
+        let v = highNibbles | lowNibbles
+        return (((v & 0x7F7F_7F7F_7F7F_7F7F) &+ 0x7F7F_7F7F_7F7F_7F7F) | v) & highs
+    }
+
+    /// True if some byte is a quote, a backslash or a control character (< 0x20).
+    @inline(__always)
+    static func needsEscape(_ word: UInt64) -> Bool {
+        let quote = word ^ (ones &* 0x22)
+        let backslash = word ^ (ones &* 0x5C)
+        let zeroInQuote = (quote &- ones) & ~quote
+        let zeroInBackslash = (backslash &- ones) & ~backslash
+        let control = (word &- ones &* 0x20) & ~word
+        return (zeroInQuote | zeroInBackslash | control) & highs != 0
+    }
+
+    /// The value of eight ASCII digits, the first byte most significant.
+    @inline(__always)
+    static func eightDigits(_ word: UInt64) -> UInt64 {
+        var v = word &- 0x3030_3030_3030_3030
+        v = (v &* 10) &+ (v >> 8)
+        v = ((v & 0x0000_00FF_0000_00FF) &* (100 &+ (1_000_000 << 32))
+            &+ ((v >> 16) & 0x0000_00FF_0000_00FF) &* (1 &+ (10000 << 32))) >> 32
+        return v
+    }
+}
+
 // MARK: - Number syntax
 
 enum JSONNumberScanner {
@@ -113,17 +150,16 @@ enum JSONNumberScanner {
         integerLiteral: inout Bool, nonFinite: inout Bool
     ) -> Int {
         var i = start
-        if p[i] == ASCII.minus {
+        if p[i] == JSONByte.minus {
             i += 1
             guard i < n else { return -(i + 1) }
         }
         var c = p[i]
-        if c == ASCII.zero {
+        if c == JSONByte.zero {
             i += 1
-            if i < n && ASCII.isDigit(p[i]) { return -(i + 1) }  // leading zero
-        } else if ASCII.isDigit(c) {
-            i += 1
-            while i < n && ASCII.isDigit(p[i]) { i += 1 }
+            if i < n && JSONByte.isDigit(p[i]) { return -(i + 1) }  // leading zero
+        } else if JSONByte.isDigit(c) {
+            i = skipDigits(p, i + 1, n)
         } else if allowNonFinite {
             return scanNonFinite(p, start, i, n, integerLiteral: &integerLiteral, nonFinite: &nonFinite)
         } else {
@@ -131,27 +167,39 @@ enum JSONNumberScanner {
         }
         guard i < n else { return i }
         c = p[i]
-        if c == ASCII.dot {
+        if c == JSONByte.dot {
             integerLiteral = false
             i += 1
-            guard i < n, ASCII.isDigit(p[i]) else { return -(i + 1) }
-            i += 1
-            while i < n && ASCII.isDigit(p[i]) { i += 1 }
+            guard i < n, JSONByte.isDigit(p[i]) else { return -(i + 1) }
+            i = skipDigits(p, i + 1, n)
             guard i < n else { return i }
             c = p[i]
         }
-        if c | 0x20 == ASCII.lowerE {
+        if c | 0x20 == JSONByte.lowerE {
             integerLiteral = false
             i += 1
             guard i < n else { return -(i + 1) }
-            if p[i] == ASCII.plus || p[i] == ASCII.minus {
+            if p[i] == JSONByte.plus || p[i] == JSONByte.minus {
                 i += 1
                 guard i < n else { return -(i + 1) }
             }
-            guard ASCII.isDigit(p[i]) else { return -(i + 1) }
-            i += 1
-            while i < n && ASCII.isDigit(p[i]) { i += 1 }
+            guard JSONByte.isDigit(p[i]) else { return -(i + 1) }
+            i = skipDigits(p, i + 1, n)
         }
+        return i
+    }
+
+    /// The index of the first non-digit at or after `i` (or `n`), eight bytes at a time.
+    @inline(__always)
+    static func skipDigits(_ p: UnsafePointer<UInt8>, _ start: Int, _ n: Int) -> Int {
+        var i = start
+        while i &+ 8 <= n {
+            let word = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
+            let nonDigits = JSONSWAR.nonDigitBytes(word)
+            if nonDigits != 0 { return i &+ (nonDigits.trailingZeroBitCount >> 3) }
+            i &+= 8
+        }
+        while i < n && JSONByte.isDigit(p[i]) { i &+= 1 }
         return i
     }
 
@@ -161,7 +209,7 @@ enum JSONNumberScanner {
         integerLiteral: inout Bool, nonFinite: inout Bool
     ) -> Int {
         let negative = i > start
-        let token: StaticString = p[i] == ASCII.upperN && !negative ? "NaN" : "Infinity"
+        let token: StaticString = p[i] == JSONByte.upperN && !negative ? "NaN" : "Infinity"
         let length = token.utf8CodeUnitCount
         for k in 0..<length {
             guard i + k < n, p[i + k] == token.utf8Start[k] else { return -(i + k + 1) }
@@ -178,9 +226,9 @@ enum JSONNumberScanner {
     }
 }
 
-// MARK: - Parser
+// MARK: - JSONParserCore
 
-struct Parser {
+struct JSONParserCore {
     let source: JSONSource
     let p: UnsafePointer<UInt8>
     let n: Int
@@ -209,7 +257,7 @@ struct Parser {
     init(source: JSONSource, buffer: UnsafeBufferPointer<UInt8>, options: JSONParser.Options) {
         self.source = source
         // An empty buffer may have no base address; point at a byte that is never read.
-        self.p = buffer.baseAddress ?? UnsafePointer(Parser.emptyByte)
+        self.p = buffer.baseAddress ?? UnsafePointer(JSONParserCore.emptyByte)
         self.n = buffer.count
         self.maxDepth = max(1, min(options.maxDepth, 1000))
         self.allowNonFinite = options.allowNonFiniteNumbers
@@ -237,7 +285,7 @@ struct Parser {
         guard k < n else {
             return JSONError("unexpected end of input" + (expecting.map { ", expected \($0)" } ?? ""), offset: k)
         }
-        return JSONError("unexpected \(ASCII.describe(p[k]))" + (expecting.map { ", expected \($0)" } ?? ""), offset: k)
+        return JSONError("unexpected \(JSONByte.describe(p[k]))" + (expecting.map { ", expected \($0)" } ?? ""), offset: k)
     }
 
     func depthError(at k: Int) -> JSONError {
@@ -246,7 +294,7 @@ struct Parser {
 
     func numberError(_ code: Int) -> JSONError {
         let k = -code - 1
-        if k < n, ASCII.isDigit(p[k]), k > 0, p[k - 1] == ASCII.zero {
+        if k < n, JSONByte.isDigit(p[k]), k > 0, p[k - 1] == JSONByte.zero {
             return JSONError("invalid number: leading zeros are not allowed", offset: k - 1)
         }
         return unexpected(at: k, expecting: "a digit")
@@ -256,7 +304,7 @@ struct Parser {
 
     @inline(__always)
     mutating func skipWhitespace() {
-        while i < n && ASCII.isWhitespace(p[i]) { i += 1 }
+        while i < n && JSONByte.isWhitespace(p[i]) { i += 1 }
     }
 
     mutating func parseDocument() throws(JSONError) -> JSONValue {
@@ -264,16 +312,16 @@ struct Parser {
         guard i < n else { throw error(n == 0 ? "empty input" : "no JSON value, only whitespace", at: i) }
         let value = try parseValue()
         skipWhitespace()
-        guard i == n else { throw error("unexpected \(ASCII.describe(p[i])) after the JSON value", at: i) }
+        guard i == n else { throw error("unexpected \(JSONByte.describe(p[i])) after the JSON value", at: i) }
         return value
     }
 
     mutating func parseValue() throws(JSONError) -> JSONValue {
         guard i < n else { throw unexpected(at: i, expecting: "a value") }
         switch p[i] {
-        case ASCII.openBrace:
+        case JSONByte.openBrace:
             return try parseObject()
-        case ASCII.openBracket:
+        case JSONByte.openBracket:
             if genericCursor < genericStarts.count && genericStarts[genericCursor] == i {
                 genericCursor += 1
                 return try parseGenericArray()
@@ -284,15 +332,15 @@ struct Parser {
             i = start
             genericCursor = 1
             return try parseGenericArray()
-        case ASCII.quote:
+        case JSONByte.quote:
             return .string(try parseString())
-        case ASCII.lowerT:
+        case JSONByte.lowerT:
             try expectLiteral("true")
             return .bool(true)
-        case ASCII.lowerF:
+        case JSONByte.lowerF:
             try expectLiteral("false")
             return .bool(false)
-        case ASCII.lowerN:
+        case JSONByte.lowerN:
             try expectLiteral("null")
             return .null
         default:
@@ -325,17 +373,17 @@ struct Parser {
         i += 1
         var object = JSONObject()
         skipWhitespace()
-        if i < n && p[i] == ASCII.closeBrace {
+        if i < n && p[i] == JSONByte.closeBrace {
             i += 1
             depth -= 1
             return .object(object)
         }
         while true {
-            guard i < n, p[i] == ASCII.quote else { throw unexpected(at: i, expecting: "a string key") }
+            guard i < n, p[i] == JSONByte.quote else { throw unexpected(at: i, expecting: "a string key") }
             let keyOffset = i
             let key = try parseString()
             skipWhitespace()
-            guard i < n, p[i] == ASCII.colon else { throw unexpected(at: i, expecting: "':' after the object key") }
+            guard i < n, p[i] == JSONByte.colon else { throw unexpected(at: i, expecting: "':' after the object key") }
             i += 1
             skipWhitespace()
             let value = try parseValue()
@@ -349,12 +397,12 @@ struct Parser {
             }
             skipWhitespace()
             guard i < n else { throw unexpected(at: i, expecting: "',' or '}'") }
-            if p[i] == ASCII.comma {
+            if p[i] == JSONByte.comma {
                 i += 1
                 skipWhitespace()
                 continue
             }
-            guard p[i] == ASCII.closeBrace else { throw unexpected(at: i, expecting: "',' or '}'") }
+            guard p[i] == JSONByte.closeBrace else { throw unexpected(at: i, expecting: "',' or '}'") }
             i += 1
             depth -= 1
             return .object(object)
@@ -373,7 +421,7 @@ struct Parser {
         i += 1
         var elements: [JSONValue] = []
         skipWhitespace()
-        if i < n && p[i] == ASCII.closeBracket {
+        if i < n && p[i] == JSONByte.closeBracket {
             i += 1
             depth -= 1
             return .array(elements)
@@ -383,11 +431,11 @@ struct Parser {
             elements.append(try parseValue())
             skipWhitespace()
             guard i < n else { throw unexpected(at: i, expecting: "',' or ']'") }
-            if p[i] == ASCII.comma {
+            if p[i] == JSONByte.comma {
                 i += 1
                 continue
             }
-            guard p[i] == ASCII.closeBracket else { throw unexpected(at: i, expecting: "',' or ']'") }
+            guard p[i] == JSONByte.closeBracket else { throw unexpected(at: i, expecting: "',' or ']'") }
             i += 1
             depth -= 1
             return .array(elements)
@@ -421,19 +469,19 @@ struct Parser {
         i += 1
 
         scan: while true {
-            while i < n && ASCII.isWhitespace(p[i]) { i += 1 }
+            while i < n && JSONByte.isWhitespace(p[i]) { i += 1 }
             guard i < n else { throw unexpected(at: i, expecting: expectValue ? "a value" : "',' or ']'") }
             let c = p[i]
             if !expectValue {
-                if c == ASCII.comma {
+                if c == JSONByte.comma {
                     i += 1
                     expectValue = true
                     allowClose = false
                     continue scan
                 }
-                guard c == ASCII.closeBracket else { throw unexpected(at: i, expecting: "',' or ']'") }
+                guard c == JSONByte.closeBracket else { throw unexpected(at: i, expecting: "',' or ']'") }
             }
-            if c == ASCII.closeBracket {
+            if c == JSONByte.closeBracket {
                 guard allowClose || !expectValue else { throw unexpected(at: i, expecting: "a value") }
                 if levelDims[level] < 0 {
                     levelDims[level] = levelCounts[level]
@@ -448,7 +496,7 @@ struct Parser {
             }
             // A value.
             let kind: UInt8
-            if c == ASCII.openBracket {
+            if c == JSONByte.openBracket {
                 guard level + 2 <= depthLimit else { throw depthError(at: i) }
                 if levelKind[level] == 0 { levelKind[level] = 1 } else if levelKind[level] != 1 { ragged = true }
                 levelCounts[level] += 1
@@ -463,19 +511,37 @@ struct Parser {
                 i += 1
                 allowClose = true
                 continue scan
-            } else if ASCII.isDigit(c) || c == ASCII.minus || (allowNonFinite && (c == ASCII.upperN || c == ASCII.upperI)) {
-                let end = JSONNumberScanner.scanNumber(p, i, n, allowNonFinite: allowNonFinite,
+            } else if JSONByte.isDigit(c) || c == JSONByte.minus || (allowNonFinite && (c == JSONByte.upperN || c == JSONByte.upperI)) {
+                var end = JSONNumberScanner.scanNumber(p, i, n, allowNonFinite: allowNonFinite,
                                                        integerLiteral: &integers, nonFinite: &nonFinite)
                 guard end >= 0 else { throw numberError(end) }
                 i = end
                 kind = 1
-            } else if c == ASCII.lowerT {
+                if leafKind == 1 && levelKind[level] == 2 {
+                    // Hot loop: more numbers in the same innermost array ("1.5,2.5" or
+                    // "1.5, 2.5"); anything else goes back to the general loop.
+                    var run = 0
+                    while i &+ 2 < n && p[i] == JSONByte.comma {
+                        var j = i &+ 1
+                        if p[j] == JSONByte.space { j &+= 1 }
+                        let c = p[j]
+                        guard JSONByte.isDigit(c) || c == JSONByte.minus else { break }
+                        end = JSONNumberScanner.scanNumber(p, j, n, allowNonFinite: allowNonFinite,
+                                                           integerLiteral: &integers, nonFinite: &nonFinite)
+                        guard end >= 0 else { throw numberError(end) }
+                        i = end
+                        run &+= 1
+                    }
+                    levelCounts[level] &+= run
+                    total &+= run
+                }
+            } else if c == JSONByte.lowerT {
                 try expectLiteral("true")
                 kind = 2
-            } else if c == ASCII.lowerF {
+            } else if c == JSONByte.lowerF {
                 try expectLiteral("false")
                 kind = 2
-            } else if c == ASCII.quote || c == ASCII.openBrace || c == ASCII.lowerN {
+            } else if c == JSONByte.quote || c == JSONByte.openBrace || c == JSONByte.lowerN {
                 // Not numeric: this array and every array around this element are generic.
                 genericStarts.removeAll(keepingCapacity: true)
                 for k in 0...level { genericStarts.append(levelOpen[k]) }
@@ -520,7 +586,7 @@ struct Parser {
         let open = i
         i += 1
         let start = i
-        // Eight bytes at a time while none is a quote, backslash, control byte or non-ASCII.
+        // Eight bytes at a time while none is a quote, backslash, control byte or non-JSONByte.
         while i + 8 <= n {
             let word = UnsafeRawPointer(p + i).loadUnaligned(as: UInt64.self)
             if Self.needsAttention(word) { break }
@@ -528,12 +594,12 @@ struct Parser {
         }
         while i < n {
             let c = p[i]
-            if c == ASCII.quote {
+            if c == JSONByte.quote {
                 let text = String(decoding: UnsafeBufferPointer(start: p + start, count: i - start), as: UTF8.self)
                 i += 1
                 return text
             }
-            if c == ASCII.backslash { return try parseEscapedString(open: open, start: start) }
+            if c == JSONByte.backslash { return try parseEscapedString(open: open, start: start) }
             if c < 0x20 { throw controlCharacterError(at: i) }
             if c >= 0x80 {
                 i += try utf8SequenceLength(at: i)
@@ -557,7 +623,7 @@ struct Parser {
     }
 
     func controlCharacterError(at k: Int) -> JSONError {
-        error("unescaped control character \(ASCII.describe(p[k])) in string", at: k)
+        error("unescaped control character \(JSONByte.describe(p[k])) in string", at: k)
     }
 
     /// Validates the UTF-8 sequence at `k` (lead byte >= 0x80) and returns its length.
@@ -589,18 +655,18 @@ struct Parser {
         scratch.append(contentsOf: UnsafeBufferPointer(start: p + start, count: i - start))
         while i < n {
             let c = p[i]
-            if c == ASCII.quote {
+            if c == JSONByte.quote {
                 i += 1
                 return String(decoding: scratch, as: UTF8.self)
             }
-            if c == ASCII.backslash {
+            if c == JSONByte.backslash {
                 let escape = i
                 i += 1
                 guard i < n else { break }
                 switch p[i] {
-                case ASCII.quote: scratch.append(ASCII.quote)
-                case ASCII.backslash: scratch.append(ASCII.backslash)
-                case ASCII.slash: scratch.append(ASCII.slash)
+                case JSONByte.quote: scratch.append(JSONByte.quote)
+                case JSONByte.backslash: scratch.append(JSONByte.backslash)
+                case JSONByte.slash: scratch.append(JSONByte.slash)
                 case UInt8(ascii: "b"): scratch.append(0x08)
                 case UInt8(ascii: "f"): scratch.append(0x0C)
                 case UInt8(ascii: "n"): scratch.append(0x0A)
@@ -610,7 +676,7 @@ struct Parser {
                     var scalar = try hex4(at: i + 1)
                     i += 4
                     if scalar >= 0xD800 && scalar <= 0xDBFF {
-                        guard i + 2 < n, p[i + 1] == ASCII.backslash, p[i + 2] == UInt8(ascii: "u") else {
+                        guard i + 2 < n, p[i + 1] == JSONByte.backslash, p[i + 2] == UInt8(ascii: "u") else {
                             throw error("invalid \\u escape: high surrogate without a low surrogate", at: escape)
                         }
                         let low = try hex4(at: i + 3)

@@ -341,16 +341,16 @@ public struct JSONNumber: Sendable {
     /// The value correctly rounded to `Double` (±infinity beyond its range).
     public var doubleValue: Double {
         // The only conversion error for Double is overflow.
-        (try? NumericDecoding.convert(self) as Double) ?? (isNegative ? -.infinity : .infinity)
+        (try? JSONNumericDecoding.convert(self) as Double) ?? (isNegative ? -.infinity : .infinity)
     }
 
     /// The value correctly rounded to `Float` directly from the decimal text (no rounding via
     /// `Double`; ±infinity beyond its range).
     public var floatValue: Float {
-        (try? NumericDecoding.convert(self) as Float) ?? (isNegative ? -.infinity : .infinity)
+        (try? JSONNumericDecoding.convert(self) as Float) ?? (isNegative ? -.infinity : .infinity)
     }
 
-    var isNegative: Bool { withLiteral { p, _ in p[0] == ASCII.minus } }
+    var isNegative: Bool { withLiteral { p, _ in p[0] == JSONByte.minus } }
 
     /// Converts with the same rules as decoding a numeric array into a `T` buffer: integers
     /// must be integral and in range, floats must not overflow to infinity (the tokens do),

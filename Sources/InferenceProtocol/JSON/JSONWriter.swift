@@ -54,23 +54,23 @@ public struct JSONWriter: Sendable {
 
     public mutating func beginObject() {
         separate()
-        bytes.append(ASCII.openBrace)
+        bytes.append(JSONByte.openBrace)
         needsComma = false
     }
 
     public mutating func endObject() {
-        bytes.append(ASCII.closeBrace)
+        bytes.append(JSONByte.closeBrace)
         needsComma = true
     }
 
     public mutating func beginArray() {
         separate()
-        bytes.append(ASCII.openBracket)
+        bytes.append(JSONByte.openBracket)
         needsComma = false
     }
 
     public mutating func endArray() {
-        bytes.append(ASCII.closeBracket)
+        bytes.append(JSONByte.closeBracket)
         needsComma = true
     }
 
@@ -78,20 +78,20 @@ public struct JSONWriter: Sendable {
     public mutating func key(_ key: String) {
         separate()
         appendEscaped(key)
-        bytes.append(ASCII.colon)
+        bytes.append(JSONByte.colon)
         needsComma = false
     }
 
     @inline(__always)
     mutating func separate() {
-        if needsComma { bytes.append(ASCII.comma) }
+        if needsComma { bytes.append(JSONByte.comma) }
     }
 
     // MARK: Scalars
 
     public mutating func null() {
         separate()
-        bytes.append(contentsOf: [ASCII.lowerN, 0x75, 0x6C, 0x6C])
+        Self.append("null", to: &bytes)
         needsComma = true
     }
 
@@ -145,8 +145,8 @@ public struct JSONWriter: Sendable {
         let policy = options.nonFiniteFloats
         try number.withLiteral { (p, length) throws(JSONError) in
             let last = p[length - 1]
-            if last == ASCII.upperN || last == UInt8(ascii: "y") {  // NaN, Infinity
-                let value: Double = last == ASCII.upperN ? .nan : p[0] == ASCII.minus ? -.infinity : .infinity
+            if last == JSONByte.upperN || last == UInt8(ascii: "y") {  // NaN, Infinity
+                let value: Double = last == JSONByte.upperN ? .nan : p[0] == JSONByte.minus ? -.infinity : .infinity
                 let scratch = UnsafeMutablePointer<UInt8>.allocate(capacity: 16)
                 defer { scratch.deallocate() }
                 let n = try Self.writeNonFinite(value, scratch, policy)
@@ -197,17 +197,17 @@ public struct JSONWriter: Sendable {
             var runStart = 0
             while k < length {
                 let c = p[k]
-                if c == ASCII.upperN || c == ASCII.upperI {
-                    let negative = k > 0 && p[k - 1] == ASCII.minus
+                if c == JSONByte.upperN || c == JSONByte.upperI {
+                    let negative = k > 0 && p[k - 1] == JSONByte.minus
                     let tokenStart = negative ? k - 1 : k
                     bytes.append(contentsOf: UnsafeBufferPointer(start: p + runStart, count: tokenStart - runStart))
-                    let value: Double = c == ASCII.upperN ? .nan : negative ? -.infinity : .infinity
+                    let value: Double = c == JSONByte.upperN ? .nan : negative ? -.infinity : .infinity
                     if policy == .null {
-                        bytes.append(contentsOf: [ASCII.lowerN, 0x75, 0x6C, 0x6C])
+                        Self.append("null", to: &bytes)
                     } else {
                         throw JSONError("cannot write \(value) as JSON", offset: array.start + tokenStart)
                     }
-                    k += c == ASCII.upperN ? 3 : 8
+                    k += c == JSONByte.upperN ? 3 : 8
                     runStart = k
                 } else {
                     k += 1
@@ -258,46 +258,60 @@ public struct JSONWriter: Sendable {
         string.withUTF8 { utf8 in Self.appendEscaped(utf8, to: &bytes) }
     }
 
-    static let hexDigits: [UInt8] = Array("0123456789abcdef".utf8)
+    @inline(__always)
+    static func append(_ text: StaticString, to bytes: inout [UInt8]) {
+        bytes.append(contentsOf: UnsafeBufferPointer(start: text.utf8Start, count: text.utf8CodeUnitCount))
+    }
 
     static func appendEscaped(_ utf8: UnsafeBufferPointer<UInt8>, to bytes: inout [UInt8]) {
-        bytes.append(ASCII.quote)
-        var runStart = 0
-        for k in 0..<utf8.count {
-            let c = utf8[k]
-            guard c < 0x20 || c == ASCII.quote || c == ASCII.backslash else { continue }
-            if k > runStart { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart..<k])) }
-            runStart = k + 1
-            switch c {
-            case ASCII.quote: bytes.append(contentsOf: [ASCII.backslash, ASCII.quote])
-            case ASCII.backslash: bytes.append(contentsOf: [ASCII.backslash, ASCII.backslash])
-            case 0x0A: bytes.append(contentsOf: [ASCII.backslash, UInt8(ascii: "n")])
-            case 0x0D: bytes.append(contentsOf: [ASCII.backslash, UInt8(ascii: "r")])
-            case 0x09: bytes.append(contentsOf: [ASCII.backslash, UInt8(ascii: "t")])
-            case 0x08: bytes.append(contentsOf: [ASCII.backslash, UInt8(ascii: "b")])
-            case 0x0C: bytes.append(contentsOf: [ASCII.backslash, UInt8(ascii: "f")])
-            default:
-                bytes.append(contentsOf: [ASCII.backslash, UInt8(ascii: "u"), ASCII.zero, ASCII.zero,
-                                          hexDigits[Int(c >> 4)], hexDigits[Int(c & 0xF)]])
-            }
+        bytes.append(JSONByte.quote)
+        guard let p = utf8.baseAddress else {
+            bytes.append(JSONByte.quote)
+            return
         }
-        if utf8.count > runStart { bytes.append(contentsOf: UnsafeBufferPointer(rebasing: utf8[runStart...])) }
-        bytes.append(ASCII.quote)
+        let n = utf8.count
+        var runStart = 0
+        var k = 0
+        while k < n {
+            // Skip eight bytes at a time while none needs escaping.
+            while k &+ 8 <= n && !JSONSWAR.needsEscape(UnsafeRawPointer(p + k).loadUnaligned(as: UInt64.self)) { k &+= 8 }
+            guard k < n else { break }
+            let c = p[k]
+            guard c < 0x20 || c == JSONByte.quote || c == JSONByte.backslash else {
+                k &+= 1
+                continue
+            }
+            if k > runStart { bytes.append(contentsOf: UnsafeBufferPointer(start: p + runStart, count: k - runStart)) }
+            switch c {
+            case JSONByte.quote: append("\\\"", to: &bytes)
+            case JSONByte.backslash: append("\\\\", to: &bytes)
+            case 0x0A: append("\\n", to: &bytes)
+            case 0x0D: append("\\r", to: &bytes)
+            case 0x09: append("\\t", to: &bytes)
+            case 0x08: append("\\b", to: &bytes)
+            case 0x0C: append("\\f", to: &bytes)
+            default:
+                let hex: StaticString = "0123456789abcdef"
+                append("\\u00", to: &bytes)
+                bytes.append(hex.utf8Start[Int(c >> 4)])
+                bytes.append(hex.utf8Start[Int(c & 0xF)])
+            }
+            k &+= 1
+            runStart = k
+        }
+        if n > runStart { bytes.append(contentsOf: UnsafeBufferPointer(start: p + runStart, count: n - runStart)) }
+        bytes.append(JSONByte.quote)
     }
 
     static func appendBool(_ value: Bool, to bytes: inout [UInt8]) {
-        if value {
-            bytes.append(contentsOf: [ASCII.lowerT, 0x72, 0x75, 0x65])
-        } else {
-            bytes.append(contentsOf: [ASCII.lowerF, 0x61, 0x6C, 0x73, 0x65])
-        }
+        append(value ? "true" : "false", to: &bytes)
     }
 
     static func appendInteger(_ value: Int64, to bytes: inout [UInt8]) {
         var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
         withUnsafeMutableBytes(of: &scratch) { raw in
             let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            let n = IntegerFormatting.write(value, to: out)
+            let n = JSONIntegerFormatting.write(value, to: out)
             bytes.append(contentsOf: UnsafeBufferPointer(start: out, count: n))
         }
     }
@@ -306,7 +320,7 @@ public struct JSONWriter: Sendable {
         var scratch: (UInt64, UInt64, UInt64) = (0, 0, 0)
         withUnsafeMutableBytes(of: &scratch) { raw in
             let out = raw.baseAddress!.assumingMemoryBound(to: UInt8.self)
-            let n = IntegerFormatting.write(value, to: out)
+            let n = JSONIntegerFormatting.write(value, to: out)
             bytes.append(contentsOf: UnsafeBufferPointer(start: out, count: n))
         }
     }
@@ -345,7 +359,7 @@ protocol JSONTokenFormattable: JSONNumericElement {
 
 extension JSONTokenFormattable {
     public static func _jsonWrite(_ buffer: UnsafeBufferPointer<Self>, shape: [Int]?, to writer: inout JSONWriter) throws(JSONError) {
-        try TensorWriting.write(buffer, shape: shape, to: &writer)
+        try JSONTensorWriting.write(buffer, shape: shape, to: &writer)
     }
 }
 
@@ -380,71 +394,71 @@ extension Bool: JSONTokenFormattable {
 extension Int8: JSONTokenFormattable {
     static var maxTokenLength: Int { 4 }
     @inline(__always) static func formatToken(_ value: Int8, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(Int64(value), to: out)
+        JSONIntegerFormatting.write(Int64(value), to: out)
     }
 }
 
 extension Int16: JSONTokenFormattable {
     static var maxTokenLength: Int { 6 }
     @inline(__always) static func formatToken(_ value: Int16, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(Int64(value), to: out)
+        JSONIntegerFormatting.write(Int64(value), to: out)
     }
 }
 
 extension Int32: JSONTokenFormattable {
     static var maxTokenLength: Int { 11 }
     @inline(__always) static func formatToken(_ value: Int32, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(Int64(value), to: out)
+        JSONIntegerFormatting.write(Int64(value), to: out)
     }
 }
 
 extension Int64: JSONTokenFormattable {
     static var maxTokenLength: Int { 20 }
     @inline(__always) static func formatToken(_ value: Int64, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(value, to: out)
+        JSONIntegerFormatting.write(value, to: out)
     }
 }
 
 extension Int: JSONTokenFormattable {
     static var maxTokenLength: Int { 20 }
     @inline(__always) static func formatToken(_ value: Int, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(Int64(value), to: out)
+        JSONIntegerFormatting.write(Int64(value), to: out)
     }
 }
 
 extension UInt8: JSONTokenFormattable {
     static var maxTokenLength: Int { 3 }
     @inline(__always) static func formatToken(_ value: UInt8, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(UInt64(value), to: out)
+        JSONIntegerFormatting.write(UInt64(value), to: out)
     }
 }
 
 extension UInt16: JSONTokenFormattable {
     static var maxTokenLength: Int { 5 }
     @inline(__always) static func formatToken(_ value: UInt16, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(UInt64(value), to: out)
+        JSONIntegerFormatting.write(UInt64(value), to: out)
     }
 }
 
 extension UInt32: JSONTokenFormattable {
     static var maxTokenLength: Int { 10 }
     @inline(__always) static func formatToken(_ value: UInt32, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(UInt64(value), to: out)
+        JSONIntegerFormatting.write(UInt64(value), to: out)
     }
 }
 
 extension UInt64: JSONTokenFormattable {
     static var maxTokenLength: Int { 20 }
     @inline(__always) static func formatToken(_ value: UInt64, _ out: UnsafeMutablePointer<UInt8>, _ policy: JSONWriter.NonFiniteFloats) throws(JSONError) -> Int {
-        IntegerFormatting.write(value, to: out)
+        JSONIntegerFormatting.write(value, to: out)
     }
 }
 
-enum IntegerFormatting {
+enum JSONIntegerFormatting {
     @inline(__always)
     static func write(_ value: Int64, to out: UnsafeMutablePointer<UInt8>) -> Int {
         if value < 0 {
-            out[0] = ASCII.minus
+            out[0] = JSONByte.minus
             return 1 + write(value.magnitude, to: out + 1)
         }
         return write(UInt64(value), to: out)
@@ -460,7 +474,7 @@ enum IntegerFormatting {
 
 // MARK: - Tensor output
 
-enum TensorWriting {
+enum JSONTensorWriting {
     static let chunkSize = 16_384
 
     static func write<T: JSONTokenFormattable>(_ buffer: UnsafeBufferPointer<T>, shape: [Int]?, to writer: inout JSONWriter) throws(JSONError) {
@@ -496,7 +510,7 @@ enum TensorWriting {
         var used = 0
         var index = [Int](repeating: 0, count: rank)
         for _ in 0..<rank {
-            scratch[used] = ASCII.openBracket
+            scratch[used] = JSONByte.openBracket
             used += 1
         }
         var k = 0
@@ -512,7 +526,7 @@ enum TensorWriting {
                 used += try T.formatToken(buffer[k], scratch + used, policy)
                 k += 1
                 if k < rowEnd {
-                    scratch[used] = ASCII.comma
+                    scratch[used] = JSONByte.comma
                     used += 1
                 }
             }
@@ -531,14 +545,14 @@ enum TensorWriting {
                 used = 0
             }
             for _ in 0..<closed {
-                scratch[used] = ASCII.closeBracket
+                scratch[used] = JSONByte.closeBracket
                 used += 1
             }
             if k < count {
-                scratch[used] = ASCII.comma
+                scratch[used] = JSONByte.comma
                 used += 1
                 for _ in 0..<closed {
-                    scratch[used] = ASCII.openBracket
+                    scratch[used] = JSONByte.openBracket
                     used += 1
                 }
             }
@@ -548,13 +562,13 @@ enum TensorWriting {
 
     /// A shape with a zero dimension: nested empty arrays.
     static func writeEmpty(_ dims: ArraySlice<Int>, to bytes: inout [UInt8]) {
-        bytes.append(ASCII.openBracket)
+        bytes.append(JSONByte.openBracket)
         if let first = dims.first, first > 0, dims.count > 1 {
             for k in 0..<first {
-                if k > 0 { bytes.append(ASCII.comma) }
+                if k > 0 { bytes.append(JSONByte.comma) }
                 writeEmpty(dims.dropFirst(), to: &bytes)
             }
         }
-        bytes.append(ASCII.closeBracket)
+        bytes.append(JSONByte.closeBracket)
     }
 }
