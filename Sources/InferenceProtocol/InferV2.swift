@@ -4,7 +4,7 @@ import Serving
 /// extension (`Inference-Header-Content-Length`, `binary_data_size`, `binary_data`,
 /// `binary_data_output`).
 extension RESTService {
-    func inferV2(_ version: LoadedVersion, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+    func inferV2(_ servable: BatchScheduler, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
         var headerLength = request.body.count
         if let text = request.header("inference-header-content-length") {
             guard let value = Int(text.trimmingCharacters(in: " \t")), value >= 0, value <= request.body.count else {
@@ -17,8 +17,8 @@ extension RESTService {
         var requestedBinary: [String: Bool] = [:]
         if headerLength == 0 {
             // Raw binary request: the body is the single input's bytes, batch 1.
-            guard version.inputs.count == 1 else { throw .invalidInput("a raw binary request needs a model with one input") }
-            let input = version.inputs[0]
+            guard servable.version.inputs.count == 1 else { throw .invalidInput("a raw binary request needs a model with one input") }
+            let input = servable.version.inputs[0]
             let shape = input.shape.map { $0 == -1 ? 1 : $0 }
             inferRequest = InferRequest(inputs: [InferTensor(name: input.name, datatype: input.datatype, shape: shape, data: request.body)])
             binaryOutputs = true
@@ -77,7 +77,7 @@ extension RESTService {
             inferRequest = InferRequest(id: id, inputs: inputs, outputs: outputs, parameters: parameters)
         }
         let defaultBinary = binaryOutputs, perOutput = requestedBinary
-        run(inferRequest, on: version, protocolName: "v2", encode: { response in
+        try run(inferRequest, on: servable, protocolName: "v2", encode: { response in
             Self.encodeV2(response, binary: { perOutput[$0] ?? defaultBinary })
         }, completion: completion)
     }

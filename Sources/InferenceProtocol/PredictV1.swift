@@ -3,7 +3,7 @@ import Serving
 /// KServe V1 / TF Serving REST `:predict`: row (`instances`) and columnar (`inputs`) formats,
 /// named and unnamed inputs, `{"b64": ...}` strings; answers `predictions` or `outputs`.
 extension RESTService {
-    func predictV1(_ version: LoadedVersion, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+    func predictV1(_ servable: BatchScheduler, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
         let body = try parseJSON(request.body[...], allowNonFinite: true)
         guard case .object(let object) = body else { throw .invalidInput("the request body must be a JSON object") }
         if let signature = object["signature_name"] {
@@ -12,7 +12,7 @@ extension RESTService {
         }
         let instances = object["instances"], columns = object["inputs"]
         if instances != nil && columns != nil { throw .invalidInput("the request has both 'instances' and 'inputs'; send one of them") }
-        let inputs = version.inputs
+        let inputs = servable.version.inputs
         var tensors: [InferTensor] = []
         let rowFormat: Bool
         if let instances {
@@ -54,7 +54,7 @@ extension RESTService {
         } else {
             throw .invalidInput("Missing 'inputs' or 'instances' key")
         }
-        run(InferRequest(inputs: tensors), on: version, protocolName: "v1", encode: { response throws(ServingError) in
+        try run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
             try Self.encodeV1(response, rowFormat: rowFormat)
         }, completion: completion)
     }

@@ -34,7 +34,11 @@ public final class RESTService: Sendable {
         return .json(status, out.bytes)
     }
 
-    func error(_ error: ServingError) -> RESTResponse { errorResponse(status: ErrorMapping.httpStatus(error), message: error.message) }
+    func error(_ error: ServingError) -> RESTResponse {
+        var response = errorResponse(status: ErrorMapping.httpStatus(error), message: error.message)
+        if case .queueFull = error { response.headers.append(("Retry-After", "1")) }
+        return response
+    }
 
     /// Answers `request`; `completion` runs exactly once, on this thread or a worker's.
     public func handle(_ request: RESTRequest, completion: @escaping @Sendable (RESTResponse) -> Void) {
@@ -57,11 +61,9 @@ public final class RESTService: Sendable {
         case .v1ModelStatus(let model, let selector):
             completion(try modelStatus(model, selector))
         case .v1ModelMetadata(let model, let selector):
-            let version = try repository.lookup(model: model, version: selector ?? .latest)
-            completion(tfMetadata(version))
+            completion(tfMetadata(try repository.lookup(model: model, version: selector ?? .latest).version))
         case .v1Predict(let model, let selector):
-            let version = try repository.lookup(model: model, version: selector ?? .latest)
-            try predictV1(version, request, completion)
+            try predictV1(try repository.lookup(model: model, version: selector ?? .latest), request, completion)
         case .v1Unimplemented(_, let verb):
             throw .unsupported(verb == "explain" ? "this server has no explainer (:explain)" : ":\(verb) needs tf.Example models; only :predict is implemented")
         case .v2Server:
@@ -78,8 +80,7 @@ public final class RESTService: Sendable {
             let ready = !draining.load(ordering: .acquiring) && repository.allReady
             completion(object(status: ready ? 200 : 503) { $0.key("ready"); $0.bool(ready) })
         case .v2ModelMetadata(let model, let number):
-            let version = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
-            completion(v2Metadata(version))
+            completion(v2Metadata(try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest).version))
         case .v2ModelReady(let model, let number):
             do {
                 _ = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
@@ -94,11 +95,9 @@ public final class RESTService: Sendable {
                 })
             }
         case .v2ModelConfig(let model, let number):
-            let version = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
-            completion(v2Config(version))
+            completion(v2Config(try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest).version))
         case .v2Infer(let model, let number):
-            let version = try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest)
-            try inferV2(version, request, completion)
+            try inferV2(try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest), request, completion)
         case .v2RepositoryIndex:
             completion(repositoryIndex(request))
         case .v2RepositoryLoad(let model):
@@ -143,8 +142,8 @@ public final class RESTService: Sendable {
             statuses = statuses.filter { $0.version == number }
             if statuses.isEmpty { throw .versionNotFound(model: model, version: String(number)) }
         case .label?:
-            let version = try repository.lookup(model: model, version: selector!)
-            statuses = statuses.filter { $0.version == version.version }
+            let servable = try repository.lookup(model: model, version: selector!)
+            statuses = statuses.filter { $0.version == servable.version.version }
         case .latest?, nil:
             break
         }
@@ -280,29 +279,36 @@ public final class RESTService: Sendable {
 
     // MARK: Inference
 
-    /// Runs `request` on the compute executor; `encode` turns the result into the protocol's
-    /// response on the worker thread.
-    func run(_ request: InferRequest, on version: LoadedVersion, protocolName: String,
+    /// Checks `request` against the model and queues it on the version's batch scheduler;
+    /// `encode` turns the result into the protocol's response on the worker thread.
+    func run(_ request: InferRequest, on servable: BatchScheduler, protocolName: String,
              encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
-             completion: @escaping @Sendable (RESTResponse) -> Void) {
-        let metrics = metrics
+             completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        let prepared = try servable.version.prepare(request)
+        let metrics = metrics, version = servable.version
         let received = monotonicNow()
+        var timeout = 0.0
+        if let microseconds = request.parameters["timeout"]?.intValue, microseconds > 0 { timeout = Double(microseconds) / 1e6 }
         metrics.requestStarted()
-        executor.submit { [self] worker in
-            let started = monotonicNow()
-            var response: RESTResponse
-            var outcome = "success"
-            do throws(ServingError) {
-                let result = try version.infer(request, worker: worker)
-                response = try encode(result)
-            } catch {
-                outcome = ErrorMapping.outcome(error)
-                response = self.error(error)
+        do {
+            try servable.enqueue(prepared, timeout: timeout) { [self] result, queueSeconds, computeSeconds in
+                var response: RESTResponse
+                var outcome = "success"
+                do throws(ServingError) {
+                    response = try encode(try result.get())
+                } catch {
+                    outcome = ErrorMapping.outcome(error)
+                    response = self.error(error)
+                }
+                metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName, outcome: outcome,
+                                        queueSeconds: queueSeconds, computeSeconds: computeSeconds, totalSeconds: monotonicNow() - received)
+                completion(response)
             }
-            let finished = monotonicNow()
-            metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName, outcome: outcome,
-                                    queueSeconds: started - received, computeSeconds: finished - started, totalSeconds: finished - received)
-            completion(response)
+        } catch {
+            metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName,
+                                    outcome: ErrorMapping.outcome(error), queueSeconds: nil, computeSeconds: nil,
+                                    totalSeconds: monotonicNow() - received)
+            throw error
         }
     }
 

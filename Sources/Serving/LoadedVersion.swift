@@ -7,6 +7,8 @@ public protocol ComputeExecutor: Sendable {
     var workerCount: Int { get }
     /// Queues `job`; it runs once on one worker thread with that worker's index.
     func submit(_ job: @escaping @Sendable (_ worker: Int) -> Void)
+    /// Queues `job` after `seconds` have passed.
+    func submit(after seconds: Double, _ job: @escaping @Sendable (_ worker: Int) -> Void)
 }
 
 /// One loaded, servable version of a model. Requests hold a reference for their whole
@@ -87,8 +89,19 @@ public final class LoadedVersion: @unchecked Sendable {
     /// Largest batch one request may carry.
     public var maxBatchSize: Int { model.hasDynamicBatch ? model.maxBatchSize : 0 }
 
-    /// Runs `request` on worker `worker`'s session. Call only from that worker's thread.
-    public func infer(_ request: InferRequest, worker: Int) throws(ServingError) -> InferResponse {
+    /// A request checked against the model: one contiguous buffer per model input (model
+    /// input order), its row count, and the outputs it wants (nil: all).
+    public struct PreparedRequest: Sendable {
+        public var inputs: [[UInt8]]
+        public var rows: Int
+        public var wanted: [String]?
+        public var id: String?
+        /// Requested outputs with their parameters (classification, binary_data).
+        public var outputs: [RequestedOutput]?
+    }
+
+    /// Checks names, datatypes, shapes and sizes. Any thread.
+    public func prepare(_ request: InferRequest) throws(ServingError) -> PreparedRequest {
         var buffers: [[UInt8]] = []
         var batch: Int?
         for info in model.inputs {
@@ -117,10 +130,10 @@ public final class LoadedVersion: @unchecked Sendable {
         for tensor in request.inputs where !model.inputs.contains(where: { $0.name == tensor.name }) {
             throw .invalidInput("unknown input '\(tensor.name)'; the model's inputs are \(model.inputs.map(\.name).joined(separator: ", "))")
         }
-        let batchSize = batch ?? model.maxBatchSize
-        if model.hasDynamicBatch && batchSize < 1 { throw .invalidInput("batch size must be at least 1") }
-        if model.hasDynamicBatch && batchSize > model.maxBatchSize && settings.maxBatchSizeConfigured {
-            throw .invalidInput("batch size \(batchSize) exceeds max_batch_size \(model.maxBatchSize)")
+        let rows = batch ?? model.maxBatchSize
+        if model.hasDynamicBatch && rows < 1 { throw .invalidInput("batch size must be at least 1") }
+        if model.hasDynamicBatch && rows > model.maxBatchSize && settings.maxBatchSizeConfigured {
+            throw .invalidInput("batch size \(rows) exceeds max_batch_size \(model.maxBatchSize)")
         }
         var wanted: [String]? = nil
         if let requested = request.outputs, !requested.isEmpty {
@@ -129,18 +142,24 @@ public final class LoadedVersion: @unchecked Sendable {
             }
             wanted = requested.map(\.name)
         }
+        return PreparedRequest(inputs: buffers, rows: rows, wanted: wanted, id: request.id, outputs: request.outputs)
+    }
+
+    /// Runs `rows` rows (inputs in model input order, contiguous) on worker `worker`'s session
+    /// and returns every output. Batches larger than the plan run in slices. Call only from
+    /// that worker's thread.
+    public func execute(worker: Int, rows batchSize: Int, inputs buffers: [[UInt8]]) throws(ServingError) -> [InferTensor] {
         if sessions[worker] == nil { sessions[worker] = model.makeSession() }
         let session = sessions[worker]!
-        // Requests larger than one execution run in slices of the largest planned batch.
         let slice = model.hasDynamicBatch ? model.maxBatchSize : batchSize
         var outputs: [InferTensor] = []
         var start = 0
         while start < batchSize {
             let rows = min(slice, batchSize - start)
-            let part = try run(session, rows: rows, inputs: buffers.map { bytes in
+            let part = try run(session, rows: rows, inputs: rows == batchSize ? buffers : buffers.map { bytes in
                 let rowBytes = bytes.count / max(batchSize, 1)
                 return Array(bytes[start * rowBytes ..< (start + rows) * rowBytes])
-            }, wanted: wanted, sliced: rows != batchSize)
+            }, sliced: rows != batchSize)
             if outputs.isEmpty {
                 outputs = part
             } else {
@@ -151,15 +170,26 @@ public final class LoadedVersion: @unchecked Sendable {
             }
             start += rows
         }
-        let ordered = wanted.map { names in names.compactMap { name in outputs.first { $0.name == name } } } ?? outputs
-        return InferResponse(modelName: name, modelVersion: version, id: request.id, outputs: ordered)
+        return outputs
     }
 
-    private func run(_ session: Session, rows: Int, inputs: [[UInt8]], wanted: [String]?, sliced: Bool) throws(ServingError) -> [InferTensor] {
+    /// The outputs `prepared` asked for, in its order.
+    public func response(_ prepared: PreparedRequest, outputs: [InferTensor]) -> InferResponse {
+        let ordered = prepared.wanted.map { names in names.compactMap { name in outputs.first { $0.name == name } } } ?? outputs
+        return InferResponse(modelName: name, modelVersion: version, id: prepared.id, outputs: ordered)
+    }
+
+    /// Runs `request` alone on worker `worker`'s session. Call only from that worker's thread.
+    public func infer(_ request: InferRequest, worker: Int) throws(ServingError) -> InferResponse {
+        let prepared = try prepare(request)
+        return response(prepared, outputs: try execute(worker: worker, rows: prepared.rows, inputs: prepared.inputs))
+    }
+
+    private func run(_ session: Session, rows: Int, inputs: [[UInt8]], sliced: Bool) throws(ServingError) -> [InferTensor] {
         do {
             return try inputs.withUnsafeBufferPointers { pointers in
                 try session.run(batchSize: rows, inputs: pointers) { views in
-                    try views.filter { view in wanted.map { $0.contains(view.name) } ?? true }.map { view in
+                    try views.map { view in
                         if sliced && view.shape.first != rows {
                             throw ServingError.invalidInput("output '\(view.name)' has no batch dimension, so a batch above \(model.maxBatchSize) cannot be split")
                         }

@@ -28,7 +28,7 @@ public final class ModelRepository: @unchecked Sendable {
     private struct Entry {
         var source: ModelSource
         var enabled = true
-        var available: [Int: LoadedVersion] = [:]
+        var available: [Int: BatchScheduler] = [:]
         var failed: [Int: (signature: String, error: String)] = [:]
         var loading: Set<Int> = []
         var settingsError: String?
@@ -38,12 +38,19 @@ public final class ModelRepository: @unchecked Sendable {
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
     private let workers: Int
+    private let executor: any ComputeExecutor
+    private let metrics: Metrics?
+    private let batchingDefaults: BatchingParameters?
     private let log: @Sendable (String) -> Void
     /// For a Triton-style repository: new model directories found there are added.
     private let repositoryDirectory: String?
 
-    public init(sources: [ModelSource], repositoryDirectory: String? = nil, workers: Int, log: @escaping @Sendable (String) -> Void) {
-        self.workers = workers
+    public init(sources: [ModelSource], repositoryDirectory: String? = nil, executor: any ComputeExecutor, metrics: Metrics?,
+                batchingDefaults: BatchingParameters? = nil, log: @escaping @Sendable (String) -> Void) {
+        self.workers = executor.workerCount
+        self.executor = executor
+        self.metrics = metrics
+        self.batchingDefaults = batchingDefaults
         self.log = log
         self.repositoryDirectory = repositoryDirectory
         pthread_mutex_init(&mutex, nil)
@@ -72,7 +79,7 @@ public final class ModelRepository: @unchecked Sendable {
     public var loadedVersionCount: Int { locked { entries.values.reduce(0) { $0 + $1.available.count } } }
 
     /// The version a request should run on.
-    public func lookup(model: String, version selector: VersionSelector) throws(ServingError) -> LoadedVersion {
+    public func lookup(model: String, version selector: VersionSelector) throws(ServingError) -> BatchScheduler {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
         guard let entry = entries[model] else { throw .modelNotFound(model) }
@@ -164,7 +171,9 @@ public final class ModelRepository: @unchecked Sendable {
             locked { _ = entries[name]?.loading.insert(version) }
             log("model \(name): loading version \(version) from \(directory)")
             do {
-                let loaded = try LoadedVersion(name: name, version: version, directory: directory, settings: settings, workers: workers)
+                let servable = try LoadedVersion(name: name, version: version, directory: directory, settings: settings, workers: workers)
+                let batching = settings.batching(defaults: batchingDefaults, maxBatchSize: max(1, servable.maxBatchSize), workers: workers)
+                let loaded = BatchScheduler(version: servable, configuration: batching, executor: executor, metrics: metrics)
                 locked {
                     entries[name]?.loading.remove(version)
                     entries[name]?.failed[version] = nil

@@ -40,6 +40,33 @@ public struct ModelSettings: Sendable {
     public var dynamicBatching: Inference_ModelDynamicBatching?
     /// Output name -> label file path (Triton's label_filename), resolved against the model directory.
     public var labelFiles: [String: String] = [:]
+    /// Triton `parameters { key: ... value { string_value: ... } }` entries.
+    public var parameters: [String: String] = [:]
+
+    /// The batching this model asks for: config.pbtxt's dynamic_batching (and the
+    /// `latency_target_ms` parameter), else TF Serving's global batching parameters, else none.
+    public func batching(defaults: BatchingParameters?, maxBatchSize modelMax: Int, workers: Int) -> BatchingConfiguration {
+        var configuration = BatchingConfiguration(maxBatchSize: 1)
+        configuration.maxConcurrentBatches = max(1, workers)
+        if let target = parameters["latency_target_ms"].flatMap(Double.init), target > 0 {
+            configuration.latencyTarget = target / 1000
+        }
+        if let dynamic = dynamicBatching {
+            configuration.maxBatchSize = modelMax
+            configuration.maxQueueDelay = Double(dynamic.maxQueueDelayMicroseconds) / 1e6
+            configuration.preferredSizes = dynamic.preferredBatchSize.map { Int($0) }.filter { $0 <= modelMax }.sorted()
+            configuration.maxQueuedRequests = Int(dynamic.defaultQueuePolicy.maxQueueSize)
+            configuration.requestTimeout = Double(dynamic.defaultQueuePolicy.defaultTimeoutMicroseconds) / 1e6
+        } else if let defaults {
+            configuration.maxBatchSize = min(modelMax, defaults.maxBatchSize)
+            configuration.maxQueueDelay = defaults.batchTimeout
+            configuration.preferredSizes = defaults.allowedBatchSizes.filter { $0 <= modelMax }
+            configuration.maxQueuedRequests = defaults.maxQueuedRequests
+        } else if configuration.latencyTarget != nil {
+            configuration.maxBatchSize = modelMax
+        }
+        return configuration
+    }
 
     public init() {}
 
@@ -78,6 +105,7 @@ public struct ModelSettings: Sendable {
             }
         }
         if config.hasDynamicBatching { settings.dynamicBatching = config.dynamicBatching }
+        settings.parameters = config.parameters.mapValues(\.stringValue)
         return settings
     }
 
@@ -161,5 +189,40 @@ public struct ModelSource: Sendable {
             var isDirectory: ObjCBool = false
             return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue
         }.map { ModelSource(name: $0, basePath: directory + "/" + $0) }
+    }
+}
+
+/// TF Serving's `--enable_batching --batching_parameters_file` settings, for every model
+/// without its own dynamic_batching.
+public struct BatchingParameters: Sendable {
+    public var maxBatchSize = 1000
+    /// Seconds (batch_timeout_micros).
+    public var batchTimeout = 0.0
+    public var allowedBatchSizes: [Int] = []
+    /// max_enqueued_batches x max_batch_size, in requests; 0: unbounded.
+    public var maxQueuedRequests = 0
+
+    public init() {}
+
+    /// Reads a text-format BatchingParameters file.
+    public static func load(path: String) throws -> BatchingParameters {
+        let text: String
+        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+            throw ServingError.invalidInput("cannot read batching parameters file \(path): \(error.localizedDescription)")
+        }
+        let proto: Tensorflow_Serving_BatchingParameters
+        do { proto = try Tensorflow_Serving_BatchingParameters(textFormatString: text) } catch {
+            throw ServingError.invalidInput("\(path) is not valid BatchingParameters text: \(error)")
+        }
+        var parameters = BatchingParameters()
+        if proto.hasMaxBatchSize { parameters.maxBatchSize = Int(proto.maxBatchSize.value) }
+        if proto.hasBatchTimeoutMicros { parameters.batchTimeout = Double(proto.batchTimeoutMicros.value) / 1e6 }
+        parameters.allowedBatchSizes = proto.allowedBatchSizes.map { Int($0) }
+        if let last = parameters.allowedBatchSizes.last, last != parameters.maxBatchSize {
+            throw ServingError.invalidInput("\(path): the last allowed_batch_sizes entry (\(last)) must equal max_batch_size (\(parameters.maxBatchSize))")
+        }
+        let batches = proto.hasMaxEnqueuedBatches ? Int(proto.maxEnqueuedBatches.value) : 10
+        parameters.maxQueuedRequests = batches * parameters.maxBatchSize
+        return parameters
     }
 }

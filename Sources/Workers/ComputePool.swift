@@ -46,6 +46,14 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
         pthread_mutex_unlock(&mutex)
     }
 
+    public func submit(after seconds: Double, _ job: @escaping @Sendable (Int) -> Void) {
+        if seconds <= 0 { submit(job); return }
+        timers.schedule(after: seconds) { [self] in submit(job) }
+    }
+
+    /// Delayed submissions (batch queue wake-ups), on one timer thread.
+    private let timers = TimerThread()
+
     /// Finishes queued jobs, then stops the threads.
     public func shutdown() {
         pthread_mutex_lock(&mutex)
@@ -134,6 +142,88 @@ public final class ControlQueue: @unchecked Sendable {
             let job = jobs.removeFirst()
             pthread_mutex_unlock(&mutex)
             job()
+        }
+    }
+}
+
+/// Runs closures at given times on one thread (a binary heap of deadlines and a timed
+/// condition wait). Closures must be short: they only hand work to other queues.
+final class TimerThread: @unchecked Sendable {
+    private var mutex = pthread_mutex_t()
+    private var condition = pthread_cond_t()
+    private var heap: [(deadline: timespec, sequence: Int, action: @Sendable () -> Void)] = []
+    private var sequence = 0
+
+    init() {
+        pthread_mutex_init(&mutex, nil)
+        var attributes = pthread_condattr_t()
+        pthread_condattr_init(&attributes)
+        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
+        pthread_cond_init(&condition, &attributes)
+        pthread_condattr_destroy(&attributes)
+        Threads.start(name: "timers") { [self] in run() }
+    }
+
+    private static func earlier(_ a: timespec, _ b: timespec) -> Bool {
+        a.tv_sec < b.tv_sec || (a.tv_sec == b.tv_sec && a.tv_nsec < b.tv_nsec)
+    }
+
+    func schedule(after seconds: Double, _ action: @escaping @Sendable () -> Void) {
+        var now = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &now)
+        let total = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9 + seconds
+        var deadline = timespec()
+        deadline.tv_sec = Int(total)
+        deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
+        pthread_mutex_lock(&mutex)
+        sequence += 1
+        heap.append((deadline, sequence, action))
+        var child = heap.count - 1
+        while child > 0 {
+            let parent = (child - 1) / 2
+            guard Self.earlier(heap[child].deadline, heap[parent].deadline) else { break }
+            heap.swapAt(child, parent)
+            child = parent
+        }
+        pthread_cond_signal(&condition)
+        pthread_mutex_unlock(&mutex)
+    }
+
+    private func popFirst() -> @Sendable () -> Void {
+        let first = heap[0].action
+        heap.swapAt(0, heap.count - 1)
+        heap.removeLast()
+        var parent = 0
+        while true {
+            let left = 2 * parent + 1, right = left + 1
+            var smallest = parent
+            if left < heap.count && Self.earlier(heap[left].deadline, heap[smallest].deadline) { smallest = left }
+            if right < heap.count && Self.earlier(heap[right].deadline, heap[smallest].deadline) { smallest = right }
+            if smallest == parent { break }
+            heap.swapAt(parent, smallest)
+            parent = smallest
+        }
+        return first
+    }
+
+    private func run() {
+        pthread_mutex_lock(&mutex)
+        while true {
+            if heap.isEmpty {
+                pthread_cond_wait(&condition, &mutex)
+                continue
+            }
+            var now = timespec()
+            clock_gettime(CLOCK_MONOTONIC, &now)
+            if Self.earlier(now, heap[0].deadline) {
+                var deadline = heap[0].deadline
+                pthread_cond_timedwait(&condition, &mutex, &deadline)
+                continue
+            }
+            let action = popFirst()
+            pthread_mutex_unlock(&mutex)
+            action()
+            pthread_mutex_lock(&mutex)
         }
     }
 }

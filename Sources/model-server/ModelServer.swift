@@ -38,6 +38,12 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("file_system_poll_wait_seconds"), help: "Seconds between scans for new and removed versions (0: scan once).")
     var pollSeconds: Int = 1
 
+    @Flag(name: .customLong("enable_batching"), help: "Batch requests of models without their own dynamic_batching (TF Serving).")
+    var enableBatching = false
+
+    @Option(name: .customLong("batching_parameters_file"), help: "TF Serving BatchingParameters text file (with --enable_batching).")
+    var batchingParametersFile: String?
+
     @Option(name: .customLong("max_body_bytes"), help: "Largest request body accepted (413 beyond).")
     var maxBodyBytes: Int = 64 * 1024 * 1024
 
@@ -76,7 +82,11 @@ struct ModelServer: ParsableCommand {
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
         let sources: [ModelSource]
+        var batchingDefaults: BatchingParameters?
         do {
+            if enableBatching {
+                batchingDefaults = try batchingParametersFile.map { try BatchingParameters.load(path: $0) } ?? BatchingParameters()
+            }
             if let modelConfigFile { sources = try ModelSource.fromConfigFile(modelConfigFile) }
             else if let modelRepository { sources = try ModelSource.fromRepository(modelRepository) }
             else { sources = [ModelSource(name: modelName!, basePath: modelBasePath!)] }
@@ -91,7 +101,8 @@ struct ModelServer: ParsableCommand {
         let compute = ComputePool(workers: computeThreads ?? cpus)
         let control = ControlQueue()
         let metrics = Metrics()
-        let repository = ModelRepository(sources: sources, repositoryDirectory: modelRepository, workers: compute.workerCount) { log($0) }
+        let repository = ModelRepository(sources: sources, repositoryDirectory: modelRepository, executor: compute, metrics: metrics,
+                                         batchingDefaults: batchingDefaults) { log($0) }
         let service = RESTService(repository: repository, executor: compute, metrics: metrics,
                                   control: { job in control.async(job) })
 

@@ -654,7 +654,7 @@ private func written(_ options: JSONWriter.Options = .init(), _ body: (inout JSO
             if value.isFinite { values.append(value) }
         }
         values += [.greatestFiniteMagnitude, .leastNormalMagnitude, .leastNonzeroMagnitude, -0.0, 1, 0.1, 0.3,
-                   9_007_199_254_740_992, 9_007_199_254_740_994, 1e22, 1e23, 5e-324]
+                   9_007_199_254_740_992, 9_007_199_254_740_994, 1e22, 1e23, .leastNonzeroMagnitude.nextUp]
         var writer = JSONWriter()
         try values.withUnsafeBufferPointer { try writer.array($0) }
         let decoded = try JSONParser.parse(writer.bytes).numericArrayValue!.decode(as: Double.self)
@@ -729,7 +729,7 @@ private func written(_ options: JSONWriter.Options = .init(), _ body: (inout JSO
         for f in floats { #expect(try written { try $0.value(f) } == f.description) }
         #expect(try written { try $0.value(Float(3)) } == "3.0")
         #expect(try written { try $0.value(Float(1e-5)) } == "1e-05")
-        let doubles: [Double] = [3, 0.1, 0.3, 1e-4, 1e-5, 1e15, 1e16, 9_007_199_254_740_992, 1e22, 1e23, 5e-324,
+        let doubles: [Double] = [3, 0.1, 0.3, 1e-4, 1e-5, 1e15, 1e16, 9_007_199_254_740_992, 1e22, 1e23, .leastNonzeroMagnitude.nextUp,
                                  .greatestFiniteMagnitude, 2.2250738585072014e-308, 123.456, -0.0]
         for d in doubles { #expect(try written { try $0.value(d) } == d.description) }
     }

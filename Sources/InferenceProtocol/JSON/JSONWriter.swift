@@ -35,11 +35,6 @@ public struct JSONWriter: Sendable {
     /// The output so far.
     public var bytes: [UInt8]
 
-    /// Clears the output (keeping its capacity) to write a new document.
-    public mutating func reset() {
-        bytes.removeAll(keepingCapacity: true)
-        needsComma = false
-    }
     public var options: Options
     /// A value was written at the current level, so the next one needs a comma.
     var needsComma = false
@@ -48,6 +43,12 @@ public struct JSONWriter: Sendable {
         self.bytes = []
         self.bytes.reserveCapacity(capacity)
         self.options = options
+    }
+
+    /// Clears the output (keeping its capacity) to write a new document.
+    public mutating func reset() {
+        bytes.removeAll(keepingCapacity: true)
+        needsComma = false
     }
 
     // MARK: Structure
