@@ -48,6 +48,7 @@ let package = Package(
             dependencies: ["Engine", "Workers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "ServingTests", dependencies: ["Serving"]),
         .testTarget(name: "InferenceProtocolTests", dependencies: ["InferenceProtocol", "Serving"]),
         .testTarget(
             name: "EngineTests",

@@ -284,13 +284,13 @@ public final class RESTService: Sendable {
     func run(_ request: InferRequest, on servable: BatchScheduler, protocolName: String,
              encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
              completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
-        let prepared = try servable.version.prepare(request)
         let metrics = metrics, version = servable.version
         let received = monotonicNow()
         var timeout = 0.0
         if let microseconds = request.parameters["timeout"]?.intValue, microseconds > 0 { timeout = Double(microseconds) / 1e6 }
         metrics.requestStarted()
         do {
+            let prepared = try servable.version.prepare(request)
             try servable.enqueue(prepared, timeout: timeout) { [self] result, queueSeconds, computeSeconds in
                 var response: RESTResponse
                 var outcome = "success"

@@ -78,7 +78,7 @@ final class HTTPClient {
 
     private func exchange(_ method: String, _ head: [UInt8], _ body: [UInt8]) throws(HTTPClientError) -> HTTPResponse {
         if socket < 0 { try connect() }
-        do {
+        do throws(HTTPClientError) {
             try send(head)
             try send(body)
             var (response, keepAlive) = try readHead()

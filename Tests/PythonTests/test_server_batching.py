@@ -1,0 +1,99 @@
+"""Dynamic batching end to end: under concurrent load every response belongs to its
+request, batches larger than one actually run, and a full queue answers 503 with
+Retry-After while the server keeps serving."""
+import concurrent.futures
+import re
+
+import numpy as np
+
+from server_fixtures import (assert_close, assert_still_serving, digits_bytes, digits_reference, make_model_dir,
+                             mobilenet_bytes, reference, v2_binary_request, v2_json_request, v2_output, v2_parse_response)
+
+
+def batch_sizes(server, model):
+    """{batch size: count} from /metrics."""
+    text = server.get("/metrics").text
+    sizes = {}
+    for match in re.finditer(r'model_server_batch_size_total\{model="%s",size="(\d+)"\} (\d+)' % re.escape(model), text):
+        sizes[int(match.group(1))] = int(match.group(2))
+    return sizes
+
+
+def test_concurrent_requests_are_batched_and_answered_correctly(server_factory, tmp_path):
+    repository = tmp_path / "repo"
+    make_model_dir(repository / "digits", {1: digits_bytes()})
+    (repository / "digits" / "config.pbtxt").write_text(
+        'max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 3000 }\n')
+    server = server_factory.start("--model_repository", str(repository), "--compute_threads", "1")
+    rng = np.random.default_rng(7)
+    inputs = [rng.uniform(0, 1, [1 + i % 3, 1, 8, 8]).astype(np.float32) for i in range(240)]
+
+    def one(x):
+        response = server.post("/v2/models/digits/infer", json=v2_json_request(x))
+        assert response.status_code == 200, response.text
+        return v2_output(response.json(), "logits")
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(one, inputs))
+    for x, result in zip(inputs, results):
+        assert_close(np.asarray(result).reshape(x.shape[0], 10), digits_reference(x))
+    sizes = batch_sizes(server, "digits")
+    assert sum(size * count for size, count in sizes.items()) == sum(x.shape[0] for x in inputs), sizes
+    assert max(sizes) > 3, f"no batch combined several requests: {sizes}"
+
+
+def test_batching_off_runs_requests_alone(server_factory, tmp_path):
+    base = make_model_dir(tmp_path / "digits", {1: digits_bytes()})
+    server = server_factory.start("--model_name", "digits", "--model_base_path", str(base))
+    x = np.random.default_rng(1).uniform(0, 1, [2, 1, 8, 8]).astype(np.float32)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: server.post("/v2/models/digits/infer", json=v2_json_request(x)).raise_for_status(), range(64)))
+    assert set(batch_sizes(server, "digits")) == {2}
+
+
+def test_tf_serving_batching_parameters_file(server_factory, tmp_path):
+    base = make_model_dir(tmp_path / "digits", {1: digits_bytes()})
+    parameters = tmp_path / "batching.txt"
+    parameters.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 5000 }\n"
+                          "max_enqueued_batches { value: 100 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 8\n")
+    server = server_factory.start("--model_name", "digits", "--model_base_path", str(base), "--enable_batching",
+                                  "--batching_parameters_file", str(parameters), "--compute_threads", "1")
+    x = np.random.default_rng(3).uniform(0, 1, [1, 1, 8, 8]).astype(np.float32)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+        results = list(pool.map(lambda _: server.post("/v1/models/digits:predict", json={"instances": x.tolist()}), range(96)))
+    for response in results:
+        assert response.status_code == 200, response.text
+        assert_close(response.json()["predictions"], digits_reference(x))
+    sizes = batch_sizes(server, "digits")
+    assert max(sizes) <= 8 and max(sizes) > 1, sizes
+
+
+def test_full_queue_answers_503_with_retry_after(server_factory, tmp_path, keras_models):
+    repository = tmp_path / "repo"
+    model = mobilenet_bytes(keras_models)
+    make_model_dir(repository / "mobilenet", {1: model})
+    (repository / "mobilenet" / "config.pbtxt").write_text(
+        'max_batch_size: 2\ndynamic_batching { default_queue_policy { max_queue_size: 1 } }\n')
+    server = server_factory.start("--model_repository", str(repository), "--compute_threads", "1")
+    x = np.load(keras_models / "mobilenet_v2" / "input_b1.npy")
+    body, json_length = v2_binary_request([("input", x)])
+    headers = {"Inference-Header-Content-Length": str(json_length), "Content-Type": "application/octet-stream"}
+
+    def one(_):
+        return server.post("/v2/models/mobilenet/infer", data=body, headers=headers)
+
+    with concurrent.futures.ThreadPoolExecutor(max_workers=24) as pool:
+        responses = list(pool.map(one, range(48)))
+    statuses = [response.status_code for response in responses]
+    assert set(statuses) <= {200, 503}, statuses
+    assert 503 in statuses and 200 in statuses, statuses
+    expected = reference(model, {"input": x})["predictions"]
+    for response in responses:
+        if response.status_code == 503:
+            assert response.headers.get("Retry-After") == "1"
+            assert "queue" in response.json()["error"]
+        else:
+            _, outputs = v2_parse_response(response.content, response.headers)
+            assert_close(outputs["predictions"], expected)
+    assert 'model_server_queue_rejected_total{model="mobilenet"}' in server.get("/metrics").text
+    assert server.post("/v2/models/mobilenet/infer", data=body, headers=headers).status_code == 200
