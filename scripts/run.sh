@@ -1,9 +1,10 @@
 #!/usr/bin/env bash
 # The README's run command: installs the build dependencies, builds release binaries and
-# runs the shipped digits model on a sample. (model-server replaces this once it exists.)
+# serves the shipped digits classifier (models/digits) on REST port ${PORT:-8501}.
+# Extra arguments go to model-server.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift build -c release --product model-run
-exec .build/release/model-run models/digits/1/model.onnx --input "${1:-models/digits/samples/digit_7.npy}" \
-    --top 3 --labels models/digits/labels.txt "${@:2}"
+swift build -c release --product model-server
+exec .build/release/model-server --model_name digits --model_base_path models/digits \
+    --rest_api_port "${PORT:-8501}" "$@"

@@ -22,6 +22,8 @@ public final class LoadedVersion: @unchecked Sendable {
     public let settings: ModelSettings
     /// Labels per output name (from label_filename / labels.txt), for classification.
     public let labels: [String: [String]]
+    /// Classification post-processing from config.pbtxt, if any.
+    public let classification: Classification?
     private var sessions: [Session?]
 
     public struct TensorMetadata: Sendable {
@@ -63,13 +65,15 @@ public final class LoadedVersion: @unchecked Sendable {
             throw ServingError.invalidInput("config.pbtxt names output '\(spec.name)', the model's outputs are \(model.outputs.map(\.name))")
         }
         var labels: [String: [String]] = [:]
-        for (output, file) in settings.labelFiles {
+        for (configured, file) in settings.labelFiles {
+            let output = configured == ModelSettings.firstOutputPlaceholder ? (model.outputs.first?.name ?? configured) : configured
             guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
                 throw ServingError.invalidInput("cannot read label file \(file)")
             }
             labels[output] = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         }
         self.labels = labels
+        classification = Classification.from(settings: settings, labels: labels, outputs: model.outputs.map(\.name))
         sessions = Array(repeating: nil, count: max(1, workers))
         // Warm-up: one run proves the plan executes before the version is marked ready.
         let session = model.makeSession()
@@ -173,16 +177,36 @@ public final class LoadedVersion: @unchecked Sendable {
         return outputs
     }
 
-    /// The outputs `prepared` asked for, in its order.
-    public func response(_ prepared: PreparedRequest, outputs: [InferTensor]) -> InferResponse {
-        let ordered = prepared.wanted.map { names in names.compactMap { name in outputs.first { $0.name == name } } } ?? outputs
-        return InferResponse(modelName: name, modelVersion: version, id: prepared.id, outputs: ordered)
+    /// The outputs `prepared` asked for, in its order, after classification post-processing:
+    /// a requested output with `"classification": k` becomes "score:index:label" strings; with
+    /// a configured top_k and no explicit output list, the scores output is answered as
+    /// `classes` and `scores`.
+    public func response(_ prepared: PreparedRequest, outputs: [InferTensor]) throws(ServingError) -> InferResponse {
+        var result: [InferTensor] = []
+        if let requested = prepared.outputs, !requested.isEmpty {
+            for output in requested {
+                guard var tensor = outputs.first(where: { $0.name == output.name }) else { continue }
+                if let k = output.parameters["classification"]?.intValue {
+                    guard k > 0, tensor.datatype == .fp32 else {
+                        throw .invalidInput("classification of '\(output.name)' needs k > 0 and an FP32 output")
+                    }
+                    let classifier = classification ?? Classification(output: output.name, softmax: false, topK: nil, labels: labels[output.name] ?? [])
+                    tensor = classifier.extensionOutput(tensor, k: Int(k))
+                }
+                result.append(tensor)
+            }
+        } else if let classification, let k = classification.topK, let scores = outputs.first(where: { $0.name == classification.output }) {
+            result = classification.topKOutputs(scores, k: k) + outputs.filter { $0.name != classification.output }
+        } else {
+            result = outputs
+        }
+        return InferResponse(modelName: name, modelVersion: version, id: prepared.id, outputs: result)
     }
 
     /// Runs `request` alone on worker `worker`'s session. Call only from that worker's thread.
     public func infer(_ request: InferRequest, worker: Int) throws(ServingError) -> InferResponse {
         let prepared = try prepare(request)
-        return response(prepared, outputs: try execute(worker: worker, rows: prepared.rows, inputs: prepared.inputs))
+        return try response(prepared, outputs: try execute(worker: worker, rows: prepared.rows, inputs: prepared.inputs))
     }
 
     private func run(_ session: Session, rows: Int, inputs: [[UInt8]], sliced: Bool) throws(ServingError) -> [InferTensor] {

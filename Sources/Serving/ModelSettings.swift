@@ -72,6 +72,18 @@ public struct ModelSettings: Sendable {
 
     /// Reads `<directory>/config.pbtxt` if present. Throws on an unreadable or invalid file.
     public static func load(directory: String) throws -> ModelSettings {
+        var settings = try loadConfig(directory: directory)
+        // A labels.txt beside the model labels the classification output (or the first output).
+        if settings.labelFiles.isEmpty && FileManager.default.fileExists(atPath: directory + "/labels.txt") {
+            settings.labelFiles[settings.parameters["classification_output"] ?? firstOutputPlaceholder] = directory + "/labels.txt"
+        }
+        return settings
+    }
+
+    /// Stands for "the model's first output" until the model is loaded.
+    public static let firstOutputPlaceholder = "*"
+
+    private static func loadConfig(directory: String) throws -> ModelSettings {
         let path = directory + "/config.pbtxt"
         guard FileManager.default.fileExists(atPath: path) else { return ModelSettings() }
         let text: String

@@ -78,6 +78,9 @@ final class HTTPClient {
 
     private func exchange(_ method: String, _ head: [UInt8], _ body: [UInt8]) throws(HTTPClientError) -> HTTPResponse {
         if socket < 0 { try connect() }
+        // Drop consumed bytes between responses (indices into `buffer` are only held within one).
+        buffer.removeSubrange(0..<start)
+        start = 0
         do throws(HTTPClientError) {
             try send(head)
             try send(body)
@@ -121,13 +124,14 @@ final class HTTPClient {
         var entry: UnsafeMutablePointer<addrinfo>? = first
         while let info = entry?.pointee {
             entry = info.ai_next
-            let address = Self.numericAddress(info.ai_addr, info.ai_addrlen)
+            let numeric = Self.numericAddress(info.ai_addr, info.ai_addrlen)
+            let address = numeric == host ? "" : "\(numeric): "  // prefix for failures
             let type = info.ai_socktype | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
             let fd = Glibc.socket(info.ai_family, type, info.ai_protocol)
-            if fd < 0 { failures.append("\(address): \(Self.errnoText())"); continue }
+            if fd < 0 { failures.append("\(address)\(Self.errnoText())"); continue }
             if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0 {
                 guard errno == EINPROGRESS else {
-                    failures.append("\(address): \(Self.errnoText())")
+                    failures.append("\(address)\(Self.errnoText())")
                     Glibc.close(fd)
                     continue
                 }
@@ -141,7 +145,7 @@ final class HTTPClient {
                 var size = socklen_t(MemoryLayout<Int32>.size)
                 if getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &size) != 0 { code = errno }
                 if code != 0 {
-                    failures.append("\(address): \(String(cString: strerror(code)))")
+                    failures.append("\(address)\(String(cString: strerror(code)))")
                     Glibc.close(fd)
                     continue
                 }
@@ -183,7 +187,6 @@ final class HTTPClient {
 
     /// Appends what arrives next to `buffer`; false at end of stream.
     private func receive() throws(HTTPClientError) -> Bool {
-        if start > 0 && start == buffer.count { buffer.removeAll(keepingCapacity: true); start = 0 }
         var chunk = [UInt8](repeating: 0, count: 65536)
         while true {
             let count = chunk.withUnsafeMutableBytes { Glibc.recv(socket, $0.baseAddress!, $0.count, 0) }

@@ -38,10 +38,10 @@ struct ModelClient: ParsableCommand {
     @Option(help: ArgumentHelp("The server's REST address, HOST:PORT ('http://' is accepted).", valueName: "host:port"))
     var server: String
 
-    @Option(help: "The model's name.")
+    @Option(help: ArgumentHelp("The model's name.", valueName: "name"))
     var model: String
 
-    @Option(name: .customLong("model-version"), help: "A version of the model (default: the server's choice).")
+    @Option(name: .customLong("model-version"), help: ArgumentHelp("A version of the model (default: the server's choice).", valueName: "version"))
     var modelVersion: String?
 
     @Option(name: .customLong("protocol"),
@@ -57,16 +57,16 @@ struct ModelClient: ParsableCommand {
     var inputs: [String] = []
 
     @Option(name: .customLong("input-name"),
-            help: "The input the images go to (V2 default: the model's first input, from its metadata; V1 default: unnamed instances).")
+            help: ArgumentHelp("The input the images go to (V2 default: the model's first input, from its metadata; V1 default: unnamed instances).", valueName: "name"))
     var inputName: String?
 
-    @Option(name: .customLong("output-name"), help: "The output to rank (default: the first output of the response).")
+    @Option(name: .customLong("output-name"), help: ArgumentHelp("The output to rank (default: the first output of the response).", valueName: "name"))
     var outputName: String?
 
-    @Option(name: .customLong("top-k"), help: "Classes to print per instance.")
+    @Option(name: .customLong("top-k"), help: ArgumentHelp("Classes to print per instance.", valueName: "k"))
     var topK: Int = 5
 
-    @Option(help: "A labels file: line i names class i (default: class indices).")
+    @Option(help: ArgumentHelp("A labels file: line i names class i (default: class indices).", valueName: "file"))
     var labels: String?
 
     @Flag(help: "Apply softmax to the output before ranking it (client-side ranking only).")
@@ -76,10 +76,10 @@ struct ModelClient: ParsableCommand {
           help: "Ask the server to rank (V2 output parameter 'classification': K) instead of ranking here.")
     var serverTopK = false
 
-    @Option(name: .customLong("batch-size"), help: "Instances per request (default: all in one request).")
+    @Option(name: .customLong("batch-size"), help: ArgumentHelp("Instances per request (default: all in one request).", valueName: "n"))
     var batchSize: Int?
 
-    @Option(help: "Seconds each request may take, connecting included.")
+    @Option(help: ArgumentHelp("Seconds each request may take, connecting included.", valueName: "seconds"))
     var timeout: Double = 30
 
     @Flag(help: "Print a summary of every request and response to stderr.")

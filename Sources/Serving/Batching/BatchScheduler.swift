@@ -138,7 +138,8 @@ public final class BatchScheduler: @unchecked Sendable {
                     return part
                 }
                 row += entry.prepared.rows
-                entry.completion(.success(version.response(entry.prepared, outputs: own)), started - entry.arrival, finished - started)
+                entry.completion(Result { () throws(ServingError) in try version.response(entry.prepared, outputs: own) },
+                                 started - entry.arrival, finished - started)
             }
         case .failure(let error):
             for entry in entries { entry.completion(.failure(error), started - entry.arrival, finished - started) }
