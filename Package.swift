@@ -7,6 +7,7 @@ let package = Package(
     products: [
         .executable(name: "model-run", targets: ["model-run"]),
         .executable(name: "model-server", targets: ["model-server"]),
+        .executable(name: "model-client", targets: ["model-client"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
@@ -38,6 +39,11 @@ let package = Package(
         .target(name: "Serving", dependencies: ["Engine", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving"]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
+        // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO).
+        .executableTarget(
+            name: "model-client",
+            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .executableTarget(
             name: "model-server",
             dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers",

@@ -277,17 +277,14 @@ fi
 for t in "${TARGETS[@]}"; do check_predict "$t" "${PORT[$t]}"; done
 
 # --- wrk
-# cpu_snapshot FILE: the machine's busy CPU time and the CPU time of everything this script
-# runs (the servers' process groups; wrk and other children once waited for), in clock
-# ticks. Two snapshots around a run give the CPU that *other* processes took meanwhile:
-# on this 2-core machine a concurrent build halves every figure.
+# cpu_snapshot FILE: CPU time (clock ticks) of every process, with its parent, at one instant.
+# other_cores compares two: the CPU that processes which are *not* this script's descendants
+# (servers, wrk, helpers) took in between, kernel threads left out (loopback softirq work
+# is ours). On this 2-core machine a concurrent build halves every figure.
 cpu_snapshot() {
-    python3 - "$1" "$$" "${PGID[@]}" <<'EOF'
+    python3 - "$1" <<'EOF'
 import json, os, sys, time
-out, me, groups = sys.argv[1], int(sys.argv[2]), set(map(int, sys.argv[3:]))
-with open("/proc/stat") as f:
-    user, nice, system, idle, iowait, irq, softirq, steal = (list(map(int, f.readline().split()[1:])) + [0] * 8)[:8]
-ours = 0
+procs = {}
 for entry in os.listdir("/proc"):
     if not entry.isdigit():
         continue
@@ -296,23 +293,41 @@ for entry in os.listdir("/proc"):
             stat = f.read()
     except OSError:
         continue
-    fields = stat[stat.rindex(")") + 2:].split()  # state ppid pgrp ... utime(11) stime(12) cutime(13) cstime(14)
-    if int(fields[2]) in groups:
-        ours += int(fields[11]) + int(fields[12])
-    if int(entry) == me:
-        ours += int(fields[13]) + int(fields[14])
-with open(out, "w") as f:
-    json.dump({"t": time.monotonic(), "busy": user + nice + system + irq + softirq, "steal": steal,
-               "ours": ours, "hz": os.sysconf("SC_CLK_TCK")}, f)
+    # after "(comm) ": state ppid pgrp ... utime(11) stime(12) cutime(13) cstime(14)
+    fields = stat[stat.rindex(")") + 2:].split()
+    procs[entry] = [int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])]
+with open(sys.argv[1], "w") as f:
+    json.dump({"t": time.monotonic(), "hz": os.sysconf("SC_CLK_TCK"), "procs": procs}, f)
 EOF
 }
 
 # other_cores BEFORE AFTER: cores' worth of CPU used by other processes between two snapshots
 other_cores() {
-    python3 - "$1" "$2" <<'EOF'
+    python3 - "$1" "$2" "$$" <<'EOF'
 import json, sys
 a, b = (json.load(open(p)) for p in sys.argv[1:3])
-print("%.2f" % (max(0, (b["busy"] - a["busy"]) - (b["ours"] - a["ours"])) / b["hz"] / (b["t"] - a["t"])))
+me = sys.argv[3]
+
+def others(snapshot):
+    procs = snapshot["procs"]
+    def ours_or_kernel(pid):
+        seen = 0
+        while pid in procs and seen < 64:
+            if pid == me or pid == "2":
+                return True
+            pid, seen = str(procs[pid][0]), seen + 1
+        return pid == me or pid == "2"
+    return {pid: v for pid, v in procs.items() if pid != "2" and not ours_or_kernel(pid)}
+
+pa, pb = others(a), others(b)
+ticks = 0
+for pid, (_, self_time, children) in pb.items():
+    before = pa.get(pid, [0, 0, 0])
+    ticks += max(0, self_time + children - before[1] - before[2])
+for pid, (_, self_time, children) in pa.items():
+    if pid not in b["procs"]:  # exited in between: its parent's children time now holds it all
+        ticks -= self_time + children
+print("%.2f" % (max(0, ticks) / b["hz"] / (b["t"] - a["t"])))
 EOF
 }
 
@@ -370,6 +385,9 @@ for ((r = 1; r <= RUNS; r++)); do
             run_wrk "$WORK/wrk/c32__${t}__$r.txt" 32 "$DURATION" "${PORT[$t]}"
             contended "$WORK/wrk/c32__${t}__$r.txt" && ((attempt < RETRY_CONTENDED)) || break
             log "contended run (other processes: $(cat "$WORK/wrk/c32__${t}__$r.txt.other") cores); again after a quiet wait"
+            for f in "$WORK/wrk/c32__${t}__$r.txt"*; do  # keep it, out of the report's way
+                base="${f##*/}"; mv -- "$f" "$WORK/wrk/${base/.txt/.txt.contended$attempt}"
+            done
             wait_quiet
         done
     done

@@ -5,10 +5,14 @@ Generates a 1920x1080 JPEG (Pillow, quality 90, 4:2:0: smooth synthetic colour f
 Gaussian noise, fixed seed) unless --jpeg is given, then times
   Pillow: Image.open + convert("RGB") + resize((W, H), BILINEAR) + float32 (x / 127.5 - 1)
   ours:   image-bench FILE --width W --height H --scale 0.0078431373 --mean 1 (same tensor)
-Both time decode-to-tensor from bytes already in memory (medians of --repeat runs after a
-warm-up). Prints a Markdown table row; speedup = Pillow / ours (the issue asks >= 3).
+Both time decode-to-tensor from bytes already in memory, one thread. The machine is shared,
+so the two alternate: --rounds rounds of (Pillow x --repeat, ours x --repeat), each after a
+warm-up; a side's figure is the median of its per-round medians. --noise takes several
+levels (one JPEG each: the noise sets the file size, and the entropy decoding both sides
+share). Prints a Markdown table; speedup = Pillow / ours (the issue asks >= 3).
 
-usage: jpeg_vs_pillow.py --image-bench .build/release/image-bench [--repeat 50] [--jpeg F]
+usage: jpeg_vs_pillow.py --image-bench .build/release/image-bench [--repeat 20] [--rounds 5]
+           [--noise 0 3 6] [--jpeg F ...]
 """
 import argparse
 import io
@@ -33,7 +37,7 @@ def synthetic_jpeg(path, width=1920, height=1080, quality=90, noise=6.0, seed=0)
         128 + 80 * np.sin(2 * np.pi * 3.0 * u * v + 1.0),
     ], axis=-1)
     image += rng.normal(0, noise, image.shape)
-    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8), "RGB").save(path, quality=quality)
+    Image.fromarray(np.clip(image, 0, 255).astype(np.uint8)).save(path, quality=quality)
 
 
 def pillow_tensor(data, width, height):
@@ -51,35 +55,47 @@ def median_ms(function, repeat):
     return float(np.median(times))
 
 
+def ours_ms(image_bench, path, width, height, repeat):
+    out = subprocess.run(
+        [image_bench, path, "--width", str(width), "--height", str(height),
+         "--scale", str(1 / 127.5), "--mean", "1", "--repeat", str(repeat)],
+        check=True, capture_output=True, text=True).stdout
+    dct = re.search(r"DCT scale (\S+)", out).group(1)
+    return float(re.search(r"^median_ms: ([0-9.]+)$", out, re.M).group(1)), dct
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--image-bench", required=True)
-    parser.add_argument("--jpeg", help="an existing JPEG instead of the synthetic 1920x1080 one")
+    parser.add_argument("--jpeg", nargs="*", default=[], help="existing JPEGs to time as well")
+    parser.add_argument("--noise", type=float, nargs="*", default=[6.0],
+                        help="noise levels (sigma) of synthetic 1920x1080 JPEGs")
     parser.add_argument("--width", type=int, default=299)
     parser.add_argument("--height", type=int, default=299)
-    parser.add_argument("--repeat", type=int, default=50)
+    parser.add_argument("--repeat", type=int, default=20)
+    parser.add_argument("--rounds", type=int, default=5)
     args = parser.parse_args()
 
+    print("| source | noise | JPEG KiB | target | ours ms (DCT scale) | Pillow ms | speedup (Pillow / ours) |")
+    print("|---|---:|---:|---|---:|---:|---:|")
     with tempfile.TemporaryDirectory() as directory:
-        path = args.jpeg
-        if path is None:
-            path = os.path.join(directory, "synthetic_1920x1080.jpg")
-            synthetic_jpeg(path)
-        data = open(path, "rb").read()
-        source = Image.open(io.BytesIO(data)).size
-
-        pillow = median_ms(lambda: pillow_tensor(data, args.width, args.height), args.repeat)
-        out = subprocess.run(
-            [args.image_bench, path, "--width", str(args.width), "--height", str(args.height),
-             "--scale", str(1 / 127.5), "--mean", "1", "--repeat", str(args.repeat)],
-            check=True, capture_output=True, text=True).stdout
-        ours = float(re.search(r"^median_ms: ([0-9.]+)$", out, re.M).group(1))
-        dct = re.search(r"DCT scale (\S+)", out).group(1)
-
-    print("| source | JPEG KiB | target | ours ms (DCT scale) | Pillow ms | speedup (Pillow / ours) |")
-    print("|---|---:|---|---:|---:|---:|")
-    print(f"| {source[0]}x{source[1]} | {len(data) / 1024:.0f} | {args.width}x{args.height} | "
-          f"{ours:.2f} ({dct}) | {pillow:.2f} | {pillow / ours:.2f}x |")
+        cases = []
+        for noise in args.noise:
+            path = os.path.join(directory, f"synthetic_noise{noise:g}.jpg")
+            synthetic_jpeg(path, noise=noise)
+            cases.append((path, f"{noise:g}"))
+        cases += [(path, "-") for path in args.jpeg]
+        for path, noise in cases:
+            data = open(path, "rb").read()
+            source = Image.open(io.BytesIO(data)).size
+            pillow_rounds, ours_rounds = [], []
+            for _ in range(args.rounds):
+                pillow_rounds.append(median_ms(lambda: pillow_tensor(data, args.width, args.height), args.repeat))
+                ours, dct = ours_ms(args.image_bench, path, args.width, args.height, args.repeat)
+                ours_rounds.append(ours)
+            pillow, ours = float(np.median(pillow_rounds)), float(np.median(ours_rounds))
+            print(f"| {source[0]}x{source[1]} | {noise} | {len(data) / 1024:.0f} | {args.width}x{args.height} | "
+                  f"{ours:.2f} ({dct}) | {pillow:.2f} | {pillow / ours:.2f}x |", flush=True)
     return 0
 
 

@@ -14,8 +14,10 @@ eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"
 
 swift build -c release --product model-run
 swift build -c release --product model-server
+swift build -c release --product model-client
 export MODEL_RUN="$PWD/.build/release/model-run"
 export MODEL_SERVER="$PWD/.build/release/model-server"
+export MODEL_CLIENT="$PWD/.build/release/model-client"
 export KERAS_MODELS="$MODEL_SERVER_CACHE/models"
 export ONNX_NODE_TESTS="$ONNX_NODE_TEST_DATA/node"
 export ONNX_SHIPPED_TESTS="$ONNX_SHIPPED_TEST_DATA"

@@ -4,9 +4,10 @@ import CTurboJPEG
 ///
 /// Pipeline: header (size check against `maxPixels`) -> TurboJPEG decode, reduced 1/2, 1/4
 /// or 1/8 in the DCT domain when the resize shrinks by at least that much, straight to
-/// RGB/BGR/gray (CMYK JPEGs are converted here) -> Pillow-exact BILINEAR resize of just the
-/// needed window (horizontal pass, then vertical, 8-bit fixed point) -> padding, channel
-/// normalisation through a per-channel 256-entry table, layout.
+/// RGB/BGR/gray (CMYK JPEGs are converted here) -> BILINEAR resize of just the needed window
+/// with Pillow's filter geometry (horizontal pass, then vertical, in Float; rounded to
+/// 8 bits like Pillow's output) -> padding, per-channel normalisation through a 256-entry
+/// table, layout. Matches Pillow `draft` + `resize(BILINEAR, box)` within 1 per 8-bit sample.
 ///
 /// Not thread-safe: use one decoder per thread (or `ImageDecoderPool`). A decoder has no
 /// thread affinity; it keeps its TurboJPEG handle and scratch buffers between calls, so a
@@ -18,10 +19,11 @@ public final class ImageDecoder {
     public var retainedBytesLimit = 16 << 20
 
     private var pixels = ScratchBuffer<UInt8>()       // decoded image
-    private var horizontal = ScratchBuffer<UInt8>()   // after the horizontal pass
-    private var rowBuffer = ScratchBuffer<UInt8>()    // one vertically resampled row
-    private var accumulator = ScratchBuffer<Int32>()
-    private var lookup = ScratchBuffer<Float>()        // channels * 256 normalised values
+    private var widened = ScratchBuffer<Float>()      // one source row as Float
+    private var ring = ScratchBuffer<Float>()         // horizontally resampled rows, by row % slots
+    private var accumulator = ScratchBuffer<Float>()  // one vertically resampled row
+    private var rowBuffer = ScratchBuffer<UInt8>()    // that row rounded to 8 bits
+    private var lookup = ScratchBuffer<Float>()       // channels * 256 normalised values
     private var columns = CoefficientTable()
     private var rows = CoefficientTable()
 
@@ -35,9 +37,10 @@ public final class ImageDecoder {
     deinit {
         tjDestroy(handle)
         pixels.release()
-        horizontal.release()
-        rowBuffer.release()
+        widened.release()
+        ring.release()
         accumulator.release()
+        rowBuffer.release()
         lookup.release()
         columns.release()
         rows.release()
@@ -89,15 +92,16 @@ public final class ImageDecoder {
 
     // MARK: - Decoding
 
-    /// Pointers into this decoder's scratch, valid until its next call.
+    /// The decoded image and the resize plan; pointers valid until the decoder's next call.
     private struct Prepared {
         var info: ImageInfo
         var plan: ImagePlan
         var channels: Int
-        /// Rows feeding the vertical pass (window columns only when `horizontalDone`).
-        var source: RowSource
-        /// Byte offset of the window's first column in a source row (0 after the horizontal pass).
-        var columnOffset: Int
+        /// Decoded pixels, `stride` bytes per row.
+        var image: UnsafePointer<UInt8>
+        var stride: Int
+        /// False when a pass would be the identity (Pillow skips it too); its table is unset.
+        var resizeColumns: Bool
         var resizeRows: Bool
     }
 
@@ -177,23 +181,16 @@ public final class ImageDecoder {
         // Pillow skips a pass that would be the identity.
         let resizeColumns = !(plan.x.virtualSize == dw && x0 == 0 && x1 == Double(dw))
         let resizeRows = !(plan.y.virtualSize == dh && y0 == 0 && y1 == Double(dh))
+        if resizeColumns {
+            columns.compute(inSize: dw, in0: x0, in1: x1, outSize: plan.x.virtualSize, first: plan.x.first,
+                            count: plan.x.count, broadcast: channels == 3)
+        }
         if resizeRows {
             rows.compute(inSize: dh, in0: y0, in1: y1, outSize: plan.y.virtualSize, first: plan.y.first, count: plan.y.count)
         }
-        let decoded = RowSource(base: UnsafePointer(image), stride: dw * channels, origin: 0)
-        let info = ImageInfo(width: width, height: height, scaleDenominator: d)
-        guard resizeColumns else {
-            return Prepared(info: info, plan: plan, channels: channels, source: decoded,
-                            columnOffset: plan.x.first * channels, resizeRows: resizeRows)
-        }
-        columns.compute(inSize: dw, in0: x0, in1: x1, outSize: plan.x.virtualSize, first: plan.x.first, count: plan.x.count)
-        let needed = resizeRows ? rows.sourceRange : plan.y.first ..< plan.y.first + plan.y.count
-        let rowBytes = plan.x.count * channels
-        let resized = horizontal.reserve(max(1, needed.count * rowBytes))
-        Resample.horizontal(decoded, rows: needed, channels: channels, table: columns, into: resized)
-        return Prepared(info: info, plan: plan, channels: channels,
-                        source: RowSource(base: UnsafePointer(resized), stride: rowBytes, origin: needed.lowerBound),
-                        columnOffset: 0, resizeRows: resizeRows)
+        return Prepared(info: ImageInfo(width: width, height: height, scaleDenominator: d), plan: plan,
+                        channels: channels, image: UnsafePointer(image), stride: dw * channels,
+                        resizeColumns: resizeColumns, resizeRows: resizeRows)
     }
 
     /// In place: Adobe-style (inverted) CMYK to RGB/BGR as `value(c) * value(k) / 255`
@@ -220,13 +217,40 @@ public final class ImageDecoder {
         }
     }
 
-    /// Writes every output row: padding, or the window's resized samples.
+    /// Writes every output row: padding, or the window's resized samples. Streams: each
+    /// needed source row is widened to Float and resampled horizontally once, into a ring
+    /// of as many rows as the vertical filter's longest tap run; each output row is then
+    /// the weighted sum of its ring rows, rounded to 8 bits.
     private func emit<Sink: RowSink>(_ prepared: Prepared, into sink: inout Sink) {
         let plan = prepared.plan
         let channels = prepared.channels
         let length = plan.x.count * channels
-        let row = rowBuffer.reserve(length)
-        let acc = accumulator.reserve(length)
+        let bytesRow = rowBuffer.reserve(length + 8)
+        let sum = accumulator.reserve(length + 8)
+        // Ring of horizontally resampled rows (one padding value each, see `horizontal`).
+        let slots = prepared.resizeRows ? max(1, rows.maxTaps) : 1
+        let slotStride = length + 4
+        let ringRows = ring.reserve(slots * slotStride)
+        let sourceColumns = prepared.resizeColumns ? columns.sourceRange : plan.x.first ..< plan.x.first + plan.x.count
+        let wide = widened.reserve(sourceColumns.count * channels + 4)
+        wide.update(repeating: 0, count: sourceColumns.count * channels + 4)
+        var computed = 0  // source rows below this are done (the last `slots` of them kept)
+
+        func resampled(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(ringRows + (r % slots) * slotStride) }
+        func produce(upTo end: Int, from start: Int) {
+            for r in max(computed, start)..<end {
+                let slot = ringRows + (r % slots) * slotStride
+                let bytes = prepared.image + r * prepared.stride + sourceColumns.lowerBound * channels
+                if prepared.resizeColumns {
+                    Resample.widen(bytes, into: wide, count: sourceColumns.count * channels)
+                    Resample.horizontal(wide, origin: sourceColumns.lowerBound, channels: channels, table: columns, into: slot)
+                } else {
+                    Resample.widen(bytes, into: slot, count: length)
+                }
+            }
+            computed = max(computed, end)
+        }
+
         for y in 0..<sink.height {
             let j = y - plan.y.offset
             guard j >= 0 && j < plan.y.count else {
@@ -235,12 +259,22 @@ public final class ImageDecoder {
             }
             let samples: UnsafePointer<UInt8>
             if prepared.resizeRows {
-                let source = RowSource(base: prepared.source.base + prepared.columnOffset,
-                                       stride: prepared.source.stride, origin: prepared.source.origin)
-                Resample.verticalRow(source, table: rows, sample: j, length: length, accumulator: acc, into: row)
-                samples = UnsafePointer(row)
+                let start = Int(rows.starts.pointer![j]), taps = Int(rows.taps.pointer![j])
+                produce(upTo: start + taps, from: start)
+                let k = rows.weights.pointer! + j * rows.stride
+                if taps == 0 { sum.update(repeating: 0, count: length) }
+                for t in 0..<taps {
+                    Resample.accumulate(resampled(start + t), weight: k[t], into: sum, count: length, first: t == 0)
+                }
+                Resample.quantize(sum, into: bytesRow, count: length)
+                samples = UnsafePointer(bytesRow)
+            } else if prepared.resizeColumns {
+                let r = plan.y.first + j
+                produce(upTo: r + 1, from: r)
+                Resample.quantize(resampled(r), into: bytesRow, count: length)
+                samples = UnsafePointer(bytesRow)
             } else {
-                samples = prepared.source.row(plan.y.first + j) + prepared.columnOffset
+                samples = prepared.image + (plan.y.first + j) * prepared.stride + plan.x.first * channels
             }
             if plan.x.offset > 0 { sink.fill(row: y, from: 0, to: plan.x.offset) }
             sink.pixels(row: y, at: plan.x.offset, samples, count: plan.x.count)
@@ -252,9 +286,10 @@ public final class ImageDecoder {
     private func trim() {
         let limit = retainedBytesLimit
         pixels.release(above: limit)
-        horizontal.release(above: limit)
-        rowBuffer.release(above: limit)
+        widened.release(above: limit)
+        ring.release(above: limit)
         accumulator.release(above: limit)
+        rowBuffer.release(above: limit)
         columns.release(above: limit)
         rows.release(above: limit)
     }

@@ -28,19 +28,6 @@ struct ScratchBuffer<Element> {
     }
 }
 
-/// Fixed-point bits of the resampling weights, as in Pillow's 8-bit resampler: a weight
-/// sum of 1 is 2^22, so 255 * weights + rounding fits in Int32.
-let precisionBits: Int32 = 22
-let roundingBias: Int32 = 1 << (precisionBits - 1)
-
-/// Pillow's clip8: a fixed-point accumulator to 0...255.
-@inline(__always)
-func clip8(_ value: Int32) -> UInt8 {
-    if value >= (1 << (precisionBits + 8)) { return 255 }
-    if value <= 0 { return 0 }
-    return UInt8(truncatingIfNeeded: value >> precisionBits)
-}
-
 /// The triangle (bilinear) filter, support 1.
 @inline(__always)
 func triangle(_ x: Double) -> Double {
@@ -48,22 +35,26 @@ func triangle(_ x: Double) -> Double {
     return a < 1 ? 1 - a : 0
 }
 
-/// Per-output-sample taps of a 1-D resize, computed exactly like Pillow's
-/// `precompute_coeffs` + `normalize_coeffs_8bpc` for the BILINEAR filter: the source
-/// interval `[in0, in1)` maps onto `outSize` samples, the filter support grows by the
-/// shrink factor, weights are normalised in Double and rounded to 22-bit fixed point.
+/// Per-output-sample taps of a 1-D resize with Pillow's BILINEAR geometry
+/// (`precompute_coeffs`): the source interval `[in0, in1)` maps onto `outSize` samples,
+/// sample centres at `in0 + (i + 0.5) * scale`, the triangle's support widened by the
+/// shrink factor (antialiasing), taps clipped to the image and normalised in Double.
 /// Only samples `first ..< first + count` are computed (a crop of the full resize).
 struct CoefficientTable {
     /// Per sample: index of its first source pixel and number of taps.
     var starts = ScratchBuffer<Int32>()
     var taps = ScratchBuffer<Int32>()
-    /// `count * stride` fixed-point weights; sample j's taps start at `j * stride`.
-    var weights = ScratchBuffer<Int32>()
+    /// `count * stride` weights; sample j's taps start at `j * stride`, zero-padded.
+    var weights = ScratchBuffer<Float>()
+    /// The same weights, each repeated in four lanes (for interleaved RGB), when requested.
+    var lanes = ScratchBuffer<SIMD4<Float>>()
     private var work = ScratchBuffer<Double>()
     private(set) var stride = 0
     private(set) var count = 0
 
-    mutating func compute(inSize: Int, in0: Double, in1: Double, outSize: Int, first: Int, count: Int) {
+    mutating func compute(
+        inSize: Int, in0: Double, in1: Double, outSize: Int, first: Int, count: Int, broadcast: Bool = false
+    ) {
         let scale = (in1 - in0) / Double(outSize)
         let filterScale = max(scale, 1)
         let support = filterScale  // triangle support 1, widened when shrinking
@@ -75,7 +66,6 @@ struct CoefficientTable {
         let weights = self.weights.reserve(count * stride)
         let work = self.work.reserve(stride)
         let inverse = 1 / filterScale
-        let one = Double(1 << precisionBits)
         for j in 0..<count {
             let center = in0 + (Double(first + j) + 0.5) * scale
             // C's (int) cast truncates towards zero, as Swift's Int(_:) does.
@@ -91,17 +81,18 @@ struct CoefficientTable {
                 total += w
             }
             let row = weights + j * stride
-            for t in 0..<n {
-                let w = total != 0 ? work[t] / total : work[t]
-                row[t] = Int32(w < 0 ? -0.5 + w * one : 0.5 + w * one)
-            }
+            for t in 0..<n { row[t] = Float(total != 0 ? work[t] / total : work[t]) }
             for t in n..<stride { row[t] = 0 }
             starts[j] = Int32(lo)
             taps[j] = Int32(n)
         }
+        if broadcast {
+            let lanes = self.lanes.reserve(count * stride)
+            for i in 0..<(count * stride) { lanes[i] = SIMD4(repeating: weights[i]) }
+        }
     }
 
-    /// Source pixels `lowerBound ..< upperBound` used by the samples (non-empty, monotonic).
+    /// Source pixels used by the samples (taps are monotonic in the sample index).
     var sourceRange: Range<Int> {
         guard count > 0, let starts = starts.pointer, let taps = taps.pointer else { return 0..<0 }
         let lower = Int(starts[0])
@@ -109,10 +100,19 @@ struct CoefficientTable {
         return lower..<max(lower, upper)
     }
 
+    /// Most taps of any sample.
+    var maxTaps: Int {
+        guard let taps = taps.pointer else { return 0 }
+        var most = 0
+        for j in 0..<count { most = max(most, Int(taps[j])) }
+        return most
+    }
+
     mutating func release(above limit: Int) {
         starts.release(above: limit)
         taps.release(above: limit)
         weights.release(above: limit)
+        lanes.release(above: limit)
         work.release(above: limit)
     }
 
@@ -120,92 +120,85 @@ struct CoefficientTable {
         starts.release()
         taps.release()
         weights.release()
+        lanes.release()
         work.release()
     }
 }
 
-/// 8-bit interleaved image rows: row r starts at `base + (r - origin) * stride`.
-struct RowSource {
-    var base: UnsafePointer<UInt8>
-    var stride: Int
-    var origin: Int
-
-    @inline(__always)
-    func row(_ r: Int) -> UnsafePointer<UInt8> { base + (r - origin) * stride }
-}
-
 enum Resample {
-    /// Horizontal pass: for each source row in `rows`, the table's samples from the pixels
-    /// of `source` (interleaved, `channels` bytes each) into `destination` rows of
-    /// `table.count * channels` bytes, row `rows.lowerBound` first.
+    /// 8-bit samples to Float (vectorised by the compiler).
+    @inline(__always)
+    static func widen(_ bytes: UnsafePointer<UInt8>, into floats: UnsafeMutablePointer<Float>, count: Int) {
+        for i in 0..<count { floats[i] = Float(bytes[i]) }
+    }
+
+    /// Horizontal pass over one row. `row` holds the row's pixels as Float from source
+    /// column `origin` on (`channels` interleaved values each) followed by at least one
+    /// readable padding value; writes `table.count * channels` values to `output`, which
+    /// must have one padding value after them (RGB is computed four lanes at a time, with
+    /// the table's `lanes`, so it must have been computed with `broadcast`).
     static func horizontal(
-        _ source: RowSource, rows: Range<Int>, channels: Int,
-        table: CoefficientTable, into destination: UnsafeMutablePointer<UInt8>
+        _ row: UnsafePointer<Float>, origin: Int, channels: Int,
+        table: CoefficientTable, into output: UnsafeMutablePointer<Float>
     ) {
-        let count = table.count
-        let stride = table.stride
-        guard count > 0, let starts = table.starts.pointer, let taps = table.taps.pointer,
+        guard let starts = table.starts.pointer, let taps = table.taps.pointer,
               let weights = table.weights.pointer else { return }
-        let outStride = count * channels
-        for (index, r) in rows.enumerated() {
-            let input = source.row(r)
-            let output = destination + index * outStride
-            if channels == 3 {
-                for j in 0..<count {
-                    let k = weights + j * stride
-                    var p = input + Int(starts[j]) * 3
-                    var s0 = roundingBias, s1 = roundingBias, s2 = roundingBias
-                    for t in 0..<Int(taps[j]) {
-                        let w = k[t]
-                        s0 &+= Int32(p[0]) &* w
-                        s1 &+= Int32(p[1]) &* w
-                        s2 &+= Int32(p[2]) &* w
-                        p += 3
-                    }
-                    let o = output + j * 3
-                    o[0] = clip8(s0)
-                    o[1] = clip8(s1)
-                    o[2] = clip8(s2)
+        let stride = table.stride
+        if channels == 3, let lanes = table.lanes.pointer {
+            for j in 0..<table.count {
+                let k = lanes + j * stride
+                let n = Int(taps[j])
+                var p = row + (Int(starts[j]) - origin) * 3
+                var a = SIMD4<Float>.zero, b = SIMD4<Float>.zero
+                var t = 0
+                while t + 1 < n {
+                    a += UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self) * k[t]
+                    b += UnsafeRawPointer(p + 3).loadUnaligned(as: SIMD4<Float>.self) * k[t + 1]
+                    p += 6
+                    t += 2
                 }
-            } else {
-                for j in 0..<count {
-                    let k = weights + j * stride
-                    let p = input + Int(starts[j])
-                    var s = roundingBias
-                    for t in 0..<Int(taps[j]) { s &+= Int32(p[t]) &* k[t] }
-                    output[j] = clip8(s)
-                }
+                if t < n { a += UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self) * k[t] }
+                // The fourth lane lands on the next pixel's first value, written next.
+                UnsafeMutableRawPointer(output + 3 * j).storeBytes(of: a + b, as: SIMD4<Float>.self)
+            }
+        } else if channels == 1 {
+            for j in 0..<table.count {
+                let k = weights + j * stride
+                let p = row + (Int(starts[j]) - origin)
+                var sum: Float = 0
+                for t in 0..<Int(taps[j]) { sum += p[t] * k[t] }
+                output[j] = sum
             }
         }
     }
 
-    /// Vertical pass for one output row: sample `j` of `table` over the rows of `source`,
-    /// `length` bytes wide, into `output`. `accumulator` holds at least `length` values.
-    static func verticalRow(
-        _ source: RowSource, table: CoefficientTable, sample j: Int, length: Int,
-        accumulator: UnsafeMutablePointer<Int32>, into output: UnsafeMutablePointer<UInt8>
+    /// `accumulator[i] (+)= weight * row[i]` for `count` values.
+    @inline(__always)
+    static func accumulate(
+        _ row: UnsafePointer<Float>, weight: Float, into accumulator: UnsafeMutablePointer<Float>,
+        count: Int, first: Bool
     ) {
-        guard let starts = table.starts.pointer, let tapCounts = table.taps.pointer,
-              let weights = table.weights.pointer else { return }
-        let k = weights + j * table.stride
-        let start = Int(starts[j])
-        let taps = Int(tapCounts[j])
-        accumulator.update(repeating: roundingBias, count: length)
-        var t = 0
-        // Two rows per sweep over the accumulator.
-        while t + 1 < taps {
-            let a = source.row(start + t), b = source.row(start + t + 1)
-            let wa = k[t], wb = k[t + 1]
-            for i in 0..<length {
-                accumulator[i] &+= Int32(a[i]) &* wa &+ Int32(b[i]) &* wb
-            }
-            t += 2
+        if first {
+            for i in 0..<count { accumulator[i] = weight * row[i] }
+        } else {
+            for i in 0..<count { accumulator[i] += weight * row[i] }
         }
-        if t < taps {
-            let a = source.row(start + t)
-            let wa = k[t]
-            for i in 0..<length { accumulator[i] &+= Int32(a[i]) &* wa }
+    }
+
+    /// Rounds non-negative values below 255.5 to bytes (half to even): adding 1.5 * 2^23
+    /// leaves the rounded integer in the low mantissa bits.
+    static func quantize(_ values: UnsafePointer<Float>, into bytes: UnsafeMutablePointer<UInt8>, count: Int) {
+        let magic = SIMD8<Float>(repeating: 12_582_912)
+        var i = 0
+        while i + 8 <= count {
+            let v = UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self) + magic
+            let bits = unsafeBitCast(v, to: SIMD8<UInt32>.self)
+            UnsafeMutableRawPointer(bytes + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: bits), as: SIMD8<UInt8>.self)
+            i += 8
         }
-        for i in 0..<length { output[i] = clip8(accumulator[i]) }
+        while i < count {
+            bytes[i] = UInt8(truncatingIfNeeded: (values[i] + 12_582_912).bitPattern)
+            i += 1
+        }
     }
 }

@@ -70,7 +70,7 @@ public struct Classification: Sendable {
         var data: [UInt8] = []
         for row in best {
             for (index, score) in row {
-                var text = String(format: "%f:%d", Double(score), index)
+                var text = "\(score):\(index)"
                 if let name = label(index) { text += ":" + name }
                 let bytes = Array(text.utf8)
                 withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { data.append(contentsOf: $0) }

@@ -67,6 +67,9 @@ final class HTTPClient {
         head += "\r\n"
         let headBytes = Array(head.utf8)
 
+        if start < buffer.count { close() }  // unread bytes after the last response: out of step
+        buffer = []
+        start = 0
         let reused = socket >= 0
         do {
             return try exchange(method, headBytes, body)
@@ -78,9 +81,6 @@ final class HTTPClient {
 
     private func exchange(_ method: String, _ head: [UInt8], _ body: [UInt8]) throws(HTTPClientError) -> HTTPResponse {
         if socket < 0 { try connect() }
-        // Drop consumed bytes between responses (indices into `buffer` are only held within one).
-        buffer.removeSubrange(0..<start)
-        start = 0
         do throws(HTTPClientError) {
             try send(head)
             try send(body)

@@ -4,14 +4,6 @@ import Glibc
 enum Payload {
     case images([(path: String, bytes: [UInt8])])
     case tensors([(name: String?, array: NPYArray)])
-
-    /// Instances in the request: images, or the first dimension of the first tensor.
-    var rowCount: Int {
-        switch self {
-        case .images(let images): images.count
-        case .tensors(let tensors): tensors.first.map { $0.array.shape.first ?? 1 } ?? 0
-        }
-    }
 }
 
 /// One instance's result.
@@ -93,8 +85,8 @@ final class ModelEndpoint {
         if let predictions = json["predictions"]?.array {
             return try predictions.map { row in
                 guard let members = row.members else { return try .scores(numbers(row, output: "predictions")) }
-                if let scores = row["scores"], outputName == nil || outputName == "scores" {
-                    return try ranked(classes: row["classes"]?.leaves, scores: numbers(scores, output: "scores"))
+                if let scores = row["scores"], let classes = row["classes"], outputName == nil || outputName == "scores" {
+                    return try ranked(classes: classes.leaves, scores: numbers(scores, output: "scores"))
                 }
                 let (name, value) = try pick(members, outputName)
                 return try .scores(numbers(value, output: name))
@@ -103,10 +95,10 @@ final class ModelEndpoint {
         guard let outputs = json["outputs"] else { throw ResponseError(description: "the response has neither 'predictions' nor 'outputs'") }
         var value = outputs, name = "outputs"
         if let members = outputs.members {
-            if let scores = outputs["scores"], outputName == nil || outputName == "scores" {
-                let classRows = outputs["classes"].map(splitRows)
+            if let scores = outputs["scores"], let classes = outputs["classes"], outputName == nil || outputName == "scores" {
+                let classRows = splitRows(classes)
                 return try splitRows(scores).enumerated().map { index, row in
-                    try ranked(classes: classRows.flatMap { index < $0.count ? $0[index].leaves : nil }, scores: numbers(row, output: "scores"))
+                    try ranked(classes: index < classRows.count ? classRows[index].leaves : [], scores: numbers(row, output: "scores"))
                 }
             }
             (name, value) = try pick(members, outputName)
@@ -130,7 +122,7 @@ final class ModelEndpoint {
         return first
     }
 
-    private static func numbers(_ value: JSON, output: String) throws -> [Double] {
+    fileprivate static func numbers(_ value: JSON, output: String) throws -> [Double] {
         try value.leaves.map { leaf in
             switch leaf {
             case .number(let number): return number
@@ -140,14 +132,15 @@ final class ModelEndpoint {
         }
     }
 
-    private static func ranked(classes: [JSON]?, scores: [Double]) -> RowResult {
+    /// TF Serving style classification, best first: `classes[i]` scored `scores[i]`. A class
+    /// that is an integer (or an integer string) is a class index, named from --labels.
+    private static func ranked(classes: [JSON], scores: [Double]) -> RowResult {
         var entries: [(label: String?, index: Int?, score: Double)] = []
         for (position, score) in scores.enumerated() {
-            let entry = classes.flatMap { position < $0.count ? $0[position] : nil }
-            switch entry {
-            case .string(let label)?: entries.append((label, Int(label), score))
+            switch position < classes.count ? classes[position] : nil {
+            case .string(let label)?: entries.append(Int(label).map { (nil, $0, score) } ?? (label, nil, score))
             case .number(let number)? where number == number.rounded() && abs(number) < 1e15: entries.append((nil, Int(number), score))
-            default: entries.append((nil, classes == nil ? position : nil, score))
+            default: entries.append((nil, nil, score))
             }
         }
         return .ranked(stableSortedDescending(entries))
@@ -157,9 +150,9 @@ final class ModelEndpoint {
 
     /// POST /infer with the binary tensor extension: images as one BYTES tensor [N] (each
     /// element a 4-byte little-endian length and the bytes), .npy arrays with their dtype and
-    /// shape. `classify` (output name, k) asks the server for `classification: k`; otherwise
-    /// outputs come back binary.
-    func inferV2(_ payload: Payload, imageInputName: String, classify: (output: String, k: Int)?, outputName: String?) throws -> [RowResult] {
+    /// shape; `defaultInputName` names the images and unnamed tensors. `classify` (output
+    /// name, k) asks the server for `classification: k`; otherwise outputs come back binary.
+    func inferV2(_ payload: Payload, defaultInputName: String, classify: (output: String, k: Int)?, outputName: String?) throws -> [RowResult] {
         var tensors: [(name: String, datatype: String, shape: [Int], data: [UInt8])] = []
         switch payload {
         case .images(let images):
@@ -168,9 +161,9 @@ final class ModelEndpoint {
                 withUnsafeBytes(of: UInt32(image.bytes.count).littleEndian) { data.append(contentsOf: $0) }
                 data += image.bytes
             }
-            tensors.append((imageInputName, "BYTES", [images.count], data))
+            tensors.append((defaultInputName, "BYTES", [images.count], data))
         case .tensors(let arrays):
-            for (name, array) in arrays { tensors.append((name ?? imageInputName, array.dtype.v2Name, array.shape, array.data)) }
+            for (name, array) in arrays { tensors.append((name ?? defaultInputName, array.dtype.v2Name, array.shape, array.data)) }
         }
         var header = "{\"inputs\":["
         header += tensors.map { tensor in
@@ -187,13 +180,45 @@ final class ModelEndpoint {
         for tensor in tensors { body += tensor.data }
         let response = try send("POST", modelPath("v2") + "/infer",
                                 headers: [("Content-Type", "application/octet-stream"), ("Inference-Header-Content-Length", String(header.utf8.count))],
-                                body: body, summary: describe(payload, inputName: imageInputName))
+                                body: body, summary: describe(payload, inputName: defaultInputName))
         return try Self.v2Rows(response, outputName: classify?.output ?? outputName)
     }
 
-    /// Rows of a V2 response (JSON or binary extension) from `outputName` or the first
-    /// output: BYTES "score:index[:label]" strings are a server-side classification, numbers
-    /// are scores [N, C] (any shape: rows = first dimension when rank >= 2).
+    /// One output of a V2 response: its bytes (binary extension) or its JSON `data`.
+    private struct V2Output {
+        var name: String
+        var datatype: String
+        var shape: [Int]
+        var binary: ArraySlice<UInt8>?
+        var data: JSON?
+
+        /// Rows = first dimension when rank >= 2, else 1.
+        var rows: Int { shape.count >= 2 ? shape[0] : 1 }
+
+        func strings() throws -> [String] {
+            guard var bytes = binary else { return (data?.leaves ?? []).compactMap(\.string) }
+            var strings: [String] = []
+            while bytes.count >= 4 {
+                let length = bytes.prefix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
+                bytes = bytes.dropFirst(4)
+                guard length <= bytes.count else { throw ResponseError(description: "output '\(name)': truncated BYTES element") }
+                strings.append(String(decoding: bytes.prefix(length), as: UTF8.self))
+                bytes = bytes.dropFirst(length)
+            }
+            return strings
+        }
+
+        func numbers() throws -> [Double] {
+            if let binary { return try decodeBinary(binary, datatype: datatype, name: name) }
+            return try ModelEndpoint.numbers(data ?? .array([]), output: name)
+        }
+    }
+
+    /// Rows of a V2 response (JSON or binary extension). Without `outputName` (or with
+    /// "scores"), BYTES `classes` and numeric `scores` outputs are a server-side classification
+    /// (TF Serving Inception style). Otherwise `outputName` or the first output: BYTES
+    /// "score:index[:label]" strings are a server-side classification (the classification
+    /// extension), numbers are scores [N, C] (any shape: rows = first dimension when rank >= 2).
     static func v2Rows(_ response: HTTPResponse, outputName: String?) throws -> [RowResult] {
         var jsonLength = response.body.count
         if let text = response.header("inference-header-content-length") {
@@ -203,60 +228,50 @@ final class ModelEndpoint {
             jsonLength = value
         }
         let json = try parseJSON(response.body[0..<jsonLength], what: "response")
-        guard let outputs = json["outputs"]?.array else { throw ResponseError(description: "the response has no 'outputs' list") }
+        guard let list = json["outputs"]?.array else { throw ResponseError(description: "the response has no 'outputs' list") }
         var offset = jsonLength
-        var chosen: (name: String, datatype: String, shape: [Int], binary: ArraySlice<UInt8>?, data: JSON?)?
-        for output in outputs {
+        var outputs: [V2Output] = []
+        for output in list {
             guard let name = output["name"]?.string, let datatype = output["datatype"]?.string,
-                  let shape = output["shape"]?.array?.compactMap({ $0.number.map { Int($0) } }) else {
+                  let shape = output["shape"]?.array?.compactMap({ $0.number.flatMap { Int(exactly: $0) } }) else {
                 throw ResponseError(description: "an output lacks 'name', 'datatype' or 'shape'")
             }
             var binary: ArraySlice<UInt8>?
-            if let size = output["parameters"]?["binary_data_size"]?.number {
-                guard size >= 0, Int(size) <= response.body.count - offset else {
-                    throw ResponseError(description: "output '\(name)': binary_data_size \(Int(size)) exceeds the body")
+            if let value = output["parameters"]?["binary_data_size"]?.number {
+                guard let size = Int(exactly: value), size >= 0, size <= response.body.count - offset else {
+                    throw ResponseError(description: "output '\(name)': binary_data_size \(value) exceeds the \(response.body.count - offset) bytes left")
                 }
-                binary = response.body[offset..<offset + Int(size)]
-                offset += Int(size)
+                binary = response.body[offset..<offset + size]
+                offset += size
             }
-            if chosen == nil && (outputName == nil || outputName == name) {
-                chosen = (name, datatype, shape, binary, output["data"])
+            outputs.append(V2Output(name: name, datatype: datatype, shape: shape, binary: binary, data: output["data"]))
+        }
+
+        if outputName == nil || outputName == "scores",
+           let classes = outputs.first(where: { $0.name == "classes" && $0.datatype == "BYTES" }),
+           let scores = outputs.first(where: { $0.name == "scores" && $0.datatype != "BYTES" }) {
+            let names = try classes.strings(), values = try scores.numbers()
+            guard names.count == values.count else {
+                throw ResponseError(description: "\(names.count) classes but \(values.count) scores in the response")
             }
+            let rows = chunks(Array(zip(names, values)), scores.rows)
+            return rows.map { row in ranked(classes: row.map { .string($0.0) }, scores: row.map(\.1)) }
         }
-        guard let output = chosen else {
-            let names = outputs.compactMap { $0["name"]?.string }
-            throw ResponseError(description: outputName.map { "the response has no output '\($0)' (outputs: \(names.joined(separator: ", ")))" } ?? "the response has no outputs")
+
+        guard let output = outputName.map({ name in outputs.first { $0.name == name } }) ?? outputs.first else {
+            throw ResponseError(description: outputName.map { "the response has no output '\($0)' (outputs: \(outputs.map(\.name).joined(separator: ", ")))" } ?? "the response has no outputs")
         }
-        let rows = output.shape.count >= 2 ? output.shape[0] : 1
         if output.datatype == "BYTES" {
-            var strings: [String] = []
-            if var bytes = output.binary {
-                while bytes.count >= 4 {
-                    let length = bytes.prefix(4).reversed().reduce(0) { $0 << 8 | Int($1) }
-                    bytes = bytes.dropFirst(4)
-                    guard length <= bytes.count else { throw ResponseError(description: "output '\(output.name)': truncated BYTES element") }
-                    strings.append(String(decoding: bytes.prefix(length), as: UTF8.self))
-                    bytes = bytes.dropFirst(length)
-                }
-            } else {
-                strings = (output.data?.leaves ?? []).compactMap(\.string)
-            }
-            let entries = try strings.map { text in
+            let entries = try output.strings().map { text in
                 let parts = text.split(separator: ":", maxSplits: 2, omittingEmptySubsequences: false)
                 guard parts.count >= 2, let score = Double(parts[0]), let index = Int(parts[1]) else {
                     throw ResponseError(description: "output '\(output.name)' is BYTES but '\(text.prefix(60))' is not a 'score:index[:label]' classification")
                 }
                 return (label: parts.count > 2 ? String(parts[2]) : nil, index: Optional(index), score: score)
             }
-            return chunks(entries, rows).map { .ranked(Array($0)) }
+            return chunks(entries, output.rows).map { .ranked(Array($0)) }
         }
-        let values: [Double]
-        if let binary = output.binary {
-            values = try decodeBinary(binary, datatype: output.datatype, name: output.name)
-        } else {
-            values = try numbers(output.data ?? .array([]), output: output.name)
-        }
-        return chunks(values, rows).map { .scores(Array($0)) }
+        return try chunks(output.numbers(), output.rows).map { .scores(Array($0)) }
     }
 
     /// `items` cut into `rows` equal parts (one part if they do not divide evenly).
@@ -266,7 +281,7 @@ final class ModelEndpoint {
         return (0..<rows).map { items[$0 * size..<($0 + 1) * size] }
     }
 
-    private static func decodeBinary(_ bytes: ArraySlice<UInt8>, datatype: String, name: String) throws -> [Double] {
+    fileprivate static func decodeBinary(_ bytes: ArraySlice<UInt8>, datatype: String, name: String) throws -> [Double] {
         let raw = Array(bytes)
         func values<T>(_ size: Int, _ load: (UnsafeRawBufferPointer, Int) -> T, _ convert: (T) -> Double) throws -> [Double] {
             guard raw.count % size == 0 else { throw ResponseError(description: "output '\(name)': \(raw.count) bytes is not a whole number of \(datatype) values") }

@@ -18,9 +18,9 @@ struct ModelClient: ParsableCommand {
         discussion: """
             Prints, per image or batch row, the top-k classes as 'label score' lines (score \
             with 6 significant digits), with a '<name>:' line before each block when there \
-            are several. A server-side classification (V2 BYTES 'score:index:label' output, \
-            or V1 'classes' and 'scores') is printed as the server ranked it; any other \
-            output is taken as scores [N, C] and ranked here.
+            are several. A server-side classification ('classes' and 'scores' outputs, or \
+            the V2 classification extension's 'score:index[:label]' strings) is printed as \
+            the server ranked it; any other output is taken as scores [N, C] and ranked here.
 
             V1 sends {"instances": [{"b64": ...}]} for images, row-format instances for one \
             tensor and columnar {"inputs": {NAME: ...}} for several. V2 sends the binary \
@@ -169,7 +169,7 @@ struct ModelClient: ParsableCommand {
         do {
             // V2 names what the command line leaves open from the model's metadata.
             var defaultInput = inputName ?? "", classifyOutput = outputName
-            let unnamedTensor = inputs.contains { (try? Self.splitInput($0).name) == nil }
+            let unnamedTensor = inputs.contains { !$0.contains("=") }
             if wireProtocol == .v2 && ((inputName == nil && (!images.isEmpty || unnamedTensor)) || (serverTopK && outputName == nil)) {
                 let metadata = try endpoint.v2Metadata()
                 if inputName == nil {
@@ -188,7 +188,7 @@ struct ModelClient: ParsableCommand {
                 case .v1:
                     rows = try endpoint.predictV1(payload, imageInputName: inputName, outputName: outputName)
                 case .v2, .grpc:
-                    rows = try endpoint.inferV2(payload, imageInputName: defaultInput,
+                    rows = try endpoint.inferV2(payload, defaultInputName: defaultInput,
                                                 classify: serverTopK ? (classifyOutput ?? "", topK) : nil, outputName: outputName)
                 }
                 for (index, row) in rows.enumerated() {

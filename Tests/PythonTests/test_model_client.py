@@ -10,6 +10,7 @@ import http.server
 import json
 import os
 import pathlib
+import shutil
 import socket
 import struct
 import subprocess
@@ -115,6 +116,54 @@ def test_batch_split_softmax_and_labels(model_client, digits_server, protocol, t
         assert second <= score
     assert result.stderr.count("> POST") == 4, result.stderr  # 3 + 3 + 3 + 1
     assert result.stderr.count("< 200") == 4 + (protocol == "v2"), result.stderr  # V2: metadata for the unnamed input
+
+
+@pytest.fixture(scope="module")
+def classifying_server(module_server_factory, tmp_path_factory):
+    """models/digits as shipped: its config.pbtxt has the server answer softmax `classes`
+    and `scores` (top 3, labels.txt) and honour the V2 classification extension."""
+    root = tmp_path_factory.mktemp("shipped") / "digits"
+    shutil.copytree(DIGITS_SAMPLES.parent, root)
+    return module_server_factory.start(*base_path_args("digits", root))
+
+
+def softmax(x):
+    e = np.exp(x - x.max(axis=-1, keepdims=True))
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+@pytest.mark.parametrize("protocol", ["v1", "v2"])
+def test_server_classes_and_scores_are_printed(model_client, classifying_server, protocol):
+    for k in range(10):
+        sample = DIGITS_SAMPLES / f"digit_{k}.npy"
+        result = run_client(model_client, "--server", classifying_server.host_port, "--model", "digits",
+                            "--protocol", protocol, "--input", f"image={sample}")
+        assert result.returncode == 0, describe(result)
+        lines = parse_blocks(result.stdout)[None]
+        probabilities = softmax(digits_reference(np.load(sample).astype(np.float32)))[0]
+        expected = np.argsort(-probabilities, kind="stable")[:3]  # the server's top_k
+        assert [label for label, _ in lines] == [str(i) for i in expected], describe(result)
+        assert lines[0][0] == str(k)
+        for (_, score), index in zip(lines, expected):
+            assert score == pytest.approx(float(probabilities[index]), rel=1e-4, abs=1e-6)
+
+
+def test_server_topk_uses_the_classification_extension(model_client, classifying_server, tmp_path):
+    batch = tmp_path / "three.npy"
+    x = np.concatenate([np.load(DIGITS_SAMPLES / f"digit_{k}.npy") for k in (2, 5, 8)]).astype(np.float32)
+    np.save(batch, x)
+    result = run_client(model_client, "--server", classifying_server.host_port, "--model", "digits",
+                        "--input", batch, "--server-topk", "--top-k", 4, "--verbose")
+    assert result.returncode == 0, describe(result)
+    assert "GET /v2/models/digits" in result.stderr  # the output to classify comes from the metadata
+    blocks = parse_blocks(result.stdout)
+    probabilities = softmax(digits_reference(x))
+    for row, k in enumerate((2, 5, 8)):
+        lines = blocks[f"{batch}[{row}]"]
+        assert len(lines) == 4 and lines[0][0] == str(k), describe(result)
+        expected = np.argsort(-probabilities[row], kind="stable")[:4]
+        for (label, score), index in zip(lines, expected):
+            assert score == pytest.approx(float(probabilities[row, index]), rel=1e-4, abs=1e-6)
 
 
 @pytest.mark.parametrize("protocol", ["v1", "v2"])
@@ -431,6 +480,31 @@ def test_v1_npy_multiple_inputs_are_columnar(model_client, tmp_path):
     assert result.returncode == 0, describe(result)
     assert json.loads(fake.requests[0]["body"]) == {"inputs": {"a": [[1, -2], [3, 4]], "b": [[True, False], [False, True]]}}
     assert parse_blocks(result.stdout) == {f"{a}[0]": [("0", 0.5)], f"{a}[1]": [("0", 2.0)]}
+
+
+def test_large_request_and_response(model_client, tmp_path):
+    """An 8 MB image and a 1.2 MB binary [300, 1000] output: partial sends and receives."""
+    image = tmp_path / "large.jpg"
+    image.write_bytes(np.random.default_rng(1).integers(0, 256, 8 << 20, dtype=np.uint8).tobytes())
+    scores = np.random.default_rng(2).standard_normal((300, 1000)).astype(np.float32)
+
+    def respond(request):
+        head = json.dumps({"model_name": "m", "model_version": "1", "outputs": [
+            {"name": "scores", "datatype": "FP32", "shape": list(scores.shape),
+             "parameters": {"binary_data_size": scores.nbytes}}]}).encode()
+        return 200, [("Inference-Header-Content-Length", str(len(head)))], head + scores.tobytes()
+
+    with FakeServer(respond) as fake:
+        result = run_client(model_client, "--server", fake.host_port, "--model", "m", image, "--input-name", "x",
+                            "--top-k", 3)
+    assert result.returncode == 0, describe(result)
+    _, tail = v2_binary_body(fake.requests[0])
+    assert tail == struct.pack("<I", 8 << 20) + image.read_bytes()
+    blocks = parse_blocks(result.stdout)
+    assert list(blocks) == [f"{image}[{row}]" for row in range(300)]  # more rows than images: numbered
+    for row in (0, 299):
+        expected = np.argsort(-scores[row], kind="stable")[:3]
+        assert [label for label, _ in blocks[f"{image}[{row}]"]] == [str(i) for i in expected]
 
 
 def test_chunked_response_and_dropped_keep_alive_connection(model_client, jpegs):
