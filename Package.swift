@@ -36,7 +36,8 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2"]),
-        .target(name: "Serving", dependencies: ["Engine", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "ImageCodec", dependencies: ["CTurboJPEG"]),
+        .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving"]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO).

@@ -6,7 +6,9 @@ ONNX with the engine's operators.
 
 Writes models/digits/1/model.onnx (input "image" float32 [N, 1, 8, 8] with pixels in
 [0, 1]; output "logits" float32 [N, 10]), models/digits/labels.txt, and sample inputs
-models/digits/samples/digit_<label>.npy taken from the held-out split.
+models/digits/samples/digit_<label>.npy taken from the held-out split, and the same images
+as grayscale JPEGs (pixels 0..16 scaled to 0..255, enlarged 8x to 64x64 with nearest
+neighbour) in models/digits/samples/digit_<label>.jpg.
 """
 import pathlib
 
@@ -16,6 +18,7 @@ from onnx import TensorProto, helper, numpy_helper
 from sklearn.datasets import load_digits
 from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier
+from PIL import Image
 
 ROOT = pathlib.Path(__file__).resolve().parent / "digits"
 
@@ -54,6 +57,8 @@ def main():
     for label in range(10):
         index = int(np.flatnonzero(y_test == label)[0])
         np.save(samples / f"digit_{label}.npy", x_test[index].reshape(1, 1, 8, 8))
+        pixels = np.clip(np.rint(x_test[index] * 255), 0, 255).astype(np.uint8)
+        Image.fromarray(pixels).resize((64, 64), Image.NEAREST).save(samples / f"digit_{label}.jpg", quality=95)
 
 
 if __name__ == "__main__":

@@ -4,10 +4,11 @@ import CTurboJPEG
 ///
 /// Pipeline: header (size check against `maxPixels`) -> TurboJPEG decode, reduced 1/2, 1/4
 /// or 1/8 in the DCT domain when the resize shrinks by at least that much, straight to
-/// RGB/BGR/gray (CMYK JPEGs are converted here) -> BILINEAR resize of just the needed window
-/// with Pillow's filter geometry (horizontal pass, then vertical, in Float; rounded to
-/// 8 bits like Pillow's output) -> padding, per-channel normalisation through a 256-entry
-/// table, layout. Matches Pillow `draft` + `resize(BILINEAR, box)` within 1 per 8-bit sample.
+/// RGB/BGR/gray (CMYK JPEGs are converted here) -> Pillow's BILINEAR resize (antialiased
+/// when shrinking; horizontal pass, then vertical, 8-bit results, computed exactly in Float
+/// SIMD: see Resampler.swift) of just the needed window -> padding, per-channel
+/// normalisation through a 256-entry table, layout. The 8-bit samples are bit-identical to
+/// Pillow `draft` + `resize(size, BILINEAR, box)` (same libjpeg-turbo decode).
 ///
 /// Not thread-safe: use one decoder per thread (or `ImageDecoderPool`). A decoder has no
 /// thread affinity; it keeps its TurboJPEG handle and scratch buffers between calls, so a
@@ -21,8 +22,8 @@ public final class ImageDecoder {
     private var pixels = ScratchBuffer<UInt8>()       // decoded image
     private var widened = ScratchBuffer<Float>()      // one source row as Float
     private var ring = ScratchBuffer<Float>()         // horizontally resampled rows, by row % slots
-    private var accumulator = ScratchBuffer<Float>()  // one vertically resampled row
-    private var rowBuffer = ScratchBuffer<UInt8>()    // that row rounded to 8 bits
+    private var accumulator = ScratchBuffer<Float>()  // vertical partial sums (two rows)
+    private var rowBuffer = ScratchBuffer<UInt8>()    // one output row, 8-bit
     private var lookup = ScratchBuffer<Float>()       // channels * 256 normalised values
     private var columns = CoefficientTable()
     private var rows = CoefficientTable()
@@ -173,9 +174,17 @@ public final class ImageDecoder {
             if !harmless || JPEGStructure.walk(jpeg) == .truncated { throw failure(jpeg, message) }
         }
         if cmyk { convertCMYK(image, count: dw * dh, channels: channels, order: p.channelOrder) }
+        return resampling(UnsafePointer(image), width: dw, height: dh, channels: channels, plan: plan,
+                          denominator: d, info: ImageInfo(width: width, height: height, scaleDenominator: d))
+    }
 
+    /// The resize tables for an image decoded at 1/`denominator` of the plan's source size.
+    private func resampling(
+        _ image: UnsafePointer<UInt8>, width dw: Int, height dh: Int, channels: Int, plan: ImagePlan,
+        denominator: Int, info: ImageInfo
+    ) -> Prepared {
         // Decoded-image coordinates of the source regions.
-        let scale = Double(d)
+        let scale = Double(denominator)
         let x0 = plan.x.regionStart / scale, x1 = plan.x.regionEnd / scale
         let y0 = plan.y.regionStart / scale, y1 = plan.y.regionEnd / scale
         // Pillow skips a pass that would be the identity.
@@ -183,14 +192,29 @@ public final class ImageDecoder {
         let resizeRows = !(plan.y.virtualSize == dh && y0 == 0 && y1 == Double(dh))
         if resizeColumns {
             columns.compute(inSize: dw, in0: x0, in1: x1, outSize: plan.x.virtualSize, first: plan.x.first,
-                            count: plan.x.count, broadcast: channels == 3)
+                            count: plan.x.count, lanes: channels == 3)
         }
         if resizeRows {
             rows.compute(inSize: dh, in0: y0, in1: y1, outSize: plan.y.virtualSize, first: plan.y.first, count: plan.y.count)
         }
-        return Prepared(info: ImageInfo(width: width, height: height, scaleDenominator: d), plan: plan,
-                        channels: channels, image: UnsafePointer(image), stride: dw * channels,
+        return Prepared(info: info, plan: plan, channels: channels, image: image, stride: dw * channels,
                         resizeColumns: resizeColumns, resizeRows: resizeRows)
+    }
+
+    /// Preprocesses already decoded interleaved 8-bit pixels (`channels` must match the
+    /// config's) exactly as a JPEG decoded at full size: the resampler without TurboJPEG.
+    func preprocess(
+        pixels: UnsafePointer<UInt8>, width: Int, height: Int, _ p: ImagePreprocessing,
+        into output: UnsafeMutableBufferPointer<UInt8>
+    ) throws(ImageError) {
+        try p.validate()
+        precondition(output.count == p.elementCount)
+        let plan = ImagePlan(sourceWidth: width, sourceHeight: height, p)
+        let prepared = resampling(pixels, width: width, height: height, channels: p.channels, plan: plan,
+                                  denominator: 1, info: ImageInfo(width: width, height: height, scaleDenominator: 1))
+        var sink = ByteSink(output: output.baseAddress!, width: p.width, height: p.height, channels: p.channels,
+                            planar: p.layout == .nchw, fill: plan.fill)
+        emit(prepared, into: &sink)
     }
 
     /// In place: Adobe-style (inverted) CMYK to RGB/BGR as `value(c) * value(k) / 255`
@@ -226,7 +250,8 @@ public final class ImageDecoder {
         let channels = prepared.channels
         let length = plan.x.count * channels
         let bytesRow = rowBuffer.reserve(length + 8)
-        let sum = accumulator.reserve(length + 8)
+        let high = accumulator.reserve(2 * (length + 8))
+        let low = high + (length + 8)
         // Ring of horizontally resampled rows (one padding value each, see `horizontal`).
         let slots = prepared.resizeRows ? max(1, rows.maxTaps) : 1
         let slotStride = length + 4
@@ -238,7 +263,9 @@ public final class ImageDecoder {
 
         func resampled(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(ringRows + (r % slots) * slotStride) }
         func produce(upTo end: Int, from start: Int) {
-            for r in max(computed, start)..<end {
+            let from = max(computed, start)
+            guard from < end else { return }
+            for r in from..<end {
                 let slot = ringRows + (r % slots) * slotStride
                 let bytes = prepared.image + r * prepared.stride + sourceColumns.lowerBound * channels
                 if prepared.resizeColumns {
@@ -261,17 +288,12 @@ public final class ImageDecoder {
             if prepared.resizeRows {
                 let start = Int(rows.starts.pointer![j]), taps = Int(rows.taps.pointer![j])
                 produce(upTo: start + taps, from: start)
-                let k = rows.weights.pointer! + j * rows.stride
-                if taps == 0 { sum.update(repeating: 0, count: length) }
-                for t in 0..<taps {
-                    Resample.accumulate(resampled(start + t), weight: k[t], into: sum, count: length, first: t == 0)
-                }
-                Resample.quantize(sum, into: bytesRow, count: length)
+                Resample.vertical(resampled, table: rows, sample: j, length: length, high: high, low: low, into: bytesRow)
                 samples = UnsafePointer(bytesRow)
             } else if prepared.resizeColumns {
                 let r = plan.y.first + j
                 produce(upTo: r + 1, from: r)
-                Resample.quantize(resampled(r), into: bytesRow, count: length)
+                Resample.narrow(resampled(r), into: bytesRow, count: length)
                 samples = UnsafePointer(bytesRow)
             } else {
                 samples = prepared.image + (plan.y.first + j) * prepared.stride + plan.x.first * channels

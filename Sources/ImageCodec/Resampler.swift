@@ -28,6 +28,67 @@ struct ScratchBuffer<Element> {
     }
 }
 
+/// Pillow's 8-bit resampling arithmetic, reproduced exactly: weights are 22-bit fixed point
+/// `k` (`normalize_coeffs_8bpc`), a sample is `(sum(pixel * k) + 2^21) >> 22` clipped to
+/// 0...255, and the horizontal pass is rounded to 8 bits before the vertical one.
+///
+/// Done in Float SIMD without losing exactness: each weight is split as `k = high * 256 +
+/// low` (`high` < 2^14, `low` < 2^8) and the two partial sums of `pixel * high` and
+/// `pixel * low` are integers below 2^23 (the first because the weights sum to ~2^22, the
+/// second for up to `exactTapLimit` taps), which Float holds exactly. Tables with longer
+/// filters (shrinking by more than ~64x after the DCT reduction) use a scalar Int32 path.
+let fixedOne = Double(1 << 22)
+let exactTapLimit = 128
+
+/// 2^23: for an integer-valued Float 0 <= x < 2^23, the bits of `x + 2^23` are
+/// `0x4B000000 | x`, which converts between Float and Int32 exactly with no range checks.
+let twoPow23: Float = 8_388_608
+
+@inline(__always)
+func integerBits(_ x: SIMD4<Float>) -> SIMD4<Int32> {
+    unsafeBitCast(x + SIMD4(repeating: twoPow23), to: SIMD4<Int32>.self) &- 0x4B00_0000
+}
+
+@inline(__always)
+func integerBits(_ x: SIMD8<Float>) -> SIMD8<Int32> {
+    unsafeBitCast(x + SIMD8(repeating: twoPow23), to: SIMD8<Int32>.self) &- 0x4B00_0000
+}
+
+@inline(__always)
+func integerBits(_ x: Float) -> Int32 {
+    Int32(bitPattern: (x + twoPow23).bitPattern) &- 0x4B00_0000
+}
+
+/// Pillow's `(sum + 2^21) >> 22` from the split partial sums (never above 255: the weights
+/// exceed 2^22 by at most half a unit per tap).
+@inline(__always)
+func pillowRound(high: SIMD4<Float>, low: SIMD4<Float>) -> SIMD4<Int32> {
+    ((integerBits(high) &<< 8) &+ integerBits(low) &+ (1 << 21)) &>> 22
+}
+
+@inline(__always)
+func pillowRound(high: SIMD8<Float>, low: SIMD8<Float>) -> SIMD8<Int32> {
+    ((integerBits(high) &<< 8) &+ integerBits(low) &+ (1 << 21)) &>> 22
+}
+
+@inline(__always)
+func pillowRound(high: Float, low: Float) -> Int32 {
+    ((integerBits(high) &<< 8) &+ integerBits(low) &+ (1 << 21)) &>> 22
+}
+
+/// Clamped to 0...255 (for the Int32 fallback, like Pillow's clip8).
+@inline(__always)
+func clip8(_ sum: Int32) -> Int32 {
+    let v = (sum &+ (1 << 21)) &>> 22
+    return v < 0 ? 0 : (v > 255 ? 255 : v)
+}
+
+/// An integer 0...255 (in Int32 lanes) as the exact Float.
+@inline(__always)
+func floatValue(_ v: SIMD4<Int32>) -> SIMD4<Float> {
+    unsafeBitCast(v | 0x4B00_0000, to: SIMD4<Float>.self) - SIMD4(repeating: twoPow23)
+}
+
 /// The triangle (bilinear) filter, support 1.
 @inline(__always)
 func triangle(_ x: Double) -> Double {
@@ -35,25 +96,32 @@ func triangle(_ x: Double) -> Double {
     return a < 1 ? 1 - a : 0
 }
 
-/// Per-output-sample taps of a 1-D resize with Pillow's BILINEAR geometry
-/// (`precompute_coeffs`): the source interval `[in0, in1)` maps onto `outSize` samples,
+/// Per-output-sample taps of a 1-D resize, Pillow's BILINEAR (`precompute_coeffs` and
+/// `normalize_coeffs_8bpc`): the source interval `[in0, in1)` maps onto `outSize` samples,
 /// sample centres at `in0 + (i + 0.5) * scale`, the triangle's support widened by the
-/// shrink factor (antialiasing), taps clipped to the image and normalised in Double.
-/// Only samples `first ..< first + count` are computed (a crop of the full resize).
+/// shrink factor (antialiasing), taps clipped to the image, normalised in Double and
+/// rounded to 22-bit fixed point. Only samples `first ..< first + count` are computed
+/// (a crop of the full resize).
 struct CoefficientTable {
     /// Per sample: index of its first source pixel and number of taps.
     var starts = ScratchBuffer<Int32>()
     var taps = ScratchBuffer<Int32>()
-    /// `count * stride` weights; sample j's taps start at `j * stride`, zero-padded.
-    var weights = ScratchBuffer<Float>()
-    /// The same weights, each repeated in four lanes (for interleaved RGB), when requested.
-    var lanes = ScratchBuffer<SIMD4<Float>>()
+    /// `count * stride` fixed-point weights; sample j's taps start at `j * stride`.
+    var fixed = ScratchBuffer<Int32>()
+    /// The same weights split as `high * 256 + low`, as Floats, singly and in four lanes.
+    var high = ScratchBuffer<Float>()
+    var low = ScratchBuffer<Float>()
+    var highLanes = ScratchBuffer<SIMD4<Float>>()
+    var lowLanes = ScratchBuffer<SIMD4<Float>>()
     private var work = ScratchBuffer<Double>()
     private(set) var stride = 0
     private(set) var count = 0
 
+    /// Whether the split Float arithmetic is exact for this table.
+    var splitIsExact: Bool { stride <= exactTapLimit }
+
     mutating func compute(
-        inSize: Int, in0: Double, in1: Double, outSize: Int, first: Int, count: Int, broadcast: Bool = false
+        inSize: Int, in0: Double, in1: Double, outSize: Int, first: Int, count: Int, lanes: Bool = false
     ) {
         let scale = (in1 - in0) / Double(outSize)
         let filterScale = max(scale, 1)
@@ -61,9 +129,12 @@ struct CoefficientTable {
         let stride = Int(support.rounded(.up)) * 2 + 1
         self.stride = stride
         self.count = count
+        let total = count * stride
         let starts = self.starts.reserve(count)
         let taps = self.taps.reserve(count)
-        let weights = self.weights.reserve(count * stride)
+        let fixed = self.fixed.reserve(total)
+        let high = self.high.reserve(total)
+        let low = self.low.reserve(total)
         let work = self.work.reserve(stride)
         let inverse = 1 / filterScale
         for j in 0..<count {
@@ -74,21 +145,32 @@ struct CoefficientTable {
             var hi = Int(center + support + 0.5)
             if hi > inSize { hi = inSize }
             let n = max(0, min(hi - lo, stride))
-            var total = 0.0
+            var sum = 0.0
             for t in 0..<n {
                 let w = triangle((Double(t + lo) - center + 0.5) * inverse)
                 work[t] = w
-                total += w
+                sum += w
             }
-            let row = weights + j * stride
-            for t in 0..<n { row[t] = Float(total != 0 ? work[t] / total : work[t]) }
-            for t in n..<stride { row[t] = 0 }
+            let row = j * stride
+            for t in 0..<stride {
+                var k: Int32 = 0
+                if t < n {
+                    let w = sum != 0 ? work[t] / sum : work[t]
+                    k = Int32(w < 0 ? -0.5 + w * fixedOne : 0.5 + w * fixedOne)  // >= 0 for a triangle
+                }
+                fixed[row + t] = k
+                high[row + t] = Float(k >> 8)
+                low[row + t] = Float(k & 255)
+            }
             starts[j] = Int32(lo)
             taps[j] = Int32(n)
         }
-        if broadcast {
-            let lanes = self.lanes.reserve(count * stride)
-            for i in 0..<(count * stride) { lanes[i] = SIMD4(repeating: weights[i]) }
+        if lanes {
+            let highLanes = self.highLanes.reserve(total), lowLanes = self.lowLanes.reserve(total)
+            for i in 0..<total {
+                highLanes[i] = SIMD4(repeating: high[i])
+                lowLanes[i] = SIMD4(repeating: low[i])
+            }
         }
     }
 
@@ -111,17 +193,16 @@ struct CoefficientTable {
     mutating func release(above limit: Int) {
         starts.release(above: limit)
         taps.release(above: limit)
-        weights.release(above: limit)
-        lanes.release(above: limit)
+        fixed.release(above: limit)
+        high.release(above: limit)
+        low.release(above: limit)
+        highLanes.release(above: limit)
+        lowLanes.release(above: limit)
         work.release(above: limit)
     }
 
     mutating func release() {
-        starts.release()
-        taps.release()
-        weights.release()
-        lanes.release()
-        work.release()
+        release(above: -1)
     }
 }
 
@@ -132,72 +213,117 @@ enum Resample {
         for i in 0..<count { floats[i] = Float(bytes[i]) }
     }
 
-    /// Horizontal pass over one row. `row` holds the row's pixels as Float from source
-    /// column `origin` on (`channels` interleaved values each) followed by at least one
-    /// readable padding value; writes `table.count * channels` values to `output`, which
-    /// must have one padding value after them (RGB is computed four lanes at a time, with
-    /// the table's `lanes`, so it must have been computed with `broadcast`).
+    /// Horizontal pass over one row: Pillow's 8-bit samples, as integer-valued Floats.
+    /// `row` holds the row's pixels as Float from source column `origin` on (`channels`
+    /// interleaved values each) followed by at least one readable padding value; writes
+    /// `table.count * channels` values to `output`, which must have one padding value after
+    /// them (RGB is computed four lanes at a time, with the table's lanes: compute it with
+    /// `lanes: true`).
     static func horizontal(
         _ row: UnsafePointer<Float>, origin: Int, channels: Int,
         table: CoefficientTable, into output: UnsafeMutablePointer<Float>
     ) {
-        guard let starts = table.starts.pointer, let taps = table.taps.pointer,
-              let weights = table.weights.pointer else { return }
+        guard let starts = table.starts.pointer, let taps = table.taps.pointer else { return }
         let stride = table.stride
-        if channels == 3, let lanes = table.lanes.pointer {
+        if table.splitIsExact, channels == 3, let kh = table.highLanes.pointer, let kl = table.lowLanes.pointer {
             for j in 0..<table.count {
-                let k = lanes + j * stride
                 let n = Int(taps[j])
+                let wh = kh + j * stride, wl = kl + j * stride
                 var p = row + (Int(starts[j]) - origin) * 3
-                var a = SIMD4<Float>.zero, b = SIMD4<Float>.zero
-                var t = 0
-                while t + 1 < n {
-                    a += UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self) * k[t]
-                    b += UnsafeRawPointer(p + 3).loadUnaligned(as: SIMD4<Float>.self) * k[t + 1]
-                    p += 6
-                    t += 2
+                var h = SIMD4<Float>.zero, l = SIMD4<Float>.zero
+                for t in 0..<n {
+                    let px = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+                    h += px * wh[t]
+                    l += px * wl[t]
+                    p += 3
                 }
-                if t < n { a += UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self) * k[t] }
                 // The fourth lane lands on the next pixel's first value, written next.
-                UnsafeMutableRawPointer(output + 3 * j).storeBytes(of: a + b, as: SIMD4<Float>.self)
+                let value = floatValue(pillowRound(high: h, low: l))
+                UnsafeMutableRawPointer(output + 3 * j).storeBytes(of: value, as: SIMD4<Float>.self)
             }
-        } else if channels == 1 {
+        } else if table.splitIsExact, let kh = table.high.pointer, let kl = table.low.pointer {
             for j in 0..<table.count {
-                let k = weights + j * stride
-                let p = row + (Int(starts[j]) - origin)
-                var sum: Float = 0
-                for t in 0..<Int(taps[j]) { sum += p[t] * k[t] }
-                output[j] = sum
+                let wh = kh + j * stride, wl = kl + j * stride
+                for c in 0..<channels {
+                    var p = row + (Int(starts[j]) - origin) * channels + c
+                    var h: Float = 0, l: Float = 0
+                    for t in 0..<Int(taps[j]) {
+                        h += p.pointee * wh[t]
+                        l += p.pointee * wl[t]
+                        p += channels
+                    }
+                    output[j * channels + c] = Float(pillowRound(high: h, low: l))
+                }
+            }
+        } else if let k = table.fixed.pointer {
+            for j in 0..<table.count {
+                let w = k + j * stride
+                for c in 0..<channels {
+                    var p = row + (Int(starts[j]) - origin) * channels + c
+                    var sum: Int32 = 0
+                    for t in 0..<Int(taps[j]) {
+                        sum &+= Int32(p.pointee) &* w[t]
+                        p += channels
+                    }
+                    output[j * channels + c] = Float(clip8(sum))
+                }
             }
         }
     }
 
-    /// `accumulator[i] (+)= weight * row[i]` for `count` values.
-    @inline(__always)
-    static func accumulate(
-        _ row: UnsafePointer<Float>, weight: Float, into accumulator: UnsafeMutablePointer<Float>,
-        count: Int, first: Bool
+    /// Vertical pass for one output row: sample `j` of `table` over `rows` (integer-valued
+    /// Floats, `length` each), rounded like Pillow to bytes. `high` and `low` are scratch of
+    /// at least `length + 8` values.
+    static func vertical(
+        _ rows: (Int) -> UnsafePointer<Float>, table: CoefficientTable, sample j: Int, length: Int,
+        high: UnsafeMutablePointer<Float>, low: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<UInt8>
     ) {
-        if first {
-            for i in 0..<count { accumulator[i] = weight * row[i] }
-        } else {
-            for i in 0..<count { accumulator[i] += weight * row[i] }
+        guard let starts = table.starts.pointer, let tapCounts = table.taps.pointer else { return }
+        let start = Int(starts[j]), taps = Int(tapCounts[j])
+        if table.splitIsExact, let kh = table.high.pointer, let kl = table.low.pointer {
+            let wh = kh + j * table.stride, wl = kl + j * table.stride
+            high.update(repeating: 0, count: length)
+            low.update(repeating: 0, count: length)
+            for t in 0..<taps {
+                let row = rows(start + t)
+                let a = wh[t], b = wl[t]
+                for i in 0..<length {
+                    high[i] += row[i] * a
+                    low[i] += row[i] * b
+                }
+            }
+            var i = 0
+            while i + 8 <= length {
+                let h = UnsafeRawPointer(high + i).loadUnaligned(as: SIMD8<Float>.self)
+                let l = UnsafeRawPointer(low + i).loadUnaligned(as: SIMD8<Float>.self)
+                let v = pillowRound(high: h, low: l)
+                UnsafeMutableRawPointer(output + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: v), as: SIMD8<UInt8>.self)
+                i += 8
+            }
+            while i < length {
+                output[i] = UInt8(truncatingIfNeeded: pillowRound(high: high[i], low: low[i]))
+                i += 1
+            }
+        } else if let k = table.fixed.pointer {
+            let w = k + j * table.stride
+            for i in 0..<length {
+                var sum: Int32 = 0
+                for t in 0..<taps { sum &+= Int32(rows(start + t)[i]) &* w[t] }
+                output[i] = UInt8(truncatingIfNeeded: clip8(sum))
+            }
         }
     }
 
-    /// Rounds non-negative values below 255.5 to bytes (half to even): adding 1.5 * 2^23
-    /// leaves the rounded integer in the low mantissa bits.
-    static func quantize(_ values: UnsafePointer<Float>, into bytes: UnsafeMutablePointer<UInt8>, count: Int) {
-        let magic = SIMD8<Float>(repeating: 12_582_912)
+    /// Integer-valued Floats (0...255) to bytes.
+    static func narrow(_ values: UnsafePointer<Float>, into bytes: UnsafeMutablePointer<UInt8>, count: Int) {
         var i = 0
         while i + 8 <= count {
-            let v = UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self) + magic
-            let bits = unsafeBitCast(v, to: SIMD8<UInt32>.self)
-            UnsafeMutableRawPointer(bytes + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: bits), as: SIMD8<UInt8>.self)
+            let v = integerBits(UnsafeRawPointer(values + i).loadUnaligned(as: SIMD8<Float>.self))
+            UnsafeMutableRawPointer(bytes + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: v), as: SIMD8<UInt8>.self)
             i += 8
         }
         while i < count {
-            bytes[i] = UInt8(truncatingIfNeeded: (values[i] + 12_582_912).bitPattern)
+            bytes[i] = UInt8(truncatingIfNeeded: integerBits(values[i]))
             i += 1
         }
     }

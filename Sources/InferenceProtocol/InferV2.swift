@@ -15,7 +15,12 @@ extension RESTService {
         let inferRequest: InferRequest
         var binaryOutputs = false
         var requestedBinary: [String: Bool] = [:]
-        if headerLength == 0 {
+        if let image = servable.version.imageInput, request.header("content-type")?.lowercased().hasPrefix("image/") == true {
+            // A raw image body: one image for the image input.
+            var bytes: [UInt8] = []
+            TensorJSON.appendBytes(request.body, to: &bytes)
+            inferRequest = InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)])
+        } else if headerLength == 0 {
             // Raw binary request: the body is the single input's bytes, batch 1.
             guard servable.version.inputs.count == 1 else { throw .invalidInput("a raw binary request needs a model with one input") }
             let input = servable.version.inputs[0]

@@ -4,6 +4,16 @@ import Serving
 /// named and unnamed inputs, `{"b64": ...}` strings; answers `predictions` or `outputs`.
 extension RESTService {
     func predictV1(_ servable: BatchScheduler, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        if let image = servable.version.imageInput, request.header("content-type")?.lowercased().hasPrefix("image/") == true {
+            // A raw image body: one instance.
+            var bytes: [UInt8] = []
+            TensorJSON.appendBytes(request.body, to: &bytes)
+            try run(InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)]), on: servable,
+                    protocolName: "v1", encode: { response throws(ServingError) in try Self.encodeV1(response, rowFormat: true) },
+                    completion: completion)
+            return
+        }
+        let imageName = servable.version.imageInput?.name
         let body = try parseJSON(request.body[...], allowNonFinite: true)
         guard case .object(let object) = body else { throw .invalidInput("the request body must be a JSON object") }
         if let signature = object["signature_name"] {
@@ -18,12 +28,13 @@ extension RESTService {
         if let instances {
             rowFormat = true
             guard let rows = instances.arrayElements, !rows.isEmpty else { throw .invalidInput("'instances' must be a non-empty list") }
-            let named = rows[0].objectValue != nil && TensorJSON.base64Object(rows[0]) == nil
+            let named = rows[0].objectValue != nil && Self.encodedImage(rows[0]) == nil
             if !named {
                 guard inputs.count == 1 else {
                     throw .invalidInput("the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))): each instance must be an object naming them")
                 }
-                tensors.append(try tensor(instances, for: inputs[0], batchOf: rows.count))
+                tensors.append(inputs[0].name == imageName && Self.encodedImage(rows[0]) != nil
+                               ? try Self.images(rows, input: inputs[0].name) : try tensor(instances, for: inputs[0], batchOf: rows.count))
             } else {
                 for input in inputs {
                     var values: [JSONValue] = []
@@ -34,7 +45,8 @@ extension RESTService {
                         }
                         values.append(rowObject[input.name]!)
                     }
-                    tensors.append(try stack(values, for: input))
+                    tensors.append(input.name == imageName && values.first.flatMap(Self.encodedImage) != nil
+                                   ? try Self.images(values, input: input.name) : try stack(values, for: input))
                 }
             }
         } else if let columns {
@@ -42,14 +54,18 @@ extension RESTService {
             if let named = columns.objectValue, TensorJSON.base64Object(columns) == nil {
                 for input in inputs {
                     guard let value = named[input.name] else { throw .invalidInput("Missing named input: \(input.name) in 'inputs' object.") }
-                    tensors.append(try tensor(value, for: input, batchOf: nil))
+                    let elements = value.arrayElements ?? [value]
+                    tensors.append(input.name == imageName && elements.first.flatMap(Self.encodedImage) != nil
+                                   ? try Self.images(elements, input: input.name) : try tensor(value, for: input, batchOf: nil))
                 }
                 for key in named.keys where !inputs.contains(where: { $0.name == key }) {
                     throw .invalidInput("'inputs' names '\(key)', which the model does not take (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
                 }
             } else {
                 guard inputs.count == 1 else { throw .invalidInput("the model has \(inputs.count) inputs: 'inputs' must be an object naming them") }
-                tensors.append(try tensor(columns, for: inputs[0], batchOf: nil))
+                let elements = columns.arrayElements ?? [columns]
+                tensors.append(inputs[0].name == imageName && elements.first.flatMap(Self.encodedImage) != nil
+                               ? try Self.images(elements, input: inputs[0].name) : try tensor(columns, for: inputs[0], batchOf: nil))
             }
         } else {
             throw .invalidInput("Missing 'inputs' or 'instances' key")
@@ -57,6 +73,26 @@ extension RESTService {
         try run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
             try Self.encodeV1(response, rowFormat: rowFormat)
         }, completion: completion)
+    }
+
+    /// The encoded image in `{"b64": ...}` or `{"image_bytes": {"b64": ...}}` (the classic
+    /// Inception client's form).
+    static func encodedImage(_ value: JSONValue) -> [UInt8]? {
+        if let bytes = TensorJSON.base64Object(value) { return bytes }
+        if case .object(let object) = value, object.count == 1, let inner = object["image_bytes"] { return TensorJSON.base64Object(inner) }
+        return nil
+    }
+
+    /// A BYTES tensor [N] of the encoded images in `values`.
+    static func images(_ values: [JSONValue], input: String) throws(ServingError) -> InferTensor {
+        var bytes: [UInt8] = []
+        for (index, value) in values.enumerated() {
+            guard let image = encodedImage(value) else {
+                throw .invalidInput("instance \(index) of image input '\(input)' must be {\"b64\": \"<base64 JPEG>\"} (or {\"image_bytes\": {\"b64\": ...}}), got \(value.kindName)")
+            }
+            TensorJSON.appendBytes(image, to: &bytes)
+        }
+        return InferTensor(name: input, datatype: .bytes, shape: [values.count], data: bytes)
     }
 
     /// One input's whole tensor from JSON; `batchOf` checks a row-format batch size.

@@ -289,6 +289,36 @@ public final class RESTService: Sendable {
         var timeout = 0.0
         if let microseconds = request.parameters["timeout"]?.intValue, microseconds > 0 { timeout = Double(microseconds) / 1e6 }
         metrics.requestStarted()
+        if version.needsDecoding(request) {
+            // Decoding is the expensive part of an image request: a compute worker does it,
+            // then the decoded request joins the batch queue.
+            executor.submit { [self, timeout] _ in
+                var decoded = request
+                do throws(ServingError) {
+                    try version.decodeImages(&decoded)
+                } catch {
+                    metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName,
+                                            outcome: ErrorMapping.outcome(error), queueSeconds: nil, computeSeconds: nil,
+                                            totalSeconds: monotonicNow() - received)
+                    completion(self.error(error))
+                    return
+                }
+                do throws(ServingError) {
+                    try enqueue(decoded, servable, timeout: timeout, received: received, protocolName: protocolName, encode: encode, completion: completion)
+                } catch {
+                    completion(self.error(error))
+                }
+            }
+            return
+        }
+        try enqueue(request, servable, timeout: timeout, received: received, protocolName: protocolName, encode: encode, completion: completion)
+    }
+
+    /// Prepares a (decoded) request and queues it; the completion encodes and answers.
+    private func enqueue(_ request: InferRequest, _ servable: BatchScheduler, timeout: Double, received: Double, protocolName: String,
+                         encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
+                         completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        let metrics = metrics, version = servable.version
         do {
             let prepared = try servable.version.prepare(request)
             try servable.enqueue(prepared, timeout: timeout) { [self] result, queueSeconds, computeSeconds in

@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import ImageCodec
 
 /// Runs jobs on threads the executable owns. Serving never creates threads.
 public protocol ComputeExecutor: Sendable {
@@ -24,6 +25,9 @@ public final class LoadedVersion: @unchecked Sendable {
     public let labels: [String: [String]]
     /// Classification post-processing from config.pbtxt, if any.
     public let classification: Classification?
+    /// The input fed from encoded images, if the configuration declares one.
+    public let imageInput: ImageInput?
+    let imageDecoders = ImageDecoderPool()
     private var sessions: [Session?]
 
     public struct TensorMetadata: Sendable {
@@ -74,6 +78,7 @@ public final class LoadedVersion: @unchecked Sendable {
         }
         self.labels = labels
         classification = Classification.from(settings: settings, labels: labels, outputs: model.outputs.map(\.name))
+        imageInput = try ImageInput.from(parameters: settings.parameters, inputs: inputs)
         sessions = Array(repeating: nil, count: max(1, workers))
         // Warm-up: one run proves the plan executes before the version is marked ready.
         let session = model.makeSession()
