@@ -37,6 +37,7 @@ let package = Package(
         ),
         .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2"]),
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG"]),
+        .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving"]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
@@ -56,6 +57,7 @@ let package = Package(
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving"]),
+        .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "CTurboJPEG"]),
         .testTarget(name: "InferenceProtocolTests", dependencies: ["InferenceProtocol", "Serving"]),
         .testTarget(
             name: "EngineTests",

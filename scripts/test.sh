@@ -15,6 +15,8 @@ eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"
 swift build -c release --product model-run
 swift build -c release --product model-server
 swift build -c release --product model-client
+swift build -c release --product image-bench
+export IMAGE_BENCH="$PWD/.build/release/image-bench"
 export MODEL_RUN="$PWD/.build/release/model-run"
 export MODEL_SERVER="$PWD/.build/release/model-server"
 export MODEL_CLIENT="$PWD/.build/release/model-client"

@@ -15,7 +15,8 @@ import CTurboJPEG
 /// steady stream of images allocates nothing. Buffers above `retainedBytesLimit` are freed
 /// after the call that needed them.
 public final class ImageDecoder {
-    private let handle: tjhandle
+    /// Created lazily; dropped after any failed decode (see `discardHandle`).
+    private var handle: tjhandle?
     /// Scratch bytes kept per buffer between calls.
     public var retainedBytesLimit = 16 << 20
 
@@ -29,14 +30,11 @@ public final class ImageDecoder {
     private var rows = CoefficientTable()
 
     public init() throws(ImageError) {
-        guard let handle = tjInitDecompress() else {
-            throw .decoderUnavailable("TurboJPEG decoder could not be created: \(String(cString: tjGetErrorStr2(nil)))")
-        }
-        self.handle = handle
+        _ = try decompressor()
     }
 
     deinit {
-        tjDestroy(handle)
+        discardHandle()
         pixels.release()
         widened.release()
         ring.release()
@@ -48,15 +46,15 @@ public final class ImageDecoder {
     }
 
     /// Decodes `jpeg` and writes one image of `preprocessing.elementCount` Float32 values,
-    /// normalised, in `preprocessing.layout`, to `output` (whose count must be exactly that).
+    /// normalised, in `preprocessing.layout`, to `output` (whose count must be exactly that;
+    /// otherwise, or with an invalid configuration, `.invalidConfiguration`). Client errors:
+    /// `.notJPEG`, `.truncated`, `.corrupt`, `.tooLarge`; on any error `output` is unspecified.
     @discardableResult
     public func decode(
         _ jpeg: UnsafeRawBufferPointer, _ preprocessing: ImagePreprocessing,
         into output: UnsafeMutableBufferPointer<Float>
     ) throws(ImageError) -> ImageInfo {
-        try preprocessing.validate()
-        precondition(output.count == preprocessing.elementCount,
-                     "output holds \(output.count) values; the image needs \(preprocessing.elementCount)")
+        try check(preprocessing, outputCount: output.count)
         let prepared = try prepare(jpeg, preprocessing)
         let lut = lookup.reserve(preprocessing.channels * 256)
         for c in 0..<preprocessing.channels {
@@ -79,9 +77,7 @@ public final class ImageDecoder {
         _ jpeg: UnsafeRawBufferPointer, _ preprocessing: ImagePreprocessing,
         into output: UnsafeMutableBufferPointer<UInt8>
     ) throws(ImageError) -> ImageInfo {
-        try preprocessing.validate()
-        precondition(output.count == preprocessing.elementCount,
-                     "output holds \(output.count) values; the image needs \(preprocessing.elementCount)")
+        try check(preprocessing, outputCount: output.count)
         let prepared = try prepare(jpeg, preprocessing)
         var sink = ByteSink(output: output.baseAddress!, width: preprocessing.width, height: preprocessing.height,
                             channels: preprocessing.channels, planar: preprocessing.layout == .nchw,
@@ -89,6 +85,13 @@ public final class ImageDecoder {
         emit(prepared, into: &sink)
         trim()
         return prepared.info
+    }
+
+    private func check(_ p: ImagePreprocessing, outputCount: Int) throws(ImageError) {
+        try p.validate()
+        if outputCount != p.elementCount {
+            throw .invalidConfiguration("the output buffer holds \(outputCount) values; the image needs \(p.elementCount)")
+        }
     }
 
     // MARK: - Decoding
@@ -124,14 +127,33 @@ public final class ImageDecoder {
         }
     }()
 
-    private func lastError() -> String {
+    private func decompressor() throws(ImageError) -> tjhandle {
+        if let handle { return handle }
+        guard let fresh = tjInitDecompress() else {
+            throw .decoderUnavailable("TurboJPEG decoder could not be created: \(String(cString: tjGetErrorStr2(nil)))")
+        }
+        handle = fresh
+        return fresh
+    }
+
+    /// TurboJPEG 2.1 leaves libjpeg mid-header when reading a header fails, and the next
+    /// image then fails too; after any failure the handle is replaced (errors are rare).
+    private func discardHandle() {
+        if let handle { tjDestroy(handle) }
+        handle = nil
+    }
+
+    /// libjpeg's message for the last failure on this thread (read before `discardHandle`).
+    private func lastError(_ handle: tjhandle) -> String {
         guard let text = tjGetErrorStr2(handle) else { return "unknown error" }
         return String(cString: text)
     }
 
-    /// The error for a stream libjpeg failed on: truncated if the data ends before EOI.
+    /// The error for a stream libjpeg failed on (truncated if the data ends before EOI);
+    /// replaces the handle.
     private func failure(_ jpeg: UnsafeRawBufferPointer, _ message: String) -> ImageError {
-        if JPEGStructure.walk(jpeg) == .truncated {
+        discardHandle()
+        if JPEGStructure.isTruncated(jpeg) {
             return .truncated("the JPEG data is truncated: it ends after \(jpeg.count) bytes, before the end-of-image marker")
         }
         return .corrupt("the JPEG data is corrupt: \(message)")
@@ -143,14 +165,16 @@ public final class ImageDecoder {
         }
         let bytes = base.assumingMemoryBound(to: UInt8.self)
         let size = UInt(jpeg.count)
+        let handle = try decompressor()
 
         // Header. A -1 with the size filled in (an unusual subsampling, a warning) is left
         // for the full decode to judge; no size means the header itself is unreadable.
         var w: Int32 = 0, h: Int32 = 0, subsampling: Int32 = -1, colorspace: Int32 = -1
         let headerResult = tjDecompressHeader3(handle, bytes, size, &w, &h, &subsampling, &colorspace)
         guard w > 0, h > 0 else {
-            if headerResult == 0 { throw .corrupt("the JPEG data holds tables only, no image") }
-            throw failure(jpeg, lastError())
+            // Result 0 without a size: libjpeg met an end-of-image (or the end of the data,
+            // where it inserts one) before any frame.
+            throw failure(jpeg, headerResult == 0 ? "the data holds tables only, no image" : lastError(handle))
         }
         let width = Int(w), height = Int(h)
         if width * height > p.maxPixels {
@@ -169,9 +193,9 @@ public final class ImageDecoder {
 
         if tjDecompress2(handle, bytes, size, image, Int32(dw), 0, Int32(dh), Int32(format.rawValue), Self.flags) != 0 {
             let fatal = tjGetErrorCode(handle) == Int32(TJERR_FATAL.rawValue)
-            let message = lastError()
+            let message = lastError(handle)
             let harmless = !fatal && Self.harmlessWarnings.contains { message.contains($0) }
-            if !harmless || JPEGStructure.walk(jpeg) == .truncated { throw failure(jpeg, message) }
+            if !harmless || JPEGStructure.isTruncated(jpeg) { throw failure(jpeg, message) }
         }
         if cmyk { convertCMYK(image, count: dw * dh, channels: channels, order: p.channelOrder) }
         return resampling(UnsafePointer(image), width: dw, height: dh, channels: channels, plan: plan,
@@ -207,8 +231,7 @@ public final class ImageDecoder {
         pixels: UnsafePointer<UInt8>, width: Int, height: Int, _ p: ImagePreprocessing,
         into output: UnsafeMutableBufferPointer<UInt8>
     ) throws(ImageError) {
-        try p.validate()
-        precondition(output.count == p.elementCount)
+        try check(p, outputCount: output.count)
         let plan = ImagePlan(sourceWidth: width, sourceHeight: height, p)
         let prepared = resampling(pixels, width: width, height: height, channels: p.channels, plan: plan,
                                   denominator: 1, info: ImageInfo(width: width, height: height, scaleDenominator: 1))

@@ -9,7 +9,8 @@ public enum ImageError: Error, Sendable, Equatable, CustomStringConvertible {
     case corrupt(String)
     /// Source width * height above `ImagePreprocessing.maxPixels` (known from the header).
     case tooLarge(String)
-    /// The preprocessing configuration is invalid (server-side; see `validate()`).
+    /// The preprocessing configuration is invalid, or the output buffer has the wrong size
+    /// (server-side; see `ImagePreprocessing.validate()`).
     case invalidConfiguration(String)
     /// TurboJPEG could not allocate a decoder (server-side).
     case decoderUnavailable(String)

@@ -36,7 +36,7 @@ struct ScratchBuffer<Element> {
 /// low` (`high` < 2^14, `low` < 2^8) and the two partial sums of `pixel * high` and
 /// `pixel * low` are integers below 2^23 (the first because the weights sum to ~2^22, the
 /// second for up to `exactTapLimit` taps), which Float holds exactly. Tables with longer
-/// filters (shrinking by more than ~64x after the DCT reduction) use a scalar Int32 path.
+/// filters (shrinking by more than 63x after the DCT reduction) use a scalar Int32 path.
 let fixedOne = Double(1 << 22)
 let exactTapLimit = 128
 
@@ -116,6 +116,8 @@ struct CoefficientTable {
     private var work = ScratchBuffer<Double>()
     private(set) var stride = 0
     private(set) var count = 0
+    /// Whether `highLanes` and `lowLanes` hold this table's weights.
+    private(set) var hasLanes = false
 
     /// Whether the split Float arithmetic is exact for this table.
     var splitIsExact: Bool { stride <= exactTapLimit }
@@ -165,6 +167,7 @@ struct CoefficientTable {
             starts[j] = Int32(lo)
             taps[j] = Int32(n)
         }
+        hasLanes = lanes
         if lanes {
             let highLanes = self.highLanes.reserve(total), lowLanes = self.lowLanes.reserve(total)
             for i in 0..<total {
@@ -225,20 +228,32 @@ enum Resample {
     ) {
         guard let starts = table.starts.pointer, let taps = table.taps.pointer else { return }
         let stride = table.stride
-        if table.splitIsExact, channels == 3, let kh = table.highLanes.pointer, let kl = table.lowLanes.pointer {
+        if table.splitIsExact, channels == 3, table.hasLanes, let kh = table.highLanes.pointer, let kl = table.lowLanes.pointer {
             for j in 0..<table.count {
                 let n = Int(taps[j])
                 let wh = kh + j * stride, wl = kl + j * stride
                 var p = row + (Int(starts[j]) - origin) * 3
+                // Even and odd taps in separate sums: shorter dependency chains.
                 var h = SIMD4<Float>.zero, l = SIMD4<Float>.zero
-                for t in 0..<n {
-                    let px = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
-                    h += px * wh[t]
-                    l += px * wl[t]
-                    p += 3
+                var h1 = SIMD4<Float>.zero, l1 = SIMD4<Float>.zero
+                var t = 0
+                while t + 1 < n {
+                    let a = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+                    let b = UnsafeRawPointer(p + 3).loadUnaligned(as: SIMD4<Float>.self)
+                    h += a * wh[t]
+                    l += a * wl[t]
+                    h1 += b * wh[t + 1]
+                    l1 += b * wl[t + 1]
+                    p += 6
+                    t += 2
+                }
+                if t < n {
+                    let a = UnsafeRawPointer(p).loadUnaligned(as: SIMD4<Float>.self)
+                    h += a * wh[t]
+                    l += a * wl[t]
                 }
                 // The fourth lane lands on the next pixel's first value, written next.
-                let value = floatValue(pillowRound(high: h, low: l))
+                let value = floatValue(pillowRound(high: h + h1, low: l + l1))
                 UnsafeMutableRawPointer(output + 3 * j).storeBytes(of: value, as: SIMD4<Float>.self)
             }
         } else if table.splitIsExact, let kh = table.high.pointer, let kl = table.low.pointer {

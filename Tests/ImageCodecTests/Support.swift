@@ -91,43 +91,44 @@ func turboDecode(_ jpeg: [UInt8], width: Int, height: Int, format: TJPF) -> [UIn
 }
 
 extension ImageDecoder {
-    func decodeBytes(_ jpeg: [UInt8], _ p: ImagePreprocessing) throws(ImageError) -> [UInt8] {
-        var out = [UInt8](repeating: 0, count: p.elementCount)
-        try jpeg.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(ImageError) in
-            try out.withUnsafeMutableBufferPointer { (buffer: inout UnsafeMutableBufferPointer<UInt8>) throws(ImageError) in
-                _ = try decode(bytes, p, into: buffer)
+    private func run<T>(_ jpeg: [UInt8], _ p: ImagePreprocessing, _ fill: T) throws(ImageError) -> ([T], ImageInfo) {
+        var out = [T](repeating: fill, count: p.elementCount)
+        let result: Result<ImageInfo, ImageError> = jpeg.withUnsafeBytes { bytes in
+            out.withUnsafeMutableBufferPointer { buffer in
+                Result { () throws(ImageError) -> ImageInfo in
+                    if let floats = buffer as? UnsafeMutableBufferPointer<Float> {
+                        return try decode(bytes, p, into: floats)
+                    }
+                    return try decode(bytes, p, into: buffer as! UnsafeMutableBufferPointer<UInt8>)
+                }
             }
         }
-        return out
+        return (out, try result.get())
+    }
+
+    func decodeBytes(_ jpeg: [UInt8], _ p: ImagePreprocessing) throws(ImageError) -> [UInt8] {
+        try run(jpeg, p, UInt8(0)).0
     }
 
     func decodeFloats(_ jpeg: [UInt8], _ p: ImagePreprocessing) throws(ImageError) -> [Float] {
-        var out = [Float](repeating: .nan, count: p.elementCount)
-        try jpeg.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(ImageError) in
-            try out.withUnsafeMutableBufferPointer { (buffer: inout UnsafeMutableBufferPointer<Float>) throws(ImageError) in
-                _ = try decode(bytes, p, into: buffer)
-            }
-        }
-        return out
+        try run(jpeg, p, Float.nan).0
     }
 
     func info(_ jpeg: [UInt8], _ p: ImagePreprocessing) throws(ImageError) -> ImageInfo {
-        var out = [UInt8](repeating: 0, count: p.elementCount)
-        return try jpeg.withUnsafeBytes { (bytes: UnsafeRawBufferPointer) throws(ImageError) -> ImageInfo in
-            try out.withUnsafeMutableBufferPointer { (buffer: inout UnsafeMutableBufferPointer<UInt8>) throws(ImageError) -> ImageInfo in
-                try decode(bytes, p, into: buffer)
-            }
-        }
+        try run(jpeg, p, UInt8(0)).1
     }
 
     /// The resampler on raw pixels (no JPEG).
     func preprocessBytes(_ picture: Picture, _ p: ImagePreprocessing) throws(ImageError) -> [UInt8] {
         var out = [UInt8](repeating: 0, count: p.elementCount)
-        try picture.data.withUnsafeBufferPointer { (pixels: UnsafeBufferPointer<UInt8>) throws(ImageError) in
-            try out.withUnsafeMutableBufferPointer { (buffer: inout UnsafeMutableBufferPointer<UInt8>) throws(ImageError) in
-                try preprocess(pixels: pixels.baseAddress!, width: picture.width, height: picture.height, p, into: buffer)
+        let result: Result<Void, ImageError> = picture.data.withUnsafeBufferPointer { pixels in
+            out.withUnsafeMutableBufferPointer { buffer in
+                Result { () throws(ImageError) in
+                    try preprocess(pixels: pixels.baseAddress!, width: picture.width, height: picture.height, p, into: buffer)
+                }
             }
         }
+        try result.get()
         return out
     }
 }
