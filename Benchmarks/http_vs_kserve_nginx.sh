@@ -385,8 +385,8 @@ for ((r = 1; r <= RUNS; r++)); do
             run_wrk "$WORK/wrk/c32__${t}__$r.txt" 32 "$DURATION" "${PORT[$t]}"
             contended "$WORK/wrk/c32__${t}__$r.txt" && ((attempt < RETRY_CONTENDED)) || break
             log "contended run (other processes: $(cat "$WORK/wrk/c32__${t}__$r.txt.other") cores); again after a quiet wait"
-            for f in "$WORK/wrk/c32__${t}__$r.txt"*; do  # keep it, out of the report's way
-                base="${f##*/}"; mv -- "$f" "$WORK/wrk/${base/.txt/.txt.contended$attempt}"
+            for suffix in "" .cmd .cpu0 .cpu1 .other; do  # keep it, out of the report's way
+                mv -- "$WORK/wrk/c32__${t}__$r.txt$suffix" "$WORK/wrk/c32__${t}__$r.contended$attempt.txt$suffix.kept"
             done
             wait_quiet
         done
