@@ -275,7 +275,9 @@ final class HTTPConnection: EventHandler, @unchecked Sendable {
     }
 
     private var interest: UInt32 {
-        var events = EPOLLRDHUP.rawValue
+        // Level-triggered: while reading is paused, a peer's half-close (RDHUP) must not be
+        // reported over and over; it is seen when reading resumes.
+        var events: UInt32 = readPaused ? 0 : EPOLLRDHUP.rawValue
         if !readPaused && !closeAfterFlush { events |= EPOLLIN.rawValue }
         if wantsWrite { events |= EPOLLOUT.rawValue }
         return events
