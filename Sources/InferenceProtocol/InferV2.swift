@@ -49,7 +49,9 @@ extension RESTService {
                     throw .invalidInput("input '\(name)' needs a 'shape' of non-negative integers")
                 }
                 let tensorParameters = try Self.parameters(input["parameters"], context: "input '\(name)'")
-                let count = shape.reduce(1, *)
+                guard let count = InferTensor.elementCount(shape), count <= request.body.count * 8 + 1 else {
+                    throw .invalidInput("input '\(name)' has shape \(shape): more elements than the request can carry")
+                }
                 var data: [UInt8]
                 if let size = tensorParameters["binary_data_size"] {
                     guard let bytes = size.intValue, bytes >= 0, Int(bytes) <= binary.count else {

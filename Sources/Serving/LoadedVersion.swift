@@ -130,7 +130,10 @@ public final class LoadedVersion: @unchecked Sendable {
                 if let batch, batch != rows { throw .invalidInput("inputs disagree on the batch size (\(batch) and \(rows))") }
                 batch = rows
             }
-            let expectedBytes = tensor.elementCount * info.dtype.size
+            guard let elements = InferTensor.elementCount(tensor.shape), elements <= tensor.data.count else {
+                throw .invalidInput("input '\(info.name)' has \(tensor.data.count) bytes of data, too few for shape \(tensor.shape)")
+            }
+            let expectedBytes = elements * info.dtype.size
             guard tensor.data.count == expectedBytes else {
                 throw .invalidInput("input '\(info.name)' has \(tensor.data.count) bytes of data, shape \(tensor.shape) of \(expectedType.rawValue) needs \(expectedBytes)")
             }

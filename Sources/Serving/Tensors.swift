@@ -62,7 +62,20 @@ public struct InferTensor: Sendable {
         self.parameters = parameters
     }
 
-    public var elementCount: Int { shape.reduce(1, *) }
+    public var elementCount: Int { Self.elementCount(shape) ?? Int.max }
+
+    /// The product of `shape`, or nil when a dimension is negative or the product overflows
+    /// (client-supplied shapes must never trap).
+    public static func elementCount(_ shape: [Int]) -> Int? {
+        var count = 1
+        for dimension in shape {
+            guard dimension >= 0 else { return nil }
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            if overflow { return nil }
+            count = product
+        }
+        return count
+    }
 }
 
 /// A request or tensor parameter value (Open Inference Protocol: string, number or bool).

@@ -2,6 +2,7 @@
 request, batches larger than one actually run, and a full queue answers 503 with
 Retry-After while the server keeps serving."""
 import concurrent.futures
+import json
 import re
 
 import numpy as np
@@ -97,3 +98,19 @@ def test_full_queue_answers_503_with_retry_after(server_factory, tmp_path, keras
             assert_close(outputs["predictions"], expected)
     assert 'model_server_queue_rejected_total{model="mobilenet"}' in server.get("/metrics").text
     assert server.post("/v2/models/mobilenet/infer", data=body, headers=headers).status_code == 200
+
+
+def test_huge_shapes_are_refused_not_trapped(server_factory, tmp_path):
+    """Shapes whose element count overflows must get a 400, and the server keeps serving."""
+    base = make_model_dir(tmp_path / "digits", {1: digits_bytes()})
+    server = server_factory.start("--model_name", "digits", "--model_base_path", str(base))
+    for shape in ([4294967296, 4294967296, 1, 8], [2305843009213693952, 4, 1, 1], [4611686018427387904, 1, 8, 8]):
+        body = {"inputs": [{"name": "image", "shape": shape, "datatype": "FP32", "data": [1, 2, 3, 4]}]}
+        response = server.post("/v2/models/digits/infer", json=body)
+        assert response.status_code == 400, response.text
+    header = json.dumps({"inputs": [{"name": "image", "shape": [4611686018427387904, 1, 8, 8], "datatype": "FP32",
+                                     "parameters": {"binary_data_size": 4}}]}).encode()
+    response = server.post("/v2/models/digits/infer", data=header + b"\0\0\0\0",
+                           headers={"Inference-Header-Content-Length": str(len(header))})
+    assert response.status_code == 400, response.text
+    assert server.get("/v2/health/live").status_code == 200
