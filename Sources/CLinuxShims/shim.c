@@ -1,4 +1,5 @@
 #define _GNU_SOURCE
+#include <malloc.h>
 #include <pthread.h>
 #include <sched.h>
 #include <sys/socket.h>
@@ -26,4 +27,8 @@ void cls_set_thread_name(const char *name) {
     for (; i < 15 && name[i]; i++) truncated[i] = name[i];
     truncated[i] = 0;
     pthread_setname_np(pthread_self(), truncated);
+}
+
+void cls_release_free_memory(void) {
+    malloc_trim(0);
 }

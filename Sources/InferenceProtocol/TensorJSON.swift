@@ -81,7 +81,7 @@ enum TensorJSON {
         case .uint32: return try typed(UInt32.self)
         case .uint64: return try typed(UInt64.self)
         case .bool: return try typed(Bool.self)
-        case .fp16, .bf16: throw .unsupported("\(datatype.rawValue) data in JSON is not supported; send it with the binary tensor extension")
+        case .fp16, .bf16: throw .invalidInput("\(datatype.rawValue) data cannot be sent as JSON numbers; send it with the binary tensor extension")
         case .bytes: throw .invalidInput("BYTES data of '\(name)' must be strings")
         }
     }
@@ -104,7 +104,7 @@ enum TensorJSON {
         case .uint32: return try typed(UInt32.self)
         case .uint64: return try typed(UInt64.self)
         case .bool: throw .invalidInput("data of '\(name)' is BOOL; got a number")
-        case .fp16, .bf16: throw .unsupported("\(datatype.rawValue) data in JSON is not supported; send it with the binary tensor extension")
+        case .fp16, .bf16: throw .invalidInput("\(datatype.rawValue) data cannot be sent as JSON numbers; send it with the binary tensor extension")
         case .bytes: throw .invalidInput("BYTES data of '\(name)' must be strings")
         }
     }

@@ -327,6 +327,9 @@ final class HTTPConnection: EventHandler, @unchecked Sendable {
                 reject(status: 400, message: "\(error)")
                 return
             }
+            // A request's clock starts at its first byte, so a client trickling a header
+            // (slowloris) meets the request timeout too.
+            if requestStarted == nil && (parser.hasPartialHead || parser.isMidRequest) { requestStarted = lastActivity }
             if readPaused || closed || closeAfterFlush { return }
             if count < buffer.count { return }
         }
@@ -338,7 +341,7 @@ final class HTTPConnection: EventHandler, @unchecked Sendable {
             currentHead = head
             currentBody = []
             if let length = head.contentLength { currentBody.reserveCapacity(length) }
-            requestStarted = monotonicSeconds()
+            if requestStarted == nil { requestStarted = monotonicSeconds() }
             // 100 Continue only when no earlier response is still owed (it must not overtake one);
             // otherwise the client sends the body after its own short wait.
             if head.expectsContinue && inFlight == nil && pending.isEmpty {

@@ -8,7 +8,9 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
     public let workerCount: Int
     private var mutex = pthread_mutex_t()
     private var condition = pthread_cond_t()
-    private var jobs: [(@Sendable (Int) -> Void)] = []
+    /// Queued jobs from `head` on; taken slots are cleared at once so a finished job's captures
+    /// (request bodies, tensors) are released immediately, not when the array is compacted.
+    private var jobs: [(@Sendable (Int) -> Void)?] = []
     private var head = 0
     private var stopping = false
     private var threads: [pthread_t] = []
@@ -78,9 +80,13 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
                 pthread_mutex_unlock(&mutex)
                 return
             }
-            let job = jobs[head]
+            let job = jobs[head]!
+            jobs[head] = nil
             head += 1
-            if head > 1024 && head * 2 > jobs.count {
+            if head == jobs.count {
+                jobs.removeAll(keepingCapacity: true)
+                head = 0
+            } else if head > 1024 && head * 2 > jobs.count {
                 jobs.removeFirst(head)
                 head = 0
             }
@@ -227,3 +233,6 @@ final class TimerThread: @unchecked Sendable {
         }
     }
 }
+
+/// Returns memory freed after a burst (large request bodies on many threads) to the kernel.
+public func releaseFreeMemory() { cls_release_free_memory() }

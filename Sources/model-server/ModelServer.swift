@@ -128,12 +128,15 @@ struct ModelServer: ParsableCommand {
 
         let pollSeconds = pollSeconds
         control.async { repository.poll() }
-        if pollSeconds > 0 {
-            Threads.start(name: "poll-timer") {
-                while true {
-                    sleep(UInt32(pollSeconds))
-                    control.async { repository.poll() }
-                }
+        Threads.start(name: "housekeeping") {
+            var elapsed = 0
+            while true {
+                sleep(1)
+                elapsed += 1
+                if pollSeconds > 0 && elapsed % pollSeconds == 0 { control.async { repository.poll() } }
+                // Bursts of large requests leave freed memory in malloc's per-thread arenas;
+                // give it back so the resident size follows the load down again.
+                if elapsed % 5 == 0 { Workers.releaseFreeMemory() }
             }
         }
 

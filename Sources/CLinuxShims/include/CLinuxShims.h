@@ -13,6 +13,9 @@ int cls_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
 /// Number of CPUs in this thread's affinity mask (sched_getaffinity), or -1.
 int cls_affinity_cpu_count(void);
 
+/// Returns freed heap memory of every malloc arena to the kernel (glibc malloc_trim(0)).
+void cls_release_free_memory(void);
+
 /// Names the calling thread (15 bytes at most are kept), for `top -H` and debuggers.
 void cls_set_thread_name(const char *name);
 
