@@ -33,8 +33,7 @@ extension RESTService {
                 guard inputs.count == 1 else {
                     throw .invalidInput("the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))): each instance must be an object naming them")
                 }
-                tensors.append(inputs[0].name == imageName && Self.encodedImage(rows[0]) != nil
-                               ? try Self.images(rows, input: inputs[0].name) : try tensor(instances, for: inputs[0], batchOf: rows.count))
+                tensors.append(try imagesOr(rows, inputs[0], imageName) { () throws(ServingError) in try tensor(instances, for: inputs[0], batchOf: rows.count) })
             } else {
                 for input in inputs {
                     var values: [JSONValue] = []
@@ -45,8 +44,7 @@ extension RESTService {
                         }
                         values.append(rowObject[input.name]!)
                     }
-                    tensors.append(input.name == imageName && values.first.flatMap(Self.encodedImage) != nil
-                                   ? try Self.images(values, input: input.name) : try stack(values, for: input))
+                    tensors.append(try imagesOr(values, input, imageName) { () throws(ServingError) in try stack(values, for: input) })
                 }
             }
         } else if let columns {
@@ -54,18 +52,18 @@ extension RESTService {
             if let named = columns.objectValue, TensorJSON.base64Object(columns) == nil {
                 for input in inputs {
                     guard let value = named[input.name] else { throw .invalidInput("Missing named input: \(input.name) in 'inputs' object.") }
-                    let elements = value.arrayElements ?? [value]
-                    tensors.append(input.name == imageName && elements.first.flatMap(Self.encodedImage) != nil
-                                   ? try Self.images(elements, input: input.name) : try tensor(value, for: input, batchOf: nil))
+                    tensors.append(try imagesOr(value.arrayElements ?? [value], input, imageName) { () throws(ServingError) in
+                        try tensor(value, for: input, batchOf: nil)
+                    })
                 }
                 for key in named.keys where !inputs.contains(where: { $0.name == key }) {
                     throw .invalidInput("'inputs' names '\(key)', which the model does not take (inputs: \(inputs.map(\.name).joined(separator: ", ")))")
                 }
             } else {
                 guard inputs.count == 1 else { throw .invalidInput("the model has \(inputs.count) inputs: 'inputs' must be an object naming them") }
-                let elements = columns.arrayElements ?? [columns]
-                tensors.append(inputs[0].name == imageName && elements.first.flatMap(Self.encodedImage) != nil
-                               ? try Self.images(elements, input: inputs[0].name) : try tensor(columns, for: inputs[0], batchOf: nil))
+                tensors.append(try imagesOr(columns.arrayElements ?? [columns], inputs[0], imageName) { () throws(ServingError) in
+                    try tensor(columns, for: inputs[0], batchOf: nil)
+                })
             }
         } else {
             throw .invalidInput("Missing 'inputs' or 'instances' key")
@@ -73,6 +71,16 @@ extension RESTService {
         try run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
             try Self.encodeV1(response, rowFormat: rowFormat)
         }, completion: completion)
+    }
+
+    /// The image input's values as encoded images when they are `{"b64"}` objects; otherwise
+    /// (any input, or a tensor sent to the image input) whatever `tensor` decodes.
+    private func imagesOr(_ values: [JSONValue], _ input: LoadedVersion.TensorMetadata, _ imageName: String?,
+                          _ tensor: () throws(ServingError) -> InferTensor) throws(ServingError) -> InferTensor {
+        if input.name == imageName, let first = values.first, Self.encodedImage(first) != nil {
+            return try Self.images(values, input: input.name)
+        }
+        return try tensor()
     }
 
     /// The encoded image in `{"b64": ...}` or `{"image_bytes": {"b64": ...}}` (the classic

@@ -59,6 +59,25 @@ enum TensorJSON {
         bytes.append(contentsOf: element)
     }
 
+    /// The element type JSON values of `datatype` decode to; throws for types JSON cannot carry.
+    private static func elementType(_ datatype: TensorDataType, name: String) throws(ServingError) -> any JSONNumericElement.Type {
+        switch datatype {
+        case .fp32: return Float.self
+        case .fp64: return Double.self
+        case .int64: return Int64.self
+        case .int32: return Int32.self
+        case .int16: return Int16.self
+        case .int8: return Int8.self
+        case .uint8: return UInt8.self
+        case .uint16: return UInt16.self
+        case .uint32: return UInt32.self
+        case .uint64: return UInt64.self
+        case .bool: return Bool.self
+        case .fp16, .bf16: throw .invalidInput("\(datatype.rawValue) data cannot be sent as JSON numbers; send it with the binary tensor extension")
+        case .bytes: throw .invalidInput("BYTES data of '\(name)' must be strings")
+        }
+    }
+
     private static func decode(_ array: JSONNumericArray, as datatype: TensorDataType, name: String) throws(ServingError) -> [UInt8] {
         func typed<T: JSONNumericElement>(_ type: T.Type) throws(ServingError) -> [UInt8] {
             var bytes = [UInt8](repeating: 0, count: array.count * MemoryLayout<T>.stride)
@@ -69,21 +88,7 @@ enum TensorJSON {
             if let failure { throw .invalidInput("data of '\(name)' (\(datatype.rawValue)): \(failure)") }
             return bytes
         }
-        switch datatype {
-        case .fp32: return try typed(Float.self)
-        case .fp64: return try typed(Double.self)
-        case .int64: return try typed(Int64.self)
-        case .int32: return try typed(Int32.self)
-        case .int16: return try typed(Int16.self)
-        case .int8: return try typed(Int8.self)
-        case .uint8: return try typed(UInt8.self)
-        case .uint16: return try typed(UInt16.self)
-        case .uint32: return try typed(UInt32.self)
-        case .uint64: return try typed(UInt64.self)
-        case .bool: return try typed(Bool.self)
-        case .fp16, .bf16: throw .invalidInput("\(datatype.rawValue) data cannot be sent as JSON numbers; send it with the binary tensor extension")
-        case .bytes: throw .invalidInput("BYTES data of '\(name)' must be strings")
-        }
+        return try typed(elementType(datatype, name: name))
     }
 
     private static func scalar(_ number: JSONNumber, as datatype: TensorDataType, name: String) throws(ServingError) -> [UInt8] {
@@ -92,21 +97,8 @@ enum TensorJSON {
                 throw .invalidInput("data of '\(name)' (\(datatype.rawValue)): \(error)")
             }
         }
-        switch datatype {
-        case .fp32: return try typed(Float.self)
-        case .fp64: return try typed(Double.self)
-        case .int64: return try typed(Int64.self)
-        case .int32: return try typed(Int32.self)
-        case .int16: return try typed(Int16.self)
-        case .int8: return try typed(Int8.self)
-        case .uint8: return try typed(UInt8.self)
-        case .uint16: return try typed(UInt16.self)
-        case .uint32: return try typed(UInt32.self)
-        case .uint64: return try typed(UInt64.self)
-        case .bool: throw .invalidInput("data of '\(name)' is BOOL; got a number")
-        case .fp16, .bf16: throw .invalidInput("\(datatype.rawValue) data cannot be sent as JSON numbers; send it with the binary tensor extension")
-        case .bytes: throw .invalidInput("BYTES data of '\(name)' must be strings")
-        }
+        if datatype == .bool { throw .invalidInput("data of '\(name)' is BOOL; got a number") }
+        return try typed(elementType(datatype, name: name))
     }
 
     /// Writes `count` elements of `tensor` starting at element `first` as a JSON array nested
