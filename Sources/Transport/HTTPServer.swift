@@ -18,33 +18,40 @@ public protocol HTTPHandler: Sendable {
     func errorResponse(status: Int, message: String) -> HTTPResponse
 }
 
-/// Sends the response to one request. Thread-safe; the response is written on the loop thread.
+/// Sends the response to one request (HTTP/1.1 or an HTTP/2 stream). Thread-safe; the
+/// response is written on the connection's loop thread. Call `send` once.
 public struct HTTPResponder: Sendable {
-    let connection: ConnectionReference
-    let sequence: Int
+    let deliver: @Sendable (HTTPResponse) -> Void
 
-    public func send(_ response: HTTPResponse) {
-        let connection = connection
-        let sequence = sequence
-        connection.loop.execute { connection.value?.complete(sequence: sequence, response: response) }
-    }
+    public func send(_ response: HTTPResponse) { deliver(response) }
 }
 
 /// Lets a responder reach its connection from other threads without keeping it alive.
-final class ConnectionReference: @unchecked Sendable {
+final class ConnectionReference<Connection: AnyObject>: @unchecked Sendable {
     let loop: EventLoop
     /// Read and written only on `loop`'s thread.
-    weak var value: HTTPConnection?
-    init(loop: EventLoop, value: HTTPConnection) {
+    weak var value: Connection?
+    init(loop: EventLoop, value: Connection) {
         self.loop = loop
         self.value = value
     }
+}
+
+/// What a listener tracks of each accepted connection, whatever its protocol. Loop thread only.
+protocol ServerConnection: AnyObject {
+    func beginDrain()
+    func checkTimeouts(now: Double)
+    func close()
 }
 
 public struct HTTPServerConfiguration: Sendable {
     public var host: String = "0.0.0.0"
     public var port: Int = 8501
     public var limits = HTTPParserLimits()
+    /// Largest gRPC message accepted (RESOURCE_EXHAUSTED beyond).
+    public var maxGRPCMessageBytes: Int = 64 * 1024 * 1024
+    /// HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS announced to clients.
+    public var maxConcurrentStreams: Int = 1024
     /// Seconds a keep-alive connection may sit idle.
     public var idleTimeout: Int = 60
     /// Seconds a client has to send a whole request once it started one.
@@ -56,10 +63,12 @@ public struct HTTPServerConfiguration: Sendable {
 }
 
 /// A TCP listener per event loop (SO_REUSEPORT: the kernel spreads connections) and the
-/// connections it accepts.
+/// connections it accepts. A connection opening with the HTTP/2 preface (prior knowledge,
+/// h2c) is served over HTTP/2: gRPC streams go to `grpcHandler`, others to `handler`.
 public final class HTTPServer: @unchecked Sendable {
     public let configuration: HTTPServerConfiguration
     let handler: any HTTPHandler
+    let grpcHandler: (any GRPCHandler)?
     let loops: [EventLoop]
     private var listeners: [Listener] = []
     /// The bound port (resolved when configuration.port is 0).
@@ -67,10 +76,12 @@ public final class HTTPServer: @unchecked Sendable {
     let connectionCount = Atomic<Int>(0)
     let draining = Atomic<Bool>(false)
 
-    public init(configuration: HTTPServerConfiguration, loops: [EventLoop], handler: any HTTPHandler) throws {
+    public init(configuration: HTTPServerConfiguration, loops: [EventLoop], handler: any HTTPHandler,
+                grpcHandler: (any GRPCHandler)? = nil) throws {
         self.configuration = configuration
         self.loops = loops
         self.handler = handler
+        self.grpcHandler = grpcHandler
         var port = configuration.port
         for loop in loops {
             let fd = try Self.listen(host: configuration.host, port: port)
@@ -182,7 +193,7 @@ final class Listener: EventHandler, @unchecked Sendable {
     let loop: EventLoop
     unowned let server: HTTPServer
     var registration: EventLoop.Registration?
-    var connections: [ObjectIdentifier: HTTPConnection] = [:]
+    var connections: [ObjectIdentifier: any ServerConnection] = [:]
     /// One read buffer per loop: a read is parsed completely before the next.
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
 
@@ -228,16 +239,22 @@ final class Listener: EventHandler, @unchecked Sendable {
         }
     }
 
-    func removed(_ connection: HTTPConnection) {
+    func removed(_ connection: any ServerConnection) {
         if connections.removeValue(forKey: ObjectIdentifier(connection)) != nil {
             server.connectionCount.subtract(1, ordering: .relaxed)
         }
+    }
+
+    /// `old` handed its socket to `new` (same connection, new protocol).
+    func replace(_ old: any ServerConnection, with new: any ServerConnection) {
+        connections.removeValue(forKey: ObjectIdentifier(old))
+        connections[ObjectIdentifier(new)] = new
     }
 }
 
 /// One client connection: parses requests, hands them to the handler one at a time (so
 /// pipelined responses leave in order), writes responses. Loop thread only.
-final class HTTPConnection: EventHandler, @unchecked Sendable {
+final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable {
     let fd: Int32
     unowned let listener: Listener
     var loop: EventLoop { listener.loop }
@@ -245,6 +262,10 @@ final class HTTPConnection: EventHandler, @unchecked Sendable {
     var registration: EventLoop.Registration?
     var parser: HTTP1Parser
     lazy var reference = ConnectionReference(loop: loop, value: self)
+    /// Until the first bytes show whether the client speaks HTTP/1.1 or opens with the
+    /// HTTP/2 preface; holds a read that is a strict prefix of the preface.
+    private var sniffing = true
+    private var sniffed: [UInt8] = []
 
     private var currentHead: HTTPRequestHead?
     private var currentBody: [UInt8] = []
@@ -316,22 +337,54 @@ final class HTTPConnection: EventHandler, @unchecked Sendable {
                 return
             }
             lastActivity = monotonicSeconds()
-            do {
-                try parser.parse(UnsafeRawBufferPointer(rebasing: buffer[0..<count])) { event in
-                    try self.received(event)
+            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
+            if sniffing {
+                sniffed.append(contentsOf: bytes.prefix(HTTP2Connection.preface.count))
+                switch HTTP2Connection.matchPreface(sniffed) {
+                case .complete:
+                    sniffed = Array(sniffed.prefix(sniffed.count - min(count, HTTP2Connection.preface.count))) + Array(bytes)
+                    upgradeToHTTP2()
+                    return
+                case .partial:
+                    continue
+                case .mismatch:
+                    sniffing = false
+                    // Bytes held back from earlier reads go to the parser first.
+                    let held = sniffed.dropLast(min(count, HTTP2Connection.preface.count))
+                    sniffed = []
+                    if !held.isEmpty { Array(held).withUnsafeBytes { parseBytes($0) } }
+                    if closed { return }
                 }
-            } catch let error as HTTPParseError {
-                reject(status: error.status, message: error.reason)
-                return
-            } catch {
-                reject(status: 400, message: "\(error)")
-                return
             }
+            parseBytes(bytes)
+            if closed { return }
             // A request's clock starts at its first byte, so a client trickling a header
             // (slowloris) meets the request timeout too.
             if requestStarted == nil && (parser.hasPartialHead || parser.isMidRequest) { requestStarted = lastActivity }
             if readPaused || closed || closeAfterFlush { return }
             if count < buffer.count { return }
+        }
+    }
+
+    /// Hands the socket (and the bytes read so far) to an HTTP/2 connection.
+    private func upgradeToHTTP2() {
+        guard let registration else { return }
+        loop.deregister(registration)
+        self.registration = nil
+        closed = true  // this object is done; the fd now belongs to the HTTP/2 connection
+        let connection = HTTP2Connection(fd: fd, listener: listener)
+        listener.replace(self, with: connection)
+        connection.start(initialBytes: sniffed)
+        sniffed = []
+    }
+
+    private func parseBytes(_ bytes: UnsafeRawBufferPointer) {
+        do {
+            try parser.parse(bytes) { event in try self.received(event) }
+        } catch let error as HTTPParseError {
+            reject(status: error.status, message: error.reason)
+        } catch {
+            reject(status: 400, message: "\(error)")
         }
     }
 
@@ -376,7 +429,10 @@ final class HTTPConnection: EventHandler, @unchecked Sendable {
         inFlight = sequence
         inFlightKeepAlive = request.head.keepAlive && !draining
         inFlightHTTP10 = request.head.versionMinor == 0
-        server.handler.handle(request, responder: HTTPResponder(connection: reference, sequence: sequence))
+        let reference = reference
+        server.handler.handle(request, responder: HTTPResponder { response in
+            reference.loop.execute { reference.value?.complete(sequence: sequence, response: response) }
+        })
     }
 
     /// A response arrived (on the loop thread).

@@ -17,7 +17,7 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("rest_api_port"), help: "REST port (default 8501; 0 picks a free port).")
     var restPort: Int?
 
-    @Option(name: .customLong("port"), help: "gRPC port (default 8500). gRPC is not served yet.")
+    @Option(name: .customLong("port"), help: "gRPC port (default 8500; 0 picks a free port). Both ports also take HTTP/2 (h2c) REST and gRPC.")
     var grpcPort: Int?
 
     @Option(name: .customLong("rest_api_host"), help: "Address to listen on.")
@@ -46,6 +46,9 @@ struct ModelServer: ParsableCommand {
 
     @Option(name: .customLong("max_body_bytes"), help: "Largest request body accepted (413 beyond).")
     var maxBodyBytes: Int = 64 * 1024 * 1024
+
+    @Option(name: .customLong("grpc_max_message_bytes"), help: "Largest gRPC request message accepted (RESOURCE_EXHAUSTED beyond).")
+    var maxMessageBytes: Int = 64 * 1024 * 1024
 
     @Option(name: .customLong("max_connections"), help: "Connections served at once; more are closed on accept.")
     var maxConnections: Int = 10_000
@@ -114,17 +117,24 @@ struct ModelServer: ParsableCommand {
         configuration.idleTimeout = idleTimeout
         configuration.requestTimeout = requestTimeout
         let loops = try (0..<max(1, loopThreads ?? cpus)).map { try EventLoop(index: $0) }
-        let server: HTTPServer
-        do {
-            server = try HTTPServer(configuration: configuration, loops: loops, handler: RESTBridge(service: service))
-        } catch {
-            log("model-server: cannot listen on \(host):\(configuration.port): \(error)")
-            throw ExitCode(1)
+        var grpcConfiguration = configuration
+        grpcConfiguration.port = grpcPort ?? 8500
+        grpcConfiguration.maxGRPCMessageBytes = maxMessageBytes
+        configuration.maxGRPCMessageBytes = maxMessageBytes
+        let restBridge = RESTBridge(service: service)
+        let grpcBridge: (any GRPCHandler)? = nil
+        var servers: [HTTPServer] = []
+        for (name, settings) in [("REST", configuration), ("gRPC", grpcConfiguration)] {
+            do {
+                servers.append(try HTTPServer(configuration: settings, loops: loops, handler: restBridge, grpcHandler: grpcBridge))
+            } catch {
+                log("model-server: cannot listen for \(name) on \(host):\(settings.port): \(error)")
+                throw ExitCode(1)
+            }
         }
         for loop in loops { Threads.start(name: "loop-\(loop.index)") { loop.run() } }
-        server.start()
-        log("model-server: REST listening on \(host):\(server.port) (\(loops.count) event loops, \(compute.workerCount) compute threads, BLAS kernels \(BLAS.coreName))")
-        if grpcPort != nil { log("model-server: --port given, but gRPC is not served yet") }
+        for server in servers { server.start() }
+        log("model-server: REST listening on \(host):\(servers[0].port), gRPC on \(host):\(servers[1].port) (\(loops.count) event loops, \(compute.workerCount) compute threads, BLAS kernels \(BLAS.coreName))")
 
         let pollSeconds = pollSeconds
         control.async { repository.poll() }
@@ -145,8 +155,8 @@ struct ModelServer: ParsableCommand {
         log("model-server: signal \(received): draining (up to \(graceSeconds) s)")
         service.beginShutdown()
         let done = DispatchSemaphore(value: 0)
-        server.shutdown(gracePeriod: graceSeconds) { done.signal() }
-        done.wait()
+        for server in servers { server.shutdown(gracePeriod: graceSeconds) { done.signal() } }
+        for _ in servers { done.wait() }
         compute.shutdown()
         log("model-server: stopped")
     }
@@ -173,3 +183,4 @@ struct RESTBridge: HTTPHandler {
         return HTTPResponse(status: response.status, headers: HTTPHeaders(response.headers), body: response.body)
     }
 }
+

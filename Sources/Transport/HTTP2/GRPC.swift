@@ -1,0 +1,149 @@
+import Synchronization
+
+/// One unary gRPC call as Transport delivers it: the un-framed request message and what the
+/// headers said. Transport knows nothing of what the message means.
+public struct GRPCRequest: Sendable {
+    /// `:path`, e.g. "/inference.GRPCInferenceService/ModelInfer".
+    public var path: String
+    /// Request metadata (pseudo-headers removed), names lowercase.
+    public var headers: HTTPHeaders
+    /// The request message (protobuf bytes, without the 5-byte prefix).
+    public var message: [UInt8]
+    /// From `grpc-timeout`: CLOCK_MONOTONIC seconds after which the answer is DEADLINE_EXCEEDED.
+    public var deadline: Double?
+    /// Turns cancelled when the client resets the stream or the deadline passes.
+    public let cancellation: GRPCCancellation
+}
+
+/// Set on the loop thread when a call is abandoned; read from any thread.
+public final class GRPCCancellation: Sendable {
+    private let flag = Atomic<Bool>(false)
+    public init() {}
+    public var isCancelled: Bool { flag.load(ordering: .acquiring) }
+    func cancel() { flag.store(true, ordering: .releasing) }
+}
+
+/// The answer to a unary call: `payload` (the response message) only with status 0.
+public struct GRPCResponse: Sendable {
+    /// A gRPC status code (0 OK ... 16 UNAUTHENTICATED).
+    public var status: Int
+    /// `grpc-message`, unencoded ("" for none); Transport percent-encodes it.
+    public var message: String
+    public var payload: [UInt8]?
+
+    public init(status: Int, message: String = "", payload: [UInt8]? = nil) {
+        self.status = status
+        self.message = message
+        self.payload = payload
+    }
+
+    static let cancelled = 1, deadlineExceeded = 4, resourceExhausted = 8, unimplemented = 12, internalError = 13
+}
+
+/// Sends the answer to one call. Thread-safe; call `send` once. Later calls and calls after the
+/// client went away are ignored.
+public struct GRPCResponder: Sendable {
+    let deliver: @Sendable (GRPCResponse) -> Void
+
+    public func send(_ response: GRPCResponse) { deliver(response) }
+}
+
+/// Answers gRPC calls. Called on an event-loop thread; must not block.
+public protocol GRPCHandler: Sendable {
+    func handle(_ request: GRPCRequest, responder: GRPCResponder)
+}
+
+/// gRPC's wire details that do not depend on HTTP/2 itself.
+public enum GRPCWire {
+    /// Seconds from a `grpc-timeout` value (1-8 digits and a unit H M S m u n); nil when malformed.
+    public static func timeoutSeconds(_ value: String) -> Double? {
+        let bytes = Array(value.utf8)
+        guard bytes.count >= 2, bytes.count <= 9, let unit = bytes.last else { return nil }
+        var amount = 0.0
+        for byte in bytes.dropLast() {
+            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
+            amount = amount * 10 + Double(byte - UInt8(ascii: "0"))
+        }
+        switch unit {
+        case UInt8(ascii: "H"): return amount * 3600
+        case UInt8(ascii: "M"): return amount * 60
+        case UInt8(ascii: "S"): return amount
+        case UInt8(ascii: "m"): return amount / 1e3
+        case UInt8(ascii: "u"): return amount / 1e6
+        case UInt8(ascii: "n"): return amount / 1e9
+        default: return nil
+        }
+    }
+
+    /// `grpc-message` encoding: printable ASCII except '%' as is, every other byte %XX.
+    public static func percentEncode(_ message: String) -> String {
+        let hex = Array("0123456789ABCDEF".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(message.utf8.count)
+        for byte in message.utf8 {
+            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
+                out.append(byte)
+            } else {
+                out.append(UInt8(ascii: "%"))
+                out.append(hex[Int(byte >> 4)])
+                out.append(hex[Int(byte & 0xF)])
+            }
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// A message with its 5-byte prefix (uncompressed flag, big-endian length).
+    public static func frame(_ message: [UInt8]) -> [UInt8] {
+        var out: [UInt8] = []
+        out.reserveCapacity(message.count + 5)
+        let length = UInt32(message.count)
+        out.append(0)
+        out.append(UInt8(length >> 24))
+        out.append(UInt8(length >> 16 & 0xFF))
+        out.append(UInt8(length >> 8 & 0xFF))
+        out.append(UInt8(length & 0xFF))
+        out.append(contentsOf: message)
+        return out
+    }
+
+    enum Unframed {
+        case message([UInt8])
+        case rejected(GRPCResponse)
+    }
+
+    /// Splits a unary request body into its one message, or says what is wrong with it.
+    static func unframeUnary(_ body: [UInt8], maxMessageBytes: Int) -> Unframed {
+        guard body.count >= 5 else {
+            return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
+                                         message: body.isEmpty ? "a unary call needs one request message; none was sent"
+                                                               : "truncated gRPC message prefix (\(body.count) bytes)"))
+        }
+        let length = messageLength(body)
+        if length > maxMessageBytes {
+            return .rejected(tooLarge(length, limit: maxMessageBytes))
+        }
+        if body[0] != 0 {
+            return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
+                                         message: "compressed gRPC messages are not supported; send them uncompressed (grpc-encoding identity)"))
+        }
+        guard body.count >= 5 + length else {
+            return .rejected(GRPCResponse(status: GRPCResponse.internalError,
+                                         message: "gRPC message truncated: prefix says \(length) bytes, \(body.count - 5) arrived"))
+        }
+        guard body.count == 5 + length else {
+            return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
+                                         message: "a unary call takes exactly one request message; more were sent"))
+        }
+        return .message(Array(body[5...]))
+    }
+
+    /// The big-endian length in a message prefix; `bytes` holds at least 5 bytes.
+    static func messageLength(_ bytes: [UInt8]) -> Int {
+        Int(bytes[1]) << 24 | Int(bytes[2]) << 16 | Int(bytes[3]) << 8 | Int(bytes[4])
+    }
+
+    static func tooLarge(_ length: Int, limit: Int) -> GRPCResponse {
+        GRPCResponse(status: GRPCResponse.resourceExhausted,
+                     message: "gRPC message of \(length) bytes exceeds the server's limit of \(limit) bytes")
+    }
+}
