@@ -18,5 +18,10 @@ gen() { # gen OUTDIR PROTO...
     --swift_out="$out" --swift_opt=Visibility=Public -I Protos "$@"
 }
 gen Sources/ONNXProto Protos/onnx.proto
-gen Sources/ServingProto Protos/model_server_config.proto Protos/triton_model_config.proto
+# One module for every serving proto, so files import each other (well-known types come
+# from protoc's own include directory and map to SwiftProtobuf's types).
+gen Sources/ServingProto Protos/model_server_config.proto Protos/triton_model_config.proto \
+  Protos/grpc_service.proto Protos/health.proto \
+  Protos/tf_types.proto Protos/tf_error_codes.proto Protos/tf_tensor.proto Protos/tf_meta_graph.proto \
+  Protos/tf_serving_apis.proto
 echo "generated with protoc $(protoc --version | cut -d' ' -f2), swift-protobuf $version"
