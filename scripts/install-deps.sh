@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs the Debian 12 packages the build and tests need, if any is missing.
 set -euo pipefail
-packages=(pkg-config libopenblas-dev libturbojpeg0-dev libnghttp2-dev protobuf-compiler curl)
+# nghttp2-client: nghttp and h2load for the gRPC transport tests.
+packages=(pkg-config libopenblas-dev libturbojpeg0-dev libnghttp2-dev protobuf-compiler curl nghttp2-client)
 missing=()
 for package in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")

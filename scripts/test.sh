@@ -23,6 +23,8 @@ export MODEL_CLIENT="$PWD/.build/release/model-client"
 export KERAS_MODELS="$MODEL_SERVER_CACHE/models"
 export ONNX_NODE_TESTS="$ONNX_NODE_TEST_DATA/node"
 export ONNX_SHIPPED_TESTS="$ONNX_SHIPPED_TEST_DATA"
+# The TF Serving gRPC client tests run in a child pytest under venv-tf (conftest.py).
+export VENV_TF_PYTHON="$VENV_TF/bin/python"
 
 swift test
 "$VENV_TEST/bin/python" -m pytest -q Tests/PythonTests

@@ -76,6 +76,57 @@ def pair_bytes():
     return model.SerializeToString()
 
 
+# The element types the engine computes with: input name -> (ONNX type, numpy dtype, V2 datatype).
+DTYPES = {
+    "f32": (TensorProto.FLOAT, np.float32, "FP32"),
+    "f64": (TensorProto.DOUBLE, np.float64, "FP64"),
+    "i8": (TensorProto.INT8, np.int8, "INT8"),
+    "u8": (TensorProto.UINT8, np.uint8, "UINT8"),
+    "i32": (TensorProto.INT32, np.int32, "INT32"),
+    "i64": (TensorProto.INT64, np.int64, "INT64"),
+    "b": (TensorProto.BOOL, np.bool_, "BOOL"),
+}
+
+
+@functools.lru_cache(maxsize=None)
+def dtypes_bytes():
+    """One [n_<name>] input per element type (DTYPES), each echoed by Identity to "<name>_out";
+    the lengths are independent."""
+    graph = helper.make_graph(
+        [helper.make_node("Identity", [name], [f"{name}_out"]) for name in DTYPES],
+        "dtypes",
+        [helper.make_tensor_value_info(name, onnx_type, [f"n_{name}"]) for name, (onnx_type, _, _) in DTYPES.items()],
+        [helper.make_tensor_value_info(f"{name}_out", onnx_type, [f"n_{name}"])
+         for name, (onnx_type, _, _) in DTYPES.items()])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@functools.lru_cache(maxsize=None)
+def slow_bytes(width=1024, layers=128):
+    """A deliberately slow model: x FP32 [batch, width] -> y = (tanh . matmul W)^layers (x), one
+    shared W, and echo = x. Its time grows linearly with the batch, so a test picks a batch
+    that keeps the server busy for as long as it needs (see calibrate_slow)."""
+    w = (np.random.default_rng(42).standard_normal((width, width)) / np.sqrt(width)).astype(np.float32)
+    nodes, previous = [], "x"
+    for layer in range(layers):
+        nodes.append(helper.make_node("MatMul", [previous, "w"], [f"m{layer}"]))
+        previous = "y" if layer == layers - 1 else f"t{layer}"
+        nodes.append(helper.make_node("Tanh", [f"m{layer}"], [previous]))
+    nodes.append(helper.make_node("Identity", ["x"], ["echo"]))
+    graph = helper.make_graph(
+        nodes, "slow", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", width])],
+        [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["batch", width]),
+         helper.make_tensor_value_info("echo", TensorProto.FLOAT, ["batch", width])],
+        [numpy_helper.from_array(w, "w")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
 def mobilenet_bytes(keras_models):
     return (keras_models / "mobilenet_v2" / "model.onnx").read_bytes()
 
