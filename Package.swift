@@ -39,12 +39,14 @@ let package = Package(
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "InferenceProtocol", dependencies: ["Serving"]),
+        .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
-        // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO).
+        // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC
+        // through libnghttp2's memory API.
         .executableTarget(
             name: "model-client",
-            dependencies: [.product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["CNGHTTP2", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+                           .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "model-server",
@@ -58,7 +60,10 @@ let package = Package(
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "CTurboJPEG"]),
-        .testTarget(name: "InferenceProtocolTests", dependencies: ["InferenceProtocol", "Serving"]),
+        .testTarget(
+            name: "InferenceProtocolTests",
+            dependencies: ["InferenceProtocol", "Serving", "ServingProto", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+        ),
         .testTarget(
             name: "EngineTests",
             dependencies: ["Engine", "ONNXProto", "AVX512Kernels"]

@@ -16,6 +16,7 @@ public enum ErrorMapping {
         case .invalidInput: return 400
         case .unsupported: return 501
         case .deadlineExceeded: return 504
+        case .cancelled: return 499
         case .methodNotAllowed: return 405
         case .internalError: return 500
         }
@@ -29,6 +30,7 @@ public enum ErrorMapping {
         case .unsupported, .methodNotAllowed: return .unimplemented
         case .queueFull: return .resourceExhausted
         case .deadlineExceeded: return .deadlineExceeded
+        case .cancelled: return .cancelled
         case .internalError: return .internalError
         }
     }
@@ -42,6 +44,7 @@ public enum ErrorMapping {
         case .unsupported, .methodNotAllowed: return "unsupported"
         case .queueFull: return "queue_full"
         case .deadlineExceeded: return "deadline_exceeded"
+        case .cancelled: return "cancelled"
         case .internalError: return "internal_error"
         }
     }

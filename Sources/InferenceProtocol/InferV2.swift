@@ -84,7 +84,7 @@ extension RESTService {
             inferRequest = InferRequest(id: id, inputs: inputs, outputs: outputs, parameters: parameters)
         }
         let defaultBinary = binaryOutputs, perOutput = requestedBinary
-        try run(inferRequest, on: servable, protocolName: "v2", encode: { response in
+        run(inferRequest, on: servable, protocolName: "v2", encode: { response in
             Self.encodeV2(response, binary: { perOutput[$0] ?? defaultBinary })
         }, completion: completion)
     }

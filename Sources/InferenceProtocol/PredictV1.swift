@@ -8,7 +8,7 @@ extension RESTService {
             // A raw image body: one instance.
             var bytes: [UInt8] = []
             TensorJSON.appendBytes(request.body, to: &bytes)
-            try run(InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)]), on: servable,
+            run(InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)]), on: servable,
                     protocolName: "v1", encode: { response throws(ServingError) in try Self.encodeV1(response, rowFormat: true) },
                     completion: completion)
             return
@@ -68,7 +68,7 @@ extension RESTService {
         } else {
             throw .invalidInput("Missing 'inputs' or 'instances' key")
         }
-        try run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
+        run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
             try Self.encodeV1(response, rowFormat: rowFormat)
         }, completion: completion)
     }

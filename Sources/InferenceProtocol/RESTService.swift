@@ -9,9 +9,10 @@ import Synchronization
 /// changes on the control queue, so an event loop never blocks here.
 public final class RESTService: Sendable {
     let repository: ModelRepository
-    let executor: any ComputeExecutor
     let metrics: Metrics
     let control: @Sendable (@escaping @Sendable () -> Void) -> Void
+    /// Inference for every protocol (the gRPC service shares it).
+    let pipeline: InferencePipeline
     private let draining = Atomic<Bool>(false)
 
     public static let serverName = "swift-model-server"
@@ -20,13 +21,26 @@ public final class RESTService: Sendable {
     public init(repository: ModelRepository, executor: any ComputeExecutor, metrics: Metrics,
                 control: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) {
         self.repository = repository
-        self.executor = executor
         self.metrics = metrics
         self.control = control
+        pipeline = InferencePipeline(executor: executor, metrics: metrics)
     }
 
     /// Readiness turns false; requests are still answered until the listeners close.
     public func beginShutdown() { draining.store(true, ordering: .releasing) }
+
+    /// Server readiness (every protocol): not draining and every enabled model has a version.
+    var serverReady: Bool { !isDraining && repository.allReady }
+
+    /// Whether `beginShutdown` was called.
+    var isDraining: Bool { draining.load(ordering: .acquiring) }
+
+    /// Platform names the V2 model metadata and Triton's model configuration report.
+    static let metadataPlatform = "onnx_onnxv1"
+    static let configPlatform = "onnxruntime_onnx"
+
+    /// The Open Inference Protocol extensions this server implements.
+    static let extensions = ["binary_tensor_data", "model_repository", "model_configuration", "parameters"]
 
     public func errorResponse(status: Int, message: String) -> RESTResponse {
         var out = JSONBuilder()
@@ -71,13 +85,13 @@ public final class RESTService: Sendable {
                 out.key("name"); out.string(Self.serverName)
                 out.key("version"); out.string(Self.serverVersion)
                 out.key("extensions"); out.beginArray()
-                for name in ["binary_tensor_data", "model_repository", "model_configuration", "parameters"] { out.string(name) }
+                for name in Self.extensions { out.string(name) }
                 out.endArray()
             })
         case .v2Live:
             completion(object { $0.key("live"); $0.bool(true) })
         case .v2Ready:
-            let ready = !draining.load(ordering: .acquiring) && repository.allReady
+            let ready = serverReady
             completion(object(status: ready ? 200 : 503) { $0.key("ready"); $0.bool(ready) })
         case .v2ModelMetadata(let model, let number):
             completion(v2Metadata(try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest).version))
@@ -134,8 +148,9 @@ public final class RESTService: Sendable {
 
     // MARK: Status and metadata
 
-    /// TF Serving's GetModelStatus JSON plus KServe V1's `name` / `ready` keys.
-    private func modelStatus(_ model: String, _ selector: VersionSelector?) throws(ServingError) -> RESTResponse {
+    /// The versions TF Serving's GetModelStatus reports (REST and gRPC), newest first:
+    /// all of them, or the one `selector` names.
+    func versionStatuses(_ model: String, _ selector: VersionSelector?) throws(ServingError) -> [VersionStatus] {
         var statuses = try repository.status(model: model)
         switch selector {
         case .number(let number)?:
@@ -147,12 +162,18 @@ public final class RESTService: Sendable {
         case .latest?, nil:
             break
         }
+        return statuses.reversed()
+    }
+
+    /// TF Serving's GetModelStatus JSON plus KServe V1's `name` / `ready` keys.
+    private func modelStatus(_ model: String, _ selector: VersionSelector?) throws(ServingError) -> RESTResponse {
+        let statuses = try versionStatuses(model, selector)
         let ready = statuses.contains { $0.state == .available }
         return object { out in
             out.key("name"); out.string(model)
             out.key("ready"); out.bool(ready)
             out.key("model_version_status"); out.beginArray()
-            for status in statuses.reversed() {
+            for status in statuses {
                 out.beginObject()
                 out.key("version"); out.string(String(status.version))
                 out.key("state"); out.string(status.state == .failed ? "END" : status.state.rawValue)
@@ -218,12 +239,17 @@ public final class RESTService: Sendable {
         }
     }
 
+    /// The model's available versions, ascending (V2 metadata `versions`).
+    func availableVersions(_ model: String) -> [String] {
+        ((try? repository.status(model: model)) ?? []).filter { $0.state == .available }.map { String($0.version) }
+    }
+
     private func v2Metadata(_ version: LoadedVersion) -> RESTResponse {
-        let versions = ((try? repository.status(model: version.name)) ?? []).filter { $0.state == .available }.map { String($0.version) }
+        let versions = availableVersions(version.name)
         return object { out in
             out.key("name"); out.string(version.name)
             out.key("versions"); out.beginArray(); for v in versions { out.string(v) }; out.endArray()
-            out.key("platform"); out.string("onnx_onnxv1")
+            out.key("platform"); out.string(Self.metadataPlatform)
             for (key, tensors) in [("inputs", version.inputs), ("outputs", version.outputs)] {
                 out.key(key); out.beginArray()
                 for tensor in tensors {
@@ -243,8 +269,8 @@ public final class RESTService: Sendable {
         let batching = version.maxBatchSize > 0
         return object { out in
             out.key("name"); out.string(version.name)
-            out.key("platform"); out.string("onnxruntime_onnx")
-            out.key("backend"); out.string("swift-model-server")
+            out.key("platform"); out.string(Self.configPlatform)
+            out.key("backend"); out.string(Self.serverName)
             out.key("max_batch_size"); out.int(version.maxBatchSize)
             for (key, tensors) in [("input", version.inputs), ("output", version.outputs)] {
                 out.key(key); out.beginArray()
@@ -279,66 +305,16 @@ public final class RESTService: Sendable {
 
     // MARK: Inference
 
-    /// Checks `request` against the model and queues it on the version's batch scheduler;
-    /// `encode` turns the result into the protocol's response on the worker thread.
+    /// Runs `request` through the shared inference pipeline; `encode` turns the result into
+    /// the REST response on the worker thread, and errors become JSON error responses.
     func run(_ request: InferRequest, on servable: BatchScheduler, protocolName: String,
              encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
-             completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
-        let metrics = metrics, version = servable.version
-        let received = monotonicNow()
-        var timeout = 0.0
-        if let microseconds = request.parameters["timeout"]?.intValue, microseconds > 0 { timeout = Double(microseconds) / 1e6 }
-        metrics.requestStarted()
-        if version.needsDecoding(request) {
-            // Decoding is the expensive part of an image request: a compute worker does it,
-            // then the decoded request joins the batch queue.
-            executor.submit { [self, timeout] _ in
-                var decoded = request
-                do throws(ServingError) {
-                    try version.decodeImages(&decoded)
-                } catch {
-                    metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName,
-                                            outcome: ErrorMapping.outcome(error), queueSeconds: nil, computeSeconds: nil,
-                                            totalSeconds: monotonicNow() - received)
-                    completion(self.error(error))
-                    return
-                }
-                do throws(ServingError) {
-                    try enqueue(decoded, servable, timeout: timeout, received: received, protocolName: protocolName, encode: encode, completion: completion)
-                } catch {
-                    completion(self.error(error))
-                }
+             completion: @escaping @Sendable (RESTResponse) -> Void) {
+        pipeline.run(request, on: servable, protocolName: protocolName, encode: encode) { [self] result in
+            switch result {
+            case .success(let response): completion(response)
+            case .failure(let error): completion(self.error(error))
             }
-            return
-        }
-        try enqueue(request, servable, timeout: timeout, received: received, protocolName: protocolName, encode: encode, completion: completion)
-    }
-
-    /// Prepares a (decoded) request and queues it; the completion encodes and answers.
-    private func enqueue(_ request: InferRequest, _ servable: BatchScheduler, timeout: Double, received: Double, protocolName: String,
-                         encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
-                         completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
-        let metrics = metrics, version = servable.version
-        do {
-            let prepared = try servable.version.prepare(request)
-            try servable.enqueue(prepared, timeout: timeout) { [self] result, queueSeconds, computeSeconds in
-                var response: RESTResponse
-                var outcome = "success"
-                do throws(ServingError) {
-                    response = try encode(try result.get())
-                } catch {
-                    outcome = ErrorMapping.outcome(error)
-                    response = self.error(error)
-                }
-                metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName, outcome: outcome,
-                                        queueSeconds: queueSeconds, computeSeconds: computeSeconds, totalSeconds: monotonicNow() - received)
-                completion(response)
-            }
-        } catch {
-            metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName,
-                                    outcome: ErrorMapping.outcome(error), queueSeconds: nil, computeSeconds: nil,
-                                    totalSeconds: monotonicNow() - received)
-            throw error
         }
     }
 

@@ -9,6 +9,8 @@ public enum ServingError: Error, Equatable, Sendable, CustomStringConvertible {
     /// The model's queue is full: retry later.
     case queueFull(String)
     case deadlineExceeded(String)
+    /// The client gave up on the request (gRPC stream reset); its result is never delivered.
+    case cancelled(String)
     /// The server is shutting down or the model is being unloaded.
     case unavailable(String)
     case notFound(String)
@@ -21,7 +23,7 @@ public enum ServingError: Error, Equatable, Sendable, CustomStringConvertible {
         case .versionNotFound(let model, let version): return "Model \(model) has no version \(version) available."
         case .modelNotReady(let name): return "Model with name \(name) is not ready."
         case .invalidInput(let text), .unsupported(let text), .queueFull(let text), .deadlineExceeded(let text),
-             .unavailable(let text), .notFound(let text), .methodNotAllowed(let text), .internalError(let text):
+             .cancelled(let text), .unavailable(let text), .notFound(let text), .methodNotAllowed(let text), .internalError(let text):
             return text
         }
     }

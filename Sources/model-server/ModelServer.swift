@@ -122,7 +122,7 @@ struct ModelServer: ParsableCommand {
         grpcConfiguration.maxGRPCMessageBytes = maxMessageBytes
         configuration.maxGRPCMessageBytes = maxMessageBytes
         let restBridge = RESTBridge(service: service)
-        let grpcBridge: (any GRPCHandler)? = nil
+        let grpcBridge = GRPCBridge(service: GRPCService(rest: service))
         var servers: [HTTPServer] = []
         for (name, settings) in [("REST", configuration), ("gRPC", grpcConfiguration)] {
             do {
@@ -184,3 +184,16 @@ struct RESTBridge: HTTPHandler {
     }
 }
 
+
+/// Joins Transport's gRPC calls and the protocol layer's gRPC service.
+struct GRPCBridge: GRPCHandler {
+    let service: GRPCService
+
+    func handle(_ request: GRPCRequest, responder: GRPCResponder) {
+        let cancellation = request.cancellation
+        service.handle(path: request.path, message: request.message, deadline: request.deadline,
+                       isCancelled: { cancellation.isCancelled }) { reply in
+            responder.send(GRPCResponse(status: reply.status.rawValue, message: reply.message, payload: reply.payload))
+        }
+    }
+}

@@ -43,6 +43,7 @@ struct RoutesTests {
         (.unsupported("x"), 501, .unimplemented),
         (.queueFull("x"), 503, .resourceExhausted),
         (.deadlineExceeded("x"), 504, .deadlineExceeded),
+        (.cancelled("x"), 499, .cancelled),
         (.unavailable("x"), 503, .unavailable),
         (.notFound("x"), 404, .notFound),
         (.methodNotAllowed("x"), 405, .unimplemented),

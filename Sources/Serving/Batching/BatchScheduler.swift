@@ -12,6 +12,7 @@ public final class BatchScheduler: @unchecked Sendable {
         let prepared: LoadedVersion.PreparedRequest
         let arrival: Double
         let deadline: Double?
+        let isCancelled: (@Sendable () -> Bool)?
         let completion: Completion
     }
 
@@ -37,8 +38,13 @@ public final class BatchScheduler: @unchecked Sendable {
     deinit { pthread_mutex_destroy(&mutex) }
 
     /// Queues a prepared request; throws `queueFull` when the queue is at its bound.
-    /// `timeout` (seconds, 0: the configuration's) bounds the time spent queued.
-    public func enqueue(_ prepared: LoadedVersion.PreparedRequest, timeout: Double = 0, completion: @escaping Completion) throws(ServingError) {
+    /// `timeout` (seconds, 0: the configuration's) bounds the time spent queued, and so does
+    /// `deadline` (absolute CLOCK_MONOTONIC seconds): still queued past either, the request
+    /// completes with `deadlineExceeded`. A queued request whose `isCancelled` returns true
+    /// when a batch is formed completes with `cancelled` and never runs; `isCancelled` is
+    /// called with the queue locked, so it must be cheap and must not call back into this queue.
+    public func enqueue(_ prepared: LoadedVersion.PreparedRequest, timeout: Double = 0, deadline: Double? = nil,
+                        isCancelled: (@Sendable () -> Bool)? = nil, completion: @escaping Completion) throws(ServingError) {
         let now = Self.now()
         pthread_mutex_lock(&mutex)
         if configuration.maxQueuedRequests > 0 && queue.count >= configuration.maxQueuedRequests {
@@ -47,7 +53,9 @@ public final class BatchScheduler: @unchecked Sendable {
             throw .queueFull("the queue of \(version.name) is full (\(configuration.maxQueuedRequests) requests); retry later")
         }
         let limit = timeout > 0 ? timeout : configuration.requestTimeout
-        queue.append(Entry(prepared: prepared, arrival: now, deadline: limit > 0 ? now + limit : nil, completion: completion))
+        var expiry = limit > 0 ? now + limit : nil
+        if let deadline { expiry = min(expiry ?? deadline, deadline) }
+        queue.append(Entry(prepared: prepared, arrival: now, deadline: expiry, isCancelled: isCancelled, completion: completion))
         cost.observeArrival(at: now)
         pthread_mutex_unlock(&mutex)
         pump()
@@ -59,6 +67,7 @@ public final class BatchScheduler: @unchecked Sendable {
             let now = Self.now()
             pthread_mutex_lock(&mutex)
             let expired = expire(now: now)
+            let cancelled = dropCancelled()
             let decision = BatchPolicy.decide(queue: queue.map { BatchPolicy.Queued(rows: $0.prepared.rows, arrival: $0.arrival) },
                                               now: now, running: running, configuration: configuration, cost: cost)
             var batch: [Entry] = []
@@ -80,6 +89,9 @@ public final class BatchScheduler: @unchecked Sendable {
             for entry in expired {
                 entry.completion(.failure(.deadlineExceeded("request to \(version.name) waited longer than its timeout in the queue")), now - entry.arrival, 0)
             }
+            for entry in cancelled {
+                entry.completion(.failure(.cancelled("request to \(version.name) was cancelled by the client while queued")), now - entry.arrival, 0)
+            }
             if let time = scheduleWake {
                 executor.submit(after: max(0, time - now)) { [self] _ in
                     pthread_mutex_lock(&mutex)
@@ -100,6 +112,18 @@ public final class BatchScheduler: @unchecked Sendable {
         let expired = queue.filter { $0.deadline.map { $0 < now } ?? false }
         queue.removeAll { $0.deadline.map { $0 < now } ?? false }
         return expired
+    }
+
+    /// Removes and returns queued entries whose client has cancelled. Caller holds the mutex.
+    private func dropCancelled() -> [Entry] {
+        guard queue.contains(where: { $0.isCancelled != nil }) else { return [] }
+        var cancelled: [Entry] = []
+        queue.removeAll { entry in
+            guard let isCancelled = entry.isCancelled, isCancelled() else { return false }
+            cancelled.append(entry)
+            return true
+        }
+        return cancelled
     }
 
     private func run(_ entries: [Entry], worker: Int) {

@@ -1,0 +1,443 @@
+import Foundation
+import Serving
+import ServingProto
+import SwiftProtobuf
+
+/// One unary gRPC answer.
+public struct GRPCReply: Sendable {
+    public var status: GRPCStatusCode
+    /// grpc-message, not yet percent-encoded; "" for OK.
+    public var message: String
+    /// The serialized response message; nil unless `status == .ok`.
+    public var payload: [UInt8]?
+
+    public init(status: GRPCStatusCode, message: String, payload: [UInt8]?) {
+        self.status = status
+        self.message = message
+        self.payload = payload
+    }
+
+    public static func failure(_ error: ServingError) -> GRPCReply {
+        GRPCReply(status: ErrorMapping.grpcStatus(error), message: error.message, payload: nil)
+    }
+
+    static func ok(_ message: some SwiftProtobuf.Message) -> GRPCReply {
+        do throws(ServingError) { return GRPCReply(status: .ok, message: "", payload: try serialize(message)) } catch { return .failure(error) }
+    }
+
+    static func serialize(_ message: some SwiftProtobuf.Message) throws(ServingError) -> [UInt8] {
+        do { return try message.serializedBytes() } catch { throw .internalError("cannot serialize \(type(of: message).protoMessageName): \(error)") }
+    }
+
+    init(_ result: Result<[UInt8], ServingError>) {
+        switch result {
+        case .success(let payload): self.init(status: .ok, message: "", payload: payload)
+        case .failure(let error): self = .failure(error)
+        }
+    }
+}
+
+/// Answers the unary gRPC methods of the Open Inference Protocol (`inference.
+/// GRPCInferenceService`, with Triton's configuration and repository additions), TensorFlow
+/// Serving (`tensorflow.serving.PredictionService` Predict and GetModelMetadata,
+/// `ModelService` GetModelStatus) and `grpc.health.v1.Health/Check`. It shares the REST
+/// service's repository, inference pipeline, control queue and readiness, so both protocols
+/// see one server. Metadata is answered on the calling thread; inference runs on the compute
+/// executor and repository changes on the control queue.
+public final class GRPCService: Sendable {
+    let rest: RESTService
+
+    /// Fill-rule expansion of a TensorProto may reach this many bytes, or 8 times the message.
+    static let minimumFillBytes = 64 << 20
+
+    public init(rest: RESTService) { self.rest = rest }
+
+    /// Health turns NOT_SERVING and ServerReady false, for gRPC and REST alike.
+    public func beginShutdown() { rest.beginShutdown() }
+
+    /// Answers one unary call. `path` like "/inference.GRPCInferenceService/ModelInfer";
+    /// `message` the request protobuf bytes (un-framed); `deadline` absolute CLOCK_MONOTONIC
+    /// seconds or nil; `isCancelled` turns true once the client reset the stream (must be cheap).
+    /// `completion` runs exactly once, from any thread; the caller is never blocked.
+    public func handle(path: String, message: [UInt8], deadline: Double?, isCancelled: @escaping @Sendable () -> Bool,
+                       completion: @escaping @Sendable (GRPCReply) -> Void) {
+        do throws(ServingError) {
+            let call = Call(message: message, deadline: deadline, isCancelled: isCancelled, completion: completion)
+            try dispatch(path, call)
+        } catch {
+            completion(.failure(error))
+        }
+    }
+
+    struct Call: Sendable {
+        let message: [UInt8]
+        let deadline: Double?
+        let isCancelled: @Sendable () -> Bool
+        let completion: @Sendable (GRPCReply) -> Void
+
+        func parse<M: SwiftProtobuf.Message>(_ type: M.Type) throws(ServingError) -> M {
+            do { return try M(serializedBytes: message) } catch {
+                throw .invalidInput("cannot parse the \(M.protoMessageName) message: \(error)")
+            }
+        }
+
+        func reply(_ response: some SwiftProtobuf.Message) { completion(.ok(response)) }
+    }
+
+    /// Methods of the served services that this server does not implement.
+    static let unimplemented: [String: String] = [
+        "/inference.GRPCInferenceService/ModelStreamInfer": "ModelStreamInfer (streaming inference) is not implemented; use ModelInfer",
+        "/inference.GRPCInferenceService/ModelStatistics": "ModelStatistics is not implemented; see the REST /metrics endpoint",
+        "/inference.GRPCInferenceService/SystemSharedMemoryStatus": "SystemSharedMemoryStatus is not implemented (no shared memory support)",
+        "/inference.GRPCInferenceService/SystemSharedMemoryRegister": "SystemSharedMemoryRegister is not implemented (no shared memory support)",
+        "/inference.GRPCInferenceService/SystemSharedMemoryUnregister": "SystemSharedMemoryUnregister is not implemented (no shared memory support)",
+        "/inference.GRPCInferenceService/CudaSharedMemoryStatus": "CudaSharedMemoryStatus is not implemented (no CUDA support)",
+        "/inference.GRPCInferenceService/CudaSharedMemoryRegister": "CudaSharedMemoryRegister is not implemented (no CUDA support)",
+        "/inference.GRPCInferenceService/CudaSharedMemoryUnregister": "CudaSharedMemoryUnregister is not implemented (no CUDA support)",
+        "/inference.GRPCInferenceService/TraceSetting": "TraceSetting is not implemented",
+        "/inference.GRPCInferenceService/LogSettings": "LogSettings is not implemented",
+        "/tensorflow.serving.PredictionService/Classify": "Classify is not implemented: only Predict is (the models have no tf.Example signature)",
+        "/tensorflow.serving.PredictionService/Regress": "Regress is not implemented: only Predict is (the models have no tf.Example signature)",
+        "/tensorflow.serving.PredictionService/MultiInference": "MultiInference is not implemented: only Predict is (the models have no tf.Example signature)",
+        "/tensorflow.serving.ModelService/HandleReloadConfigRequest": "HandleReloadConfigRequest is not implemented; edit the model config file or use the repository load/unload RPCs",
+        "/grpc.health.v1.Health/Watch": "Health/Watch is not implemented; poll Health/Check",
+    ]
+
+    private func dispatch(_ path: String, _ call: Call) throws(ServingError) {
+        switch path {
+        // Open Inference Protocol (+ Triton)
+        case "/inference.GRPCInferenceService/ServerLive":
+            _ = try call.parse(Inference_ServerLiveRequest.self)
+            call.reply(Inference_ServerLiveResponse.with { $0.live = true })
+        case "/inference.GRPCInferenceService/ServerReady":
+            _ = try call.parse(Inference_ServerReadyRequest.self)
+            call.reply(Inference_ServerReadyResponse.with { $0.ready = rest.serverReady })
+        case "/inference.GRPCInferenceService/ModelReady":
+            let request = try call.parse(Inference_ModelReadyRequest.self)
+            let ready = try modelReady(request.name, version: request.version)
+            call.reply(Inference_ModelReadyResponse.with { $0.ready = ready })
+        case "/inference.GRPCInferenceService/ServerMetadata":
+            _ = try call.parse(Inference_ServerMetadataRequest.self)
+            call.reply(Inference_ServerMetadataResponse.with {
+                $0.name = RESTService.serverName
+                $0.version = RESTService.serverVersion
+                $0.extensions = RESTService.extensions
+            })
+        case "/inference.GRPCInferenceService/ModelMetadata":
+            let request = try call.parse(Inference_ModelMetadataRequest.self)
+            call.reply(modelMetadata(try lookup(request.name, version: request.version).version))
+        case "/inference.GRPCInferenceService/ModelConfig":
+            let request = try call.parse(Inference_ModelConfigRequest.self)
+            let version = try lookup(request.name, version: request.version).version
+            call.reply(Inference_ModelConfigResponse.with { $0.config = Self.modelConfig(version) })
+        case "/inference.GRPCInferenceService/ModelInfer":
+            let request = try call.parse(Inference_ModelInferRequest.self)
+            let servable = try lookup(request.modelName, version: request.modelVersion)
+            infer(try GRPCTensors.inferRequest(request), on: servable, protocolName: "grpc_v2", call) { response throws(ServingError) in
+                try GRPCReply.serialize(GRPCTensors.inferResponse(response))
+            }
+        case "/inference.GRPCInferenceService/RepositoryIndex":
+            let request = try call.parse(Inference_RepositoryIndexRequest.self)
+            call.reply(repositoryIndex(onlyReady: request.ready))
+        case "/inference.GRPCInferenceService/RepositoryModelLoad":
+            let request = try call.parse(Inference_RepositoryModelLoadRequest.self)
+            let repository = rest.repository, completion = call.completion
+            rest.control {
+                do throws(ServingError) {
+                    try repository.load(model: request.modelName)
+                    completion(.ok(Inference_RepositoryModelLoadResponse()))
+                } catch { completion(.failure(error)) }
+            }
+        case "/inference.GRPCInferenceService/RepositoryModelUnload":
+            let request = try call.parse(Inference_RepositoryModelUnloadRequest.self)
+            let repository = rest.repository, completion = call.completion
+            rest.control {
+                do throws(ServingError) {
+                    try repository.unload(model: request.modelName)
+                    completion(.ok(Inference_RepositoryModelUnloadResponse()))
+                } catch { completion(.failure(error)) }
+            }
+
+        // TensorFlow Serving
+        case "/tensorflow.serving.PredictionService/Predict":
+            try predict(try call.parse(Tensorflow_Serving_PredictRequest.self), call)
+        case "/tensorflow.serving.PredictionService/GetModelMetadata":
+            call.reply(try modelMetadata(try call.parse(Tensorflow_Serving_GetModelMetadataRequest.self)))
+        case "/tensorflow.serving.ModelService/GetModelStatus":
+            call.reply(try modelStatus(try call.parse(Tensorflow_Serving_GetModelStatusRequest.self)))
+
+        // Health
+        case "/grpc.health.v1.Health/Check":
+            let request = try call.parse(Grpc_Health_V1_HealthCheckRequest.self)
+            let status = try health(request.service)
+            call.reply(Grpc_Health_V1_HealthCheckResponse.with { $0.status = status })
+
+        default:
+            throw .unsupported(Self.unimplemented[path] ?? "unknown method \(path)")
+        }
+    }
+
+    /// Runs `request` through the shared pipeline with the call's deadline and cancellation.
+    private func infer(_ request: InferRequest, on servable: BatchScheduler, protocolName: String, _ call: Call,
+                       encode: @escaping @Sendable (InferResponse) throws(ServingError) -> [UInt8]) {
+        // The completion alone is kept until the reply, not the request message.
+        let completion = call.completion
+        rest.pipeline.run(request, on: servable, protocolName: protocolName, deadline: call.deadline, isCancelled: call.isCancelled,
+                          encode: encode) { result in completion(GRPCReply(result)) }
+    }
+
+    // MARK: Open Inference Protocol
+
+    /// `version` "" is the latest ready version; otherwise a version number.
+    static func selector(_ version: String) throws(ServingError) -> VersionSelector {
+        if version.isEmpty { return .latest }
+        guard let number = Int(version) else { throw .invalidInput("model version '\(version)' is not a version number") }
+        return .number(number)
+    }
+
+    private func lookup(_ model: String, version: String) throws(ServingError) -> BatchScheduler {
+        try rest.repository.lookup(model: model, version: try Self.selector(version))
+    }
+
+    /// As REST: unknown models and versions are errors, known but not ready ones answer false.
+    private func modelReady(_ model: String, version: String) throws(ServingError) -> Bool {
+        do {
+            _ = try lookup(model, version: version)
+            return true
+        } catch {
+            switch error {
+            case .modelNotFound, .versionNotFound, .invalidInput: throw error
+            default: return false
+            }
+        }
+    }
+
+    private func modelMetadata(_ version: LoadedVersion) -> Inference_ModelMetadataResponse {
+        func tensors(_ list: [LoadedVersion.TensorMetadata]) -> [Inference_ModelMetadataResponse.TensorMetadata] {
+            list.map { tensor in
+                .with {
+                    $0.name = tensor.name
+                    $0.datatype = tensor.datatype.rawValue
+                    $0.shape = tensor.shape.map { Int64($0) }
+                }
+            }
+        }
+        return .with {
+            $0.name = version.name
+            $0.versions = rest.availableVersions(version.name)
+            $0.platform = RESTService.metadataPlatform
+            $0.inputs = tensors(version.inputs)
+            $0.outputs = tensors(version.outputs)
+        }
+    }
+
+    /// Triton's model configuration, the fields REST's /config reports.
+    static func modelConfig(_ version: LoadedVersion) -> Inference_ModelConfig {
+        let batching = version.maxBatchSize > 0
+        func dims(_ shape: [Int]) -> [Int64] { (batching ? Array(shape.dropFirst()) : shape).map { Int64($0) } }
+        return .with { config in
+            config.name = version.name
+            config.platform = RESTService.configPlatform
+            config.backend = RESTService.serverName
+            config.maxBatchSize = Int32(clamping: version.maxBatchSize)
+            config.input = version.inputs.map { tensor in
+                .with {
+                    $0.name = tensor.name
+                    $0.dataType = tritonType(tensor.datatype)
+                    $0.dims = dims(tensor.shape)
+                }
+            }
+            config.output = version.outputs.map { tensor in
+                .with {
+                    $0.name = tensor.name
+                    $0.dataType = tritonType(tensor.datatype)
+                    $0.dims = dims(tensor.shape)
+                }
+            }
+        }
+    }
+
+    static func tritonType(_ type: TensorDataType) -> Inference_DataType {
+        switch type {
+        case .bool: return .typeBool
+        case .uint8: return .typeUint8
+        case .uint16: return .typeUint16
+        case .uint32: return .typeUint32
+        case .uint64: return .typeUint64
+        case .int8: return .typeInt8
+        case .int16: return .typeInt16
+        case .int32: return .typeInt32
+        case .int64: return .typeInt64
+        case .fp16: return .typeFp16
+        case .fp32: return .typeFp32
+        case .fp64: return .typeFp64
+        case .bytes: return .typeString
+        case .bf16: return .typeBf16
+        }
+    }
+
+    private func repositoryIndex(onlyReady: Bool) -> Inference_RepositoryIndexResponse {
+        .with { response in
+            response.models = rest.repository.index().filter { !onlyReady || $0.state == "READY" }.map { entry in
+                .with {
+                    $0.name = entry.name
+                    $0.version = entry.version.map(String.init) ?? ""
+                    $0.state = entry.state
+                    $0.reason = entry.reason
+                }
+            }
+        }
+    }
+
+    // MARK: TensorFlow Serving
+
+    static let defaultSignature = "serving_default"
+
+    /// The version a ModelSpec names: a number, a label, or (neither) the latest.
+    static func selector(_ spec: Tensorflow_Serving_ModelSpec) -> VersionSelector? {
+        switch spec.versionChoice {
+        case .version(let version)?: return .number(Int(version.value))
+        case .versionLabel(let label)?: return .label(label)
+        case nil: return nil
+        }
+    }
+
+    /// Every model has one signature, the predict signature `serving_default` ("" names it too).
+    static func checkSignature(_ name: String) throws(ServingError) {
+        if !name.isEmpty && name != defaultSignature { throw .notFound("Serving signature key \"\(name)\" not found.") }
+    }
+
+    private func predict(_ request: Tensorflow_Serving_PredictRequest, _ call: Call) throws(ServingError) {
+        let spec = request.modelSpec
+        let servable = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest)
+        try Self.checkSignature(spec.signatureName)
+        let version = servable.version
+        let expected = Set(version.inputs.map(\.name)), sent = Set(request.inputs.keys)
+        if expected != sent {
+            throw .invalidInput("input size does not match signature: \(sent.count)!=\(expected.count) len(\(sent.sorted())) != len(\(expected.sorted())). "
+                                + "Sent extra: \(sent.subtracting(expected).sorted()). Missing but required: \(expected.subtracting(sent).sorted()).")
+        }
+        let limit = max(Self.minimumFillBytes, call.message.count.multipliedReportingOverflow(by: 8).partialValue)
+        var inputs: [InferTensor] = []
+        for input in version.inputs {
+            inputs.append(try GRPCTensors.tensor(named: input.name, from: request.inputs[input.name]!, maxBytes: limit))
+        }
+        let (outputs, keep) = try Self.outputSelection(request.outputFilter, version)
+        let modelSpec = Tensorflow_Serving_ModelSpec.with {
+            $0.name = version.name
+            $0.version = Google_Protobuf_Int64Value(Int64(version.version))
+            $0.signatureName = Self.defaultSignature
+        }
+        infer(InferRequest(inputs: inputs, outputs: outputs), on: servable, protocolName: "grpc_tf", call) { response throws(ServingError) in
+            var reply = Tensorflow_Serving_PredictResponse()
+            reply.modelSpec = modelSpec
+            for output in response.outputs where keep.map({ $0.contains(output.name) }) ?? true {
+                reply.outputs[output.name] = try GRPCTensors.tensorProto(output)
+            }
+            return try GRPCReply.serialize(reply)
+        }
+    }
+
+    /// The outputs to request for `filter` (nil: all) and the names to keep from the response
+    /// (nil: all). With top-k classification configured, the signature's outputs are `classes`
+    /// and `scores` (derived from all outputs) besides the model's own.
+    static func outputSelection(_ filter: [String], _ version: LoadedVersion) throws(ServingError) -> ([RequestedOutput]?, Set<String>?) {
+        if filter.isEmpty { return (nil, nil) }
+        let own = Set(version.outputs.map(\.name))
+        let derived: Set<String> = version.classification?.topK != nil ? ["classes", "scores"] : []
+        var seen = Set<String>()
+        for name in filter {
+            guard own.contains(name) || derived.contains(name) else {
+                throw .invalidInput("output tensor alias not found in signature: \(name) Outputs expected to be in the set {\(own.union(derived).sorted().joined(separator: ","))}.")
+            }
+            guard seen.insert(name).inserted else { throw .invalidInput("duplicate output tensor alias: \(name)") }
+        }
+        if filter.allSatisfy({ own.contains($0) }) { return (filter.map { RequestedOutput(name: $0) }, nil) }
+        return (nil, seen)
+    }
+
+    private func modelMetadata(_ request: Tensorflow_Serving_GetModelMetadataRequest) throws(ServingError) -> Tensorflow_Serving_GetModelMetadataResponse {
+        guard !request.metadataField.isEmpty else { throw .invalidInput("GetModelMetadataRequest must specify at least one metadata_field") }
+        for field in request.metadataField where field != "signature_def" {
+            throw .invalidInput("Metadata field \(field) is not supported")
+        }
+        let spec = request.modelSpec
+        let version = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).version
+        let signatures = Self.signatureDefMap(version)
+        let packed: Google_Protobuf_Any
+        do { packed = try Google_Protobuf_Any(message: signatures) } catch { throw .internalError("cannot pack the SignatureDefMap: \(error)") }
+        return .with {
+            $0.modelSpec = .with { spec in
+                spec.name = version.name
+                spec.version = Google_Protobuf_Int64Value(Int64(version.version))
+            }
+            $0.metadata["signature_def"] = packed
+        }
+    }
+
+    /// The one predict signature, as REST's model metadata describes it.
+    static func signatureDefMap(_ version: LoadedVersion) -> Tensorflow_Serving_SignatureDefMap {
+        func infos(_ list: [LoadedVersion.TensorMetadata]) -> [String: Tensorflow_TensorInfo] {
+            var result: [String: Tensorflow_TensorInfo] = [:]
+            for tensor in list {
+                result[tensor.name] = .with {
+                    $0.name = tensor.name
+                    $0.dtype = GRPCTensors.tfType(tensor.datatype)
+                    $0.tensorShape = GRPCTensors.shapeProto(tensor.shape)
+                }
+            }
+            return result
+        }
+        return .with {
+            $0.signatureDef[defaultSignature] = .with { signature in
+                signature.inputs = infos(version.inputs)
+                signature.outputs = infos(version.outputs)
+                signature.methodName = "tensorflow/serving/predict"
+            }
+        }
+    }
+
+    private func modelStatus(_ request: Tensorflow_Serving_GetModelStatusRequest) throws(ServingError) -> Tensorflow_Serving_GetModelStatusResponse {
+        let statuses = try rest.versionStatuses(request.modelSpec.name, Self.selector(request.modelSpec))
+        return .with {
+            $0.modelVersionStatus = statuses.map { status in
+                .with {
+                    $0.version = Int64(status.version)
+                    $0.state = Self.tfState(status.state)
+                    $0.status = .with {
+                        $0.errorCode = status.error == nil ? .ok : .unknown
+                        $0.errorMessage = status.error ?? ""
+                    }
+                }
+            }
+        }
+    }
+
+    static func tfState(_ state: VersionStatus.State) -> Tensorflow_Serving_ModelVersionStatus.State {
+        switch state {
+        case .loading: return .loading
+        case .available: return .available
+        case .unloading: return .unloading
+        case .end, .failed: return .end
+        }
+    }
+
+    // MARK: Health
+
+    /// The services a health check may name for the whole server.
+    static let serviceNames: Set<String> = ["", "inference.GRPCInferenceService", "tensorflow.serving.PredictionService",
+                                            "tensorflow.serving.ModelService", "grpc.health.v1.Health"]
+
+    /// The server ("" or a served gRPC service): SERVING when ready. A model name: SERVING when
+    /// it has a ready version and the server is not draining. Anything else is NOT_FOUND.
+    private func health(_ service: String) throws(ServingError) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
+        if Self.serviceNames.contains(service) { return rest.serverReady ? .serving : .notServing }
+        do {
+            _ = try rest.repository.lookup(model: service, version: .latest)
+            return rest.isDraining ? .notServing : .serving
+        } catch {
+            if case .modelNotFound = error { throw .notFound("unknown service \(service)") }
+            return .notServing
+        }
+    }
+}
