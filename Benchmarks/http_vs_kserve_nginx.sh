@@ -47,6 +47,9 @@ set -euo pipefail
 
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
+BENCH_TAG=http-bench
+# shellcheck source=Benchmarks/lib.sh
+source Benchmarks/lib.sh
 
 MODEL_SERVER="${MODEL_SERVER:-.build/release/model-server}"
 MODEL_SERVER_ARGS="${MODEL_SERVER_ARGS:-}"
@@ -70,16 +73,7 @@ READY_PATH="/v2/health/ready"
 REQUEST_BODY='{"instances": [[0.0, 1.0, 2.0, 3.0]]}'
 OPEN_FILES=4096
 
-log() { echo "http-bench: $*" >&2; }
-die() { log "error: $*"; exit 1; }
-seconds() { # 10s | 2m | 10 -> seconds
-    case "$1" in *s) echo "${1%s}" ;; *m) echo $(( ${1%m} * 60 )) ;; *) echo "$1" ;; esac
-}
-
-[[ "$RUNS" =~ ^[1-9][0-9]*$ ]] || die "RUNS must be a positive integer"
-[[ "$QUIET_WAIT" =~ ^[0-9]+$ ]] || die "QUIET_WAIT must be a whole number of seconds"
-[[ "$RETRY_CONTENDED" =~ ^[0-9]+$ ]] || die "RETRY_CONTENDED must be a whole number"
-[[ "$QUIET_CORES" =~ ^[0-9]*\.?[0-9]+$ ]] || die "QUIET_CORES must be a number"
+check_quiet_env
 for v in DURATION WARMUP C1000_DURATION; do
     [[ "${!v}" =~ ^[1-9][0-9]*[sm]?$ ]] || die "$v must look like 10s or 1m"
 done
@@ -90,35 +84,17 @@ done
 [[ -n "${KSERVE_CONFIGS// }" ]] || die "KSERVE_CONFIGS is empty"
 
 # --- open-file limit: 1,000 connections need ~1,000 descriptors in wrk and in each server.
-soft="$(ulimit -Sn)"
-if [[ "$soft" != unlimited ]] && (( soft < OPEN_FILES )); then
-    ulimit -n "$OPEN_FILES" 2>/dev/null || die "cannot raise the open-file limit to $OPEN_FILES" \
-        "(soft $soft, hard $(ulimit -Hn)): run as root or raise the hard limit (limits.conf / docker --ulimit nofile=$OPEN_FILES)"
-fi
-log "open-file limit $(ulimit -Sn)"
+raise_open_files "$OPEN_FILES"
 
 # --- tools (same approach as scripts/install-deps.sh)
-packages=(wrk nginx curl iproute2)
-missing=()
-for package in "${packages[@]}"; do
-    dpkg-query -W -f='${Status}' "$package" 2>/dev/null | grep -q "install ok installed" || missing+=("$package")
-done
-if ((${#missing[@]})); then
-    log "installing ${missing[*]}"
-    sudo_cmd=(); [ "$(id -u)" -eq 0 ] || sudo_cmd=(sudo)
-    "${sudo_cmd[@]}" apt-get update -qq
-    DEBIAN_FRONTEND=noninteractive "${sudo_cmd[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >&2
-fi
+apt_ensure wrk nginx curl iproute2
 NGINX="$(command -v nginx || echo /usr/sbin/nginx)"
 [[ -x "$NGINX" ]] || die "nginx not found"
 command -v wrk >/dev/null || die "wrk not found"
 command -v python3 >/dev/null || die "python3 not found"
 
 # --- KServe venv, model, our binary
-VENV_KSERVE_BENCH=""
-env_lines="$(scripts/python-env.sh kserve-bench)" || die "scripts/python-env.sh kserve-bench failed"
-eval "$env_lines"
-[[ -x "$VENV_KSERVE_BENCH/bin/python" ]] || die "venv-kserve-bench missing"
+kserve_venv
 [[ -f "$MODEL_DIR/1/model.onnx" ]] \
     || die "$MODEL_DIR/1/model.onnx missing: run ~/.cache/swift-model-server/venv/bin/python models/make_trivial.py"
 if [[ "$SKIP_OURS" != 1 ]]; then
@@ -126,80 +102,8 @@ if [[ "$SKIP_OURS" != 1 ]]; then
         "(swift build -c release --product model-server), set MODEL_SERVER=..., or set SKIP_OURS=1"
 fi
 
-WORK="$(mktemp -d /tmp/http-bench.XXXXXX)"
+bench_init_work http-bench
 mkdir -p "$WORK/wrk"
-declare -A PGID=()
-declare -a STARTED=()
-WRK_PID=""
-ok=0
-
-cleanup() {
-    local rc=$? name
-    trap - EXIT INT TERM
-    [[ -z "$WRK_PID" ]] || kill -TERM "$WRK_PID" 2>/dev/null || true
-    for name in "${STARTED[@]}"; do
-        kill -TERM -- "-${PGID[$name]}" 2>/dev/null || true
-    done
-    local deadline=$((SECONDS + 15))
-    for name in "${STARTED[@]}"; do
-        while kill -0 -- "-${PGID[$name]}" 2>/dev/null && ((SECONDS < deadline)); do sleep 0.2; done
-        if kill -0 -- "-${PGID[$name]}" 2>/dev/null; then
-            log "$name did not stop on SIGTERM; killing"
-            kill -KILL -- "-${PGID[$name]}" 2>/dev/null || true
-        fi
-    done
-    if [[ "$ok" == 1 && "$KEEP_LOGS" != 1 ]]; then
-        rm -rf -- "$WORK"
-    else
-        log "logs and raw wrk output kept in $WORK"
-    fi
-    exit "$rc"
-}
-trap cleanup EXIT
-trap 'exit 130' INT
-trap 'exit 143' TERM
-
-# Free loopback ports, all distinct (held open together while picked).
-free_ports() {
-    python3 - "$1" <<'EOF'
-import socket, sys
-socks = []
-for _ in range(int(sys.argv[1])):
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    socks.append(s)
-print(" ".join(str(s.getsockname()[1]) for s in socks))
-EOF
-}
-
-# start NAME CMD... : runs CMD in its own session/process group, output to $WORK/NAME.log
-start() {
-    local name="$1"; shift
-    printf '%q ' "$@" >"$WORK/$name.cmd"
-    setsid "$@" >"$WORK/$name.log" 2>&1 </dev/null &
-    PGID[$name]=$!
-    STARTED+=("$name")
-    log "started $name (pid ${PGID[$name]}): $(cat "$WORK/$name.cmd")"
-}
-
-fail_server() { # NAME MESSAGE
-    log "$1: $2; last lines of $WORK/$1.log:"
-    tail -n 25 "$WORK/$1.log" >&2 || true
-    exit 1
-}
-
-# wait_ready NAME PORT TIMEOUT_S : GET /v2/health/ready until 200
-wait_ready() {
-    local name="$1" port="$2" deadline=$((SECONDS + $3)) code
-    while :; do
-        kill -0 "${PGID[$name]}" 2>/dev/null || fail_server "$name" "exited before it was ready"
-        code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 "http://127.0.0.1:$port$READY_PATH" || true)"
-        [[ "$code" == 200 ]] && break
-        ((SECONDS < deadline)) || fail_server "$name" "not ready after $3 s (last GET $READY_PATH: $code)"
-        sleep 0.2
-    done
-    log "$name ready on 127.0.0.1:$port"
-}
 
 # check_predict NAME PORT : one POST, must be 200 with predictions [[1, 3, 5, 7]]
 check_predict() {
@@ -231,28 +135,15 @@ if [[ "$SKIP_OURS" != 1 ]]; then
     TARGETS+=(ours)
 fi
 
-cat >"$WORK/kserve-quiet-log.json" <<'EOF'
-{"version": 1, "disable_existing_loggers": false,
- "formatters": {"plain": {"format": "%(asctime)s %(process)s %(name)s %(levelname)s %(message)s"}},
- "handlers": {"stderr": {"class": "logging.StreamHandler", "formatter": "plain", "stream": "ext://sys.stderr"}},
- "loggers": {"kserve": {"handlers": ["stderr"], "level": "INFO", "propagate": false},
-             "kserve.trace": {"handlers": ["stderr"], "level": "WARNING", "propagate": false},
-             "uvicorn": {"handlers": ["stderr"], "level": "INFO", "propagate": false},
-             "uvicorn.access": {"handlers": ["stderr"], "level": "WARNING", "propagate": false}}}
-EOF
-KSERVE_VERSION="$("$VENV_KSERVE_BENCH/bin/python" -c 'import importlib.metadata as m; print(m.version("kserve"))')"
+kserve_log_config "$WORK/kserve-quiet-log.json"
 KSERVE_FIRST=""
 for c in $KSERVE_CONFIGS; do
     label="kserve-$c"
     PORT[$label]=${ports[pi]}; grpc_port=${ports[pi + 1]}; pi=$((pi + 2))
-    args=(--model_name trivial --model_dir "$MODEL_DIR/1" --http_port "${PORT[$label]}" --grpc_port "$grpc_port")
-    case "$c" in
-        quiet) args+=(--enable_latency_logging false --log_config_file "$WORK/kserve-quiet-log.json")
-               TITLE[$label]="KServe $KSERVE_VERSION (1 worker, request logs off)" ;;
-        default-logging) TITLE[$label]="KServe $KSERVE_VERSION (1 worker, default logging)" ;;
-        quiet-2workers) args+=(--enable_latency_logging false --log_config_file "$WORK/kserve-quiet-log.json" --workers 2)
-               TITLE[$label]="KServe $KSERVE_VERSION (2 workers, request logs off)" ;;
-    esac
+    kserve_config_args "$c" "$WORK/kserve-quiet-log.json"
+    args=(--model_name trivial --model_dir "$MODEL_DIR/1" --http_port "${PORT[$label]}" --grpc_port "$grpc_port"
+          "${KSERVE_ARGS[@]}")
+    TITLE[$label]="$KSERVE_TITLE"
     start "$label" "$VENV_KSERVE_BENCH/bin/python" Benchmarks/kserve_trivial_server.py "${args[@]}"
     TARGETS+=("$label")
     [[ -n "$KSERVE_FIRST" ]] || KSERVE_FIRST="$label"
@@ -277,102 +168,12 @@ fi
 for t in "${TARGETS[@]}"; do check_predict "$t" "${PORT[$t]}"; done
 
 # --- wrk
-# cpu_snapshot FILE: CPU time (clock ticks) of every process, with its parent, at one instant.
-# other_cores compares two: the CPU that processes which are *not* this script's descendants
-# (servers, wrk, helpers) took in between, kernel threads left out (loopback softirq work
-# is ours). On this 2-core machine a concurrent build halves every figure.
-cpu_snapshot() {
-    python3 - "$1" <<'EOF'
-import json, os, sys, time
-procs = {}
-for entry in os.listdir("/proc"):
-    if not entry.isdigit():
-        continue
-    try:
-        with open(f"/proc/{entry}/stat") as f:
-            stat = f.read()
-    except OSError:
-        continue
-    # after "(comm) ": state ppid pgrp ... utime(11) stime(12) cutime(13) cstime(14)
-    fields = stat[stat.rindex(")") + 2:].split()
-    procs[entry] = [int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[13]) + int(fields[14])]
-with open(sys.argv[1], "w") as f:
-    json.dump({"t": time.monotonic(), "hz": os.sysconf("SC_CLK_TCK"), "procs": procs}, f)
-EOF
-}
-
-# other_cores BEFORE AFTER: cores' worth of CPU used by other processes between two snapshots
-other_cores() {
-    python3 - "$1" "$2" "$$" <<'EOF'
-import json, sys
-a, b = (json.load(open(p)) for p in sys.argv[1:3])
-me = sys.argv[3]
-
-def others(snapshot):
-    procs = snapshot["procs"]
-    def ours_or_kernel(pid):
-        seen = 0
-        while pid in procs and seen < 64:
-            if pid == me or pid == "2":
-                return True
-            pid, seen = str(procs[pid][0]), seen + 1
-        return pid == me or pid == "2"
-    return {pid: v for pid, v in procs.items() if pid != "2" and not ours_or_kernel(pid)}
-
-pa, pb = others(a), others(b)
-ticks = 0
-for pid, (_, self_time, children) in pb.items():
-    before = pa.get(pid, [0, 0, 0])
-    ticks += max(0, self_time + children - before[1] - before[2])
-for pid, (_, self_time, children) in pa.items():
-    if pid not in b["procs"]:  # exited in between: its parent's children time now holds it all
-        ticks -= self_time + children
-print("%.2f" % (max(0, ticks) / b["hz"] / (b["t"] - a["t"])))
-EOF
-}
-
-# wait_quiet: wait until other processes use less than QUIET_CORES cores over a 2 s
-# window; all waits together take at most QUIET_WAIT s. The report shows each run's figure.
-QUIET_DEADLINE=$((SECONDS + QUIET_WAIT))
-wait_quiet() {
-    local deadline=$QUIET_DEADLINE busy
-    while :; do
-        cpu_snapshot "$WORK/quiet.0"; sleep 2; cpu_snapshot "$WORK/quiet.1"
-        busy="$(other_cores "$WORK/quiet.0" "$WORK/quiet.1")"
-        if python3 -c "import sys; sys.exit(float(sys.argv[1]) >= float(sys.argv[2]))" "$busy" "$QUIET_CORES"; then
-            log "machine quiet enough (other processes: $busy cores)"
-            return 0
-        fi
-        if ((SECONDS >= deadline)); then
-            log "warning: other processes use $busy cores and the QUIET_WAIT budget (${QUIET_WAIT}s) is spent; measuring anyway (see the report's 'other load' column)"
-            return 0
-        fi
-        log "other processes use $busy cores; waiting for a quiet machine ($((deadline - SECONDS))s of QUIET_WAIT left)"
-        sleep 3
-    done
-}
-
 # run_wrk FILE CONNS DURATION PORT
 run_wrk() {
-    local file="$1" conns="$2" dur="$3" port="$4" limit
+    local file="$1" conns="$2" dur="$3" port="$4"
     local cmd=(wrk -t2 "-c$conns" "-d$dur" --latency -s "$LUA" "http://127.0.0.1:$port$PREDICT_PATH")
-    limit=$(( $(seconds "$dur") + 30 ))
-    cpu_snapshot "$file.cpu0"
-    # In the background so that a signal to this script is handled at once (cleanup
-    # stops it); timeout passes the TERM on to wrk.
-    timeout "$limit" "${cmd[@]}" >"$file" 2>&1 &
-    WRK_PID=$!
-    wait "$WRK_PID" || { WRK_PID=""; cat "$file" >&2; die "wrk failed: ${cmd[*]}"; }
-    WRK_PID=""
-    cpu_snapshot "$file.cpu1"
-    other_cores "$file.cpu0" "$file.cpu1" >"$file.other"
+    run_client "$file" $(( $(seconds "$dur") + 30 )) "${cmd[@]}"
     grep -q '^Requests/sec:' "$file" || { cat "$file" >&2; die "no result from: ${cmd[*]}"; }
-    printf '%s\n' "${cmd[*]}" >"$file.cmd"
-}
-
-# contended FILE: true when other processes took more than 0.25 cores during that run
-contended() {
-    python3 -c "import sys; sys.exit(float(open(sys.argv[1]).read()) <= 0.25)" "$1.other"
 }
 
 wait_quiet
@@ -385,9 +186,7 @@ for ((r = 1; r <= RUNS; r++)); do
             run_wrk "$WORK/wrk/c32__${t}__$r.txt" 32 "$DURATION" "${PORT[$t]}"
             contended "$WORK/wrk/c32__${t}__$r.txt" && ((attempt < RETRY_CONTENDED)) || break
             log "contended run (other processes: $(cat "$WORK/wrk/c32__${t}__$r.txt.other") cores); again after a quiet wait"
-            for suffix in "" .cmd .cpu0 .cpu1 .other; do  # keep it, out of the report's way
-                mv -- "$WORK/wrk/c32__${t}__$r.txt$suffix" "$WORK/wrk/c32__${t}__$r.contended$attempt.txt$suffix.kept"
-            done
+            keep_contended "$WORK/wrk/c32__${t}__$r.txt" "contended$attempt"
             wait_quiet
         done
     done
@@ -412,9 +211,7 @@ for t in "${C1000_TARGETS[@]}"; do
     if contended "$WORK/wrk/c1000__${t}__1.txt"; then
         log "note: contended c1000 run (other processes: $(cat "$WORK/wrk/c1000__${t}__1.txt.other") cores); not repeated"
     fi
-    for t2 in "${TARGETS[@]}"; do
-        kill -0 "${PGID[$t2]}" 2>/dev/null || fail_server "$t2" "died during the 1,000-connection run"
-    done
+    alive "during the 1,000-connection run" "${TARGETS[@]}"
 done
 
 # --- report

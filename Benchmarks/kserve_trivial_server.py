@@ -1,8 +1,10 @@
 #!/usr/bin/env python3
 """KServe Python model server serving models/trivial (y = x * 2 + 1) with onnxruntime:
-the baseline of Benchmarks/http_vs_kserve_nginx.sh. Written the way KServe's own custom
-model examples are (a kserve.Model subclass, kserve.ModelServer().start([model])), with
-KServe's defaults (one uvicorn worker on uvloop + httptools).
+the baseline of Benchmarks/http_vs_kserve_nginx.sh (V1 REST) and
+Benchmarks/grpc_vs_kserve.sh (V2 gRPC). Written the way KServe's own custom model
+examples are (a kserve.Model subclass, kserve.ModelServer().start([model])), with
+KServe's defaults (one uvicorn worker on uvloop + httptools; the gRPC server, a
+grpc.aio server on the same event loop, is on unless --enable_grpc false).
 
     $VENV_KSERVE_BENCH/bin/python Benchmarks/kserve_trivial_server.py \
         --model_name trivial --model_dir models/trivial/1 --http_port 8080 --grpc_port 8081
@@ -10,14 +12,18 @@ KServe's defaults (one uvicorn worker on uvloop + httptools).
 Every kserve.model_server flag applies (--workers, --enable_latency_logging,
 --log_config_file, ...). V1: POST /v1/models/trivial:predict {"instances": [[0, 1, 2, 3]]}
 -> {"predictions": [[1.0, 3.0, 5.0, 7.0]]}.
+V2 (gRPC inference.GRPCInferenceService/ModelInfer on --grpc_port, or REST
+/v2/models/trivial/infer): input "x" FP32 [1, 4] -> output "y" FP32 [1, 4]; for gRPC
+raw_input_contents in, raw_output_contents out (KServe's rule: raw in, raw out).
 """
 import argparse
 import os
-from typing import Dict, Optional
+from typing import Dict, Optional, Union
 
 import kserve
 import numpy as np
 import onnxruntime as ort
+from kserve import InferOutput, InferRequest, InferResponse
 
 
 class TrivialModel(kserve.Model):
@@ -52,7 +58,16 @@ class TrivialModel(kserve.Model):
         if self.ready:
             self.load()
 
-    def predict(self, payload: Dict, headers: Dict[str, str] = None) -> Dict:
+    def predict(self, payload: Union[Dict, InferRequest],
+                headers: Dict[str, str] = None) -> Union[Dict, InferResponse]:
+        if isinstance(payload, InferRequest):  # V2: gRPC or REST /v2/.../infer
+            x = payload.inputs[0].as_numpy()
+            (y,) = self.session.run([self.output_name], {self.input_name: x})
+            output = InferOutput(name=self.output_name, shape=list(y.shape), datatype="FP32")
+            output.set_data_from_numpy(y, binary_data=payload.use_binary_outputs)
+            # The V2 response id echoes the request's (absent: "").
+            return InferResponse(response_id=payload.id or "", model_name=self.name, infer_outputs=[output],
+                                 use_binary_outputs=payload.use_binary_outputs)
         x = np.asarray(payload["instances"], dtype=np.float32)
         (y,) = self.session.run([self.output_name], {self.input_name: x})
         return {"predictions": y.tolist()}
