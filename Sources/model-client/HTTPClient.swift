@@ -48,7 +48,7 @@ final class HTTPClient {
     deinit { close() }
 
     /// "host:port", bracketing IPv6 literals.
-    var authority: String { host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)" }
+    var authority: String { TCP.authority(host: host, port: port) }
 
     func close() {
         if socket >= 0 { Glibc.close(socket) }
@@ -110,60 +110,9 @@ final class HTTPClient {
     // MARK: connecting
 
     private func connect() throws(HTTPClientError) {
-        var hints = addrinfo()
-        hints.ai_family = AF_UNSPEC
-        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
-        var list: UnsafeMutablePointer<addrinfo>?
-        let status = getaddrinfo(host, String(port), &hints, &list)
-        guard status == 0, let first = list else {
-            let reason = status == EAI_SYSTEM ? Self.errnoText() : String(cString: gai_strerror(status))
-            throw fail("cannot resolve \(host): \(reason)")
-        }
-        defer { freeaddrinfo(first) }
-        var failures: [String] = []
-        var entry: UnsafeMutablePointer<addrinfo>? = first
-        while let info = entry?.pointee {
-            entry = info.ai_next
-            let numeric = Self.numericAddress(info.ai_addr, info.ai_addrlen)
-            let address = numeric == host ? "" : "\(numeric): "  // prefix for failures
-            let type = info.ai_socktype | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
-            let fd = Glibc.socket(info.ai_family, type, info.ai_protocol)
-            if fd < 0 { failures.append("\(address)\(Self.errnoText())"); continue }
-            if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0 {
-                guard errno == EINPROGRESS else {
-                    failures.append("\(address)\(Self.errnoText())")
-                    Glibc.close(fd)
-                    continue
-                }
-                do {
-                    try wait(fd, for: POLLOUT, doing: "connecting to \(authority)")
-                } catch {
-                    Glibc.close(fd)
-                    throw error
-                }
-                var code: Int32 = 0
-                var size = socklen_t(MemoryLayout<Int32>.size)
-                if getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &size) != 0 { code = errno }
-                if code != 0 {
-                    failures.append("\(address)\(String(cString: strerror(code)))")
-                    Glibc.close(fd)
-                    continue
-                }
-            }
-            var one: Int32 = 1
-            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
-            socket = fd
-            buffer = []
-            start = 0
-            return
-        }
-        throw fail("cannot connect to \(authority): \(failures.isEmpty ? "no addresses" : failures.joined(separator: "; "))")
-    }
-
-    private static func numericAddress(_ address: UnsafeMutablePointer<sockaddr>?, _ length: socklen_t) -> String {
-        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
-        guard getnameinfo(address, length, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else { return "?" }
-        return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        socket = try TCP.connect(host: host, port: port, deadline: deadline, timeout: timeout)
+        buffer = []
+        start = 0
     }
 
     // MARK: sending and receiving
@@ -206,14 +155,7 @@ final class HTTPClient {
 
     /// Polls `fd` for `event` until the request deadline.
     private func wait(_ fd: Int32, for event: Int32, doing what: String) throws(HTTPClientError) {
-        while true {
-            let left = deadline - Self.now()
-            if left <= 0 { throw fail("timed out after \(Self.seconds(timeout)) s \(what)") }
-            var entry = pollfd(fd: fd, events: Int16(event), revents: 0)
-            let ready = poll(&entry, 1, Int32(min((left * 1000).rounded(.up), 1_000_000)))
-            if ready > 0 { return }  // readiness or an error condition: the next call reports it
-            if ready < 0 && errno != EINTR { throw fail("poll failed: \(Self.errnoText())") }
-        }
+        _ = try TCP.wait(fd, for: event, deadline: deadline, timeout: timeout, doing: what)
     }
 
     // MARK: parsing the response
@@ -313,17 +255,11 @@ final class HTTPClient {
         return nil
     }
 
-    private static func now() -> Double {
-        var time = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &time)
-        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
-    }
+    private static func now() -> Double { TCP.now() }
 
-    static func seconds(_ value: Double) -> String {
-        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
-    }
+    static func seconds(_ value: Double) -> String { TCP.seconds(value) }
 
-    private static func errnoText() -> String { String(cString: strerror(errno)) }
+    private static func errnoText() -> String { TCP.errnoText() }
 }
 
 extension StringProtocol {
@@ -334,4 +270,98 @@ extension StringProtocol {
         while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
         return String(text)
     }
+}
+
+/// Connecting and waiting on non-blocking TCP sockets against a deadline (CLOCK_MONOTONIC
+/// seconds); shared by `HTTPClient` and `GRPCClient`. Failures are `HTTPClientError`s.
+enum TCP {
+    /// "host:port", bracketing IPv6 literals.
+    static func authority(host: String, port: Int) -> String {
+        host.contains(":") ? "[\(host)]:\(port)" : "\(host):\(port)"
+    }
+
+    /// A connected non-blocking, close-on-exec socket with TCP_NODELAY, trying each address
+    /// `host` resolves to in turn.
+    static func connect(host: String, port: Int, deadline: Double, timeout: Double) throws(HTTPClientError) -> Int32 {
+        let authority = authority(host: host, port: port)
+        var hints = addrinfo()
+        hints.ai_family = AF_UNSPEC
+        hints.ai_socktype = Int32(SOCK_STREAM.rawValue)
+        var list: UnsafeMutablePointer<addrinfo>?
+        let status = getaddrinfo(host, String(port), &hints, &list)
+        guard status == 0, let first = list else {
+            let reason = status == EAI_SYSTEM ? errnoText() : String(cString: gai_strerror(status))
+            throw HTTPClientError(description: "cannot resolve \(host): \(reason)")
+        }
+        defer { freeaddrinfo(first) }
+        var failures: [String] = []
+        var entry: UnsafeMutablePointer<addrinfo>? = first
+        while let info = entry?.pointee {
+            entry = info.ai_next
+            let numeric = numericAddress(info.ai_addr, info.ai_addrlen)
+            let address = numeric == host ? "" : "\(numeric): "  // prefix for failures
+            let type = info.ai_socktype | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue)
+            let fd = Glibc.socket(info.ai_family, type, info.ai_protocol)
+            if fd < 0 { failures.append("\(address)\(errnoText())"); continue }
+            if Glibc.connect(fd, info.ai_addr, info.ai_addrlen) != 0 {
+                guard errno == EINPROGRESS else {
+                    failures.append("\(address)\(errnoText())")
+                    Glibc.close(fd)
+                    continue
+                }
+                do {
+                    _ = try wait(fd, for: Int32(POLLOUT), deadline: deadline, timeout: timeout, doing: "connecting to \(authority)")
+                } catch {
+                    Glibc.close(fd)
+                    throw error
+                }
+                var code: Int32 = 0
+                var size = socklen_t(MemoryLayout<Int32>.size)
+                if getsockopt(fd, SOL_SOCKET, SO_ERROR, &code, &size) != 0 { code = errno }
+                if code != 0 {
+                    failures.append("\(address)\(String(cString: strerror(code)))")
+                    Glibc.close(fd)
+                    continue
+                }
+            }
+            var one: Int32 = 1
+            _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+            return fd
+        }
+        throw HTTPClientError(description: "cannot connect to \(authority): \(failures.isEmpty ? "no addresses" : failures.joined(separator: "; "))")
+    }
+
+    private static func numericAddress(_ address: UnsafeMutablePointer<sockaddr>?, _ length: socklen_t) -> String {
+        var host = [CChar](repeating: 0, count: Int(NI_MAXHOST))
+        guard getnameinfo(address, length, &host, socklen_t(host.count), nil, 0, NI_NUMERICHOST) == 0 else { return "?" }
+        return String(decoding: host.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    /// Polls `fd` for `events` until `deadline`; returns the events that happened (readiness or
+    /// an error condition: the next call on the socket reports the error). Past the deadline:
+    /// "timed out after <timeout> s <what>".
+    static func wait(_ fd: Int32, for events: Int32, deadline: Double, timeout: Double, doing what: String) throws(HTTPClientError) -> Int32 {
+        while true {
+            let left = deadline - now()
+            if left <= 0 { throw HTTPClientError(description: "timed out after \(seconds(timeout)) s \(what)") }
+            var entry = pollfd(fd: fd, events: Int16(events), revents: 0)
+            let ready = poll(&entry, 1, Int32(min((left * 1000).rounded(.up), 1_000_000)))
+            if ready > 0 { return Int32(entry.revents) }
+            if ready < 0 && errno != EINTR { throw HTTPClientError(description: "poll failed: \(errnoText())") }
+        }
+    }
+
+    /// CLOCK_MONOTONIC seconds.
+    static func now() -> Double {
+        var time = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &time)
+        return Double(time.tv_sec) + Double(time.tv_nsec) / 1e9
+    }
+
+    /// 30 -> "30", 0.5 -> "0.5".
+    static func seconds(_ value: Double) -> String {
+        value == value.rounded() && abs(value) < 1e15 ? String(Int(value)) : String(value)
+    }
+
+    static func errnoText() -> String { String(cString: strerror(errno)) }
 }

@@ -75,7 +75,7 @@ final class ModelEndpoint {
             body = "{\"inputs\":{" + tensors.map { "\(jsonString($0.name ?? "")):\($0.array.jsonNested())" }.joined(separator: ",") + "}}"
         }
         let response = try send("POST", modelPath("v1") + ":predict", headers: [("Content-Type", "application/json")],
-                                body: Array(body.utf8), summary: describe(payload))
+                                body: Array(body.utf8), summary: Self.describe(payload))
         return try Self.v1Rows(Self.parseJSON(response.body[...], what: "response"), outputName: outputName)
     }
 
@@ -153,18 +153,7 @@ final class ModelEndpoint {
     /// shape; `defaultInputName` names the images and unnamed tensors. `classify` (output
     /// name, k) asks the server for `classification: k`; otherwise outputs come back binary.
     func inferV2(_ payload: Payload, defaultInputName: String, classify: (output: String, k: Int)?, outputName: String?) throws -> [RowResult] {
-        var tensors: [(name: String, datatype: String, shape: [Int], data: [UInt8])] = []
-        switch payload {
-        case .images(let images):
-            var data: [UInt8] = []
-            for image in images {
-                withUnsafeBytes(of: UInt32(image.bytes.count).littleEndian) { data.append(contentsOf: $0) }
-                data += image.bytes
-            }
-            tensors.append((defaultInputName, "BYTES", [images.count], data))
-        case .tensors(let arrays):
-            for (name, array) in arrays { tensors.append((name ?? defaultInputName, array.dtype.v2Name, array.shape, array.data)) }
-        }
+        let tensors = Self.v2Inputs(payload, defaultInputName: defaultInputName)
         var header = "{\"inputs\":["
         header += tensors.map { tensor in
             "{\"name\":\(jsonString(tensor.name)),\"shape\":[\(tensor.shape.map(String.init).joined(separator: ","))],"
@@ -180,12 +169,32 @@ final class ModelEndpoint {
         for tensor in tensors { body += tensor.data }
         let response = try send("POST", modelPath("v2") + "/infer",
                                 headers: [("Content-Type", "application/octet-stream"), ("Inference-Header-Content-Length", String(header.utf8.count))],
-                                body: body, summary: describe(payload, inputName: defaultInputName))
+                                body: body, summary: Self.describe(payload, inputName: defaultInputName))
         return try Self.v2Rows(response, outputName: classify?.output ?? outputName)
     }
 
-    /// One output of a V2 response: its bytes (binary extension) or its JSON `data`.
-    private struct V2Output {
+    /// The V2 input tensors of `payload` (shared by REST and gRPC): images as one BYTES tensor
+    /// [N] whose data is each image as a 4-byte little-endian length and the bytes; .npy arrays
+    /// with their dtype, shape and raw little-endian data. `defaultInputName` names the images
+    /// and unnamed tensors.
+    static func v2Inputs(_ payload: Payload, defaultInputName: String) -> [(name: String, datatype: String, shape: [Int], data: [UInt8])] {
+        switch payload {
+        case .images(let images):
+            var data: [UInt8] = []
+            data.reserveCapacity(images.reduce(0) { $0 + 4 + $1.bytes.count })
+            for image in images {
+                withUnsafeBytes(of: UInt32(image.bytes.count).littleEndian) { data.append(contentsOf: $0) }
+                data += image.bytes
+            }
+            return [(defaultInputName, "BYTES", [images.count], data)]
+        case .tensors(let arrays):
+            return arrays.map { ($0.name ?? defaultInputName, $0.array.dtype.v2Name, $0.array.shape, $0.array.data) }
+        }
+    }
+
+    /// One output of a V2 response (REST or gRPC): its raw bytes (binary extension,
+    /// `raw_output_contents`) or its values as JSON (`data`, typed gRPC `contents`).
+    struct V2Output {
         var name: String
         var datatype: String
         var shape: [Int]
@@ -214,11 +223,7 @@ final class ModelEndpoint {
         }
     }
 
-    /// Rows of a V2 response (JSON or binary extension). Without `outputName` (or with
-    /// "scores"), BYTES `classes` and numeric `scores` outputs are a server-side classification
-    /// (TF Serving Inception style). Otherwise `outputName` or the first output: BYTES
-    /// "score:index[:label]" strings are a server-side classification (the classification
-    /// extension), numbers are scores [N, C] (any shape: rows = first dimension when rank >= 2).
+    /// Rows of a V2 REST response (JSON or binary extension); see `v2Rows(_:outputName:)`.
     static func v2Rows(_ response: HTTPResponse, outputName: String?) throws -> [RowResult] {
         var jsonLength = response.body.count
         if let text = response.header("inference-header-content-length") {
@@ -246,7 +251,15 @@ final class ModelEndpoint {
             }
             outputs.append(V2Output(name: name, datatype: datatype, shape: shape, binary: binary, data: output["data"]))
         }
+        return try v2Rows(outputs, outputName: outputName)
+    }
 
+    /// Rows of a V2 response's outputs. Without `outputName` (or with "scores"), BYTES
+    /// `classes` and numeric `scores` outputs are a server-side classification (TF Serving
+    /// Inception style). Otherwise `outputName` or the first output: BYTES
+    /// "score:index[:label]" strings are a server-side classification (the classification
+    /// extension), numbers are scores [N, C] (any shape: rows = first dimension when rank >= 2).
+    static func v2Rows(_ outputs: [V2Output], outputName: String?) throws -> [RowResult] {
         if outputName == nil || outputName == "scores",
            let classes = outputs.first(where: { $0.name == "classes" && $0.datatype == "BYTES" }),
            let scores = outputs.first(where: { $0.name == "scores" && $0.datatype != "BYTES" }) {
@@ -339,7 +352,8 @@ final class ModelEndpoint {
         }
     }
 
-    private func describe(_ payload: Payload, inputName: String? = nil) -> String {
+    /// "3 images as NAME" or "NAME FP32 [1, 1, 8, 8], ..." for --verbose.
+    static func describe(_ payload: Payload, inputName: String? = nil) -> String {
         switch payload {
         case .images(let images):
             return "\(images.count) image\(images.count == 1 ? "" : "s")" + (inputName.map { " as \($0)" } ?? "")
@@ -348,7 +362,7 @@ final class ModelEndpoint {
         }
     }
 
-    private static func milliseconds() -> Double {
+    static func milliseconds() -> Double {
         var time = timespec()
         clock_gettime(CLOCK_MONOTONIC, &time)
         return Double(time.tv_sec) * 1000 + Double(time.tv_nsec) / 1e6

@@ -2,10 +2,12 @@ import ArgumentParser
 import Glibc
 
 /// Sends images or .npy tensors to a model on model-server (or any KServe V1 / TF Serving
-/// REST / Open Inference Protocol V2 server) and prints the top-k `label score` lines.
+/// REST / Open Inference Protocol V2 REST or gRPC server) and prints the top-k `label score`
+/// lines.
 ///
 /// Exit status: 0 success; 1 the server or the connection failed (refused, timed out, an
-/// HTTP error status: its `error` message is printed); 2 bad arguments or input files.
+/// HTTP error status or a gRPC error status: its message is printed); 2 bad arguments or
+/// input files.
 @main
 struct ModelClient: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -25,17 +27,20 @@ struct ModelClient: ParsableCommand {
             V1 sends {"instances": [{"b64": ...}]} for images, row-format instances for one \
             tensor and columnar {"inputs": {NAME: ...}} for several. V2 sends the binary \
             tensor extension: images as one BYTES tensor [N], .npy arrays with their dtype \
-            and shape.
+            and shape. gRPC calls the Open Inference Protocol's GRPCInferenceService \
+            (ModelMetadata, ModelInfer) over HTTP/2 without TLS, with the same tensors as \
+            raw_input_contents; give the server's gRPC port.
 
             Exit status: 0 success; 1 the connection or the server failed (the server's error \
-            message is printed); 2 bad arguments or unreadable inputs.
+            message is printed: 'error: 404 <message>' for REST, 'error: gRPC NOT_FOUND: \
+            <message>' for gRPC); 2 bad arguments or unreadable inputs.
             """)
 
     enum WireProtocol: String, ExpressibleByArgument, CaseIterable {
         case v1, v2, grpc
     }
 
-    @Option(help: ArgumentHelp("The server's REST address, HOST:PORT ('http://' is accepted).", valueName: "host:port"))
+    @Option(help: ArgumentHelp("The server's address, HOST:PORT ('http://' is accepted): its REST port, or its gRPC port with --protocol grpc.", valueName: "host:port"))
     var server: String
 
     @Option(help: ArgumentHelp("The model's name.", valueName: "name"))
@@ -57,7 +62,7 @@ struct ModelClient: ParsableCommand {
     var inputs: [String] = []
 
     @Option(name: .customLong("input-name"),
-            help: ArgumentHelp("The input the images go to (V2 default: the model's first input, from its metadata; V1 default: unnamed instances).", valueName: "name"))
+            help: ArgumentHelp("The input the images go to (V2 and gRPC default: the model's first input, from its metadata; V1 default: unnamed instances).", valueName: "name"))
     var inputName: String?
 
     @Option(name: .customLong("output-name"), help: ArgumentHelp("The output to rank (default: the first output of the response).", valueName: "name"))
@@ -73,7 +78,7 @@ struct ModelClient: ParsableCommand {
     var softmax = false
 
     @Flag(name: .customLong("server-topk"),
-          help: "Ask the server to rank (V2 output parameter 'classification': K) instead of ranking here.")
+          help: "Ask the server to rank (V2 or gRPC output parameter 'classification': K) instead of ranking here.")
     var serverTopK = false
 
     @Option(name: .customLong("batch-size"), help: ArgumentHelp("Instances per request (default: all in one request).", valueName: "n"))
@@ -124,7 +129,7 @@ struct ModelClient: ParsableCommand {
         if let batchSize, batchSize < 1 { throw ValidationError("--batch-size must be at least 1.") }
         if !(timeout > 0 && timeout.isFinite) { throw ValidationError("--timeout must be a positive number of seconds.") }
         if serverTopK && wireProtocol == .v1 {
-            throw ValidationError("--server-topk needs --protocol v2 (V1 servers that classify return 'classes' and 'scores' by themselves).")
+            throw ValidationError("--server-topk needs --protocol v2 or grpc (V1 servers that classify return 'classes' and 'scores' by themselves).")
         }
     }
 
@@ -159,19 +164,20 @@ struct ModelClient: ParsableCommand {
     }
 
     mutating func run() throws {
-        if wireProtocol == .grpc { throw Failure(code: 2, message: "gRPC is not available in this build yet; use --protocol v1 or v2") }
         let (host, port) = try Self.parseServer(server)
         let labelNames = try labels.map(Self.readLabels) ?? []
         let batches = try makeBatches()
 
         let endpoint = ModelEndpoint(http: HTTPClient(host: host, port: port, timeout: timeout),
                                      model: model, version: modelVersion, verbose: verbose)
+        let grpc = GRPCEndpoint(client: GRPCClient(host: host, port: port, timeout: timeout),
+                                model: model, version: modelVersion, verbose: verbose)
         do {
-            // V2 names what the command line leaves open from the model's metadata.
+            // V2 and gRPC name what the command line leaves open from the model's metadata.
             var defaultInput = inputName ?? "", classifyOutput = outputName
             let unnamedTensor = inputs.contains { !$0.contains("=") }
-            if wireProtocol == .v2 && ((inputName == nil && (!images.isEmpty || unnamedTensor)) || (serverTopK && outputName == nil)) {
-                let metadata = try endpoint.v2Metadata()
+            if wireProtocol != .v1 && ((inputName == nil && (!images.isEmpty || unnamedTensor)) || (serverTopK && outputName == nil)) {
+                let metadata = try wireProtocol == .grpc ? grpc.metadata() : endpoint.v2Metadata()
                 if inputName == nil {
                     guard let first = metadata.inputs.first else { throw ResponseError(description: "the model metadata lists no inputs") }
                     defaultInput = first
@@ -187,9 +193,12 @@ struct ModelClient: ParsableCommand {
                 switch wireProtocol {
                 case .v1:
                     rows = try endpoint.predictV1(payload, imageInputName: inputName, outputName: outputName)
-                case .v2, .grpc:
+                case .v2:
                     rows = try endpoint.inferV2(payload, defaultInputName: defaultInput,
                                                 classify: serverTopK ? (classifyOutput ?? "", topK) : nil, outputName: outputName)
+                case .grpc:
+                    rows = try grpc.infer(payload, defaultInputName: defaultInput,
+                                          classify: serverTopK ? (classifyOutput ?? "", topK) : nil, outputName: outputName)
                 }
                 for (index, row) in rows.enumerated() {
                     let name = index < names.count && rows.count == names.count ? names[index] : "\(names.first ?? "row")[\(index)]"
@@ -201,6 +210,8 @@ struct ModelClient: ParsableCommand {
         } catch let error as HTTPClientError {
             throw Failure(code: 1, message: error.description)
         } catch let error as ResponseError {
+            throw Failure(code: 1, message: error.description)
+        } catch let error as GRPCStatusError {
             throw Failure(code: 1, message: error.description)
         }
     }
