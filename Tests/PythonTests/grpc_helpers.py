@@ -183,8 +183,15 @@ def tool(name):
 class H2Response:
     fields: dict  # response header and trailer fields, in order of arrival (later wins)
     reset: str  # RST_STREAM error code name sent by the server ("" if none)
-    output: str  # nghttp's -v trace
+    trace: str = dataclasses.field(repr=False)  # nghttp's whole -v trace
     seconds: float
+
+    @property
+    def output(self):
+        """The received header fields, resets and GOAWAYs of the trace (for failure messages)."""
+        keep = ("recv (stream_id=", "RST_STREAM", "GOAWAY", "error_code", "Connected", "Some requests")
+        lines = [line for line in self.trace.splitlines() if any(word in line for word in keep)]
+        return "\n".join(lines[-40:]) or self.trace[-3000:]
 
     @property
     def grpc_status(self):

@@ -326,7 +326,8 @@ def test_triton_errors_carry_codes_and_messages(server, triton):
     assert dtype.status() == "StatusCode.INVALID_ARGUMENT", dtype
     assert "INT32" in dtype.message() or "FP32" in dtype.message(), dtype
     name = triton_error(triton.infer, "digits", [triton_input("picture", X[:1])])
-    assert name.status() == "StatusCode.INVALID_ARGUMENT" and "picture" in name.message(), name
+    assert name.status() == "StatusCode.INVALID_ARGUMENT", name
+    assert "picture" in name.message() or "image" in name.message(), name  # names the stray or the missing input
     output = triton_error(triton.infer, "digits", [image], outputs=[triton_grpc.InferRequestedOutput("nope")])
     assert output.status() in ("StatusCode.INVALID_ARGUMENT", "StatusCode.NOT_FOUND") and "nope" in output.message()
     assert triton.is_server_ready()
@@ -533,12 +534,6 @@ def test_wire_grpc_message_is_percent_encoded(server):
     assert message.isascii() and "mod%C3%A8le-50%25" in message, message
 
 
-def test_wire_non_grpc_content_type_gets_415(server):
-    response = nghttp(grpc_address(server), SERVICE + "ServerLive", frame(b""),
-                      {"content-type": "application/json", "te": "trailers"})
-    assert response.fields.get(":status") == "415", response.output
-
-
 def test_wire_compressed_flag_is_unimplemented(server):
     response = nghttp(grpc_address(server), SERVICE + "ServerLive", frame(b"\x1f\x8b", compressed=True),
                       {**GRPC_HEADERS, "grpc-encoding": "gzip"})
@@ -593,8 +588,8 @@ def test_h2load_model_infer(server, tmp_path):
     for address in (grpc_address(server), rest_address(server)):
         before = batch_sizes(server, "digits").get(1, 0)
         counts, output = h2load(address, SERVICE + "ModelInfer", body)
-        assert counts["succeeded"] == 200 and counts["failed"] == 0 and counts["errored"] == 0, output
-        assert counts.get("timeout", 0) == 0, output
+        assert counts["succeeded"] == 200 and counts["failed"] == 0 and counts["errored"] == 0, (address, output)
+        assert counts.get("timeout", 0) == 0, (address, output)
         wait_for(lambda: batch_sizes(server, "digits").get(1, 0) - before >= 200, 10, "200 executions counted")
         assert batch_sizes(server, "digits").get(1, 0) - before == 200
 

@@ -181,8 +181,9 @@ def test_predict_errors(prediction):
                   predict_request("plain", {"image": tf.make_tensor_proto(X[:1].astype(np.int32))}), 10.0)
     expect_status(StatusCode.INVALID_ARGUMENT, prediction.Predict,
                   predict_request("plain", {"image": tf.make_tensor_proto(np.zeros((1, 1, 8, 7), np.float32))}), 10.0)
-    expect_status(StatusCode.INVALID_ARGUMENT, prediction.Predict,
-                  predict_request("plain", {"picture": image}), 10.0, fragments=["picture"])
+    stray = expect_status(StatusCode.INVALID_ARGUMENT, prediction.Predict, predict_request("plain", {"picture": image}),
+                          10.0)
+    assert "picture" in stray or "image" in stray, stray  # names the stray or the missing input
     a = tf.make_tensor_proto(np.ones((1, 3), np.float32))
     expect_status(StatusCode.INVALID_ARGUMENT, prediction.Predict, predict_request("pair", {"a": a}), 10.0)
     expect_status(StatusCode.INVALID_ARGUMENT, prediction.Predict,
