@@ -105,6 +105,18 @@ def dtypes_bytes():
 
 
 @functools.lru_cache(maxsize=None)
+def echo_bytes():
+    """x FP32 [n] -> y = x (Identity): payloads of any size in and out."""
+    graph = helper.make_graph([helper.make_node("Identity", ["x"], ["y"])], "echo",
+                              [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["n"])],
+                              [helper.make_tensor_value_info("y", TensorProto.FLOAT, ["n"])])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+    model.ir_version = 7
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+@functools.lru_cache(maxsize=None)
 def slow_bytes(width=1024, layers=128):
     """A deliberately slow model: x FP32 [batch, width] -> y = (tanh . matmul W)^layers (x), one
     shared W, and echo = x. Its time grows linearly with the batch, so a test picks a batch

@@ -27,8 +27,8 @@ from grpc_helpers import (HEALTH_CHECK, MAX_MESSAGE, MiB, RPC_TIMEOUT, SERVING, 
                           health_status, in_flight, nghttp, raw_method, rest_address, wait_for)
 from image_reference import reference_preprocess
 from server_fixtures import (DTYPES, HOST, READY_TIMEOUT, STOP_TIMEOUT, assert_close, digits_batch, digits_bytes,
-                             digits_reference, dtypes_bytes, make_model_dir, mobilenet_bytes, pair_bytes, reference,
-                             slow_bytes, v2_binary_request, v2_json_request, v2_output, v2_parse_response)
+                             digits_reference, dtypes_bytes, echo_bytes, make_model_dir, mobilenet_bytes, pair_bytes,
+                             reference, slow_bytes, v2_binary_request, v2_json_request, v2_output, v2_parse_response)
 from test_server_images import CONFIG as JPEG_CONFIG, jpeg
 
 pytestmark = pytest.mark.timeout(300)
@@ -50,11 +50,13 @@ JPEG_MODEL_CONFIG = "\n".join([
 @pytest.fixture(scope="module")
 def server(module_server_factory, tmp_path_factory, keras_models):
     """Triton layout: digits, pair (two inputs, two outputs), dtypes (one input per element
-    type), mobilenet (FP32) and mobilenet_jpeg (the same network fed with JPEG bytes)."""
+    type), echo (FP32 [n] -> the same), mobilenet (FP32) and mobilenet_jpeg (the same network
+    fed with JPEG bytes)."""
     repository = tmp_path_factory.mktemp("repository")
     make_model_dir(repository / "digits", {1: digits_bytes()})
     make_model_dir(repository / "pair", {1: pair_bytes()})
     make_model_dir(repository / "dtypes", {1: dtypes_bytes()})
+    make_model_dir(repository / "echo", {1: echo_bytes()})
     make_model_dir(repository / "mobilenet", {1: mobilenet_bytes(keras_models)})
     make_model_dir(repository / "mobilenet_jpeg", {1: mobilenet_bytes(keras_models)})
     (repository / "mobilenet_jpeg" / "config.pbtxt").write_text(JPEG_MODEL_CONFIG)
@@ -544,17 +546,13 @@ def test_wire_compressed_flag_is_unimplemented(server):
 
 def test_32_mib_request_and_response(server, triton):
     x = np.random.default_rng(9).standard_normal(8 * MiB).astype(np.float32)  # 32 MiB
-    zeros = {name: np.zeros(1, dtype) for name, (_, dtype, _) in DTYPES.items()}
-    inputs = [triton_input(name, x if name == "f32" else zeros[name], datatype) for name, (_, _, datatype) in DTYPES.items()]
-    result = triton.infer("dtypes", inputs, client_timeout=120)
-    assert_equal_arrays(result.as_numpy("f32_out"), x)
+    result = triton.infer("echo", [triton_input("x", x)], client_timeout=120)
+    assert_equal_arrays(result.as_numpy("y"), x)
     assert_close(triton.infer("digits", [triton_input("image", X[:1])]).as_numpy("logits"), digits_reference(X[:1]))
 
 
 def test_message_over_64_mib_is_resource_exhausted(server, stub):
-    count = (MAX_MESSAGE + 4 * MiB) // 4
-    request = infer_request("dtypes", [(name, np.ones(count if name == "f32" else 1, dtype))
-                                       for name, (_, dtype, _) in DTYPES.items()])
+    request = infer_request("echo", [("x", np.ones((MAX_MESSAGE + 4 * MiB) // 4, np.float32))])
     assert request.ByteSize() > MAX_MESSAGE
     expect_status(StatusCode.RESOURCE_EXHAUSTED, stub.ModelInfer, request, timeout=120)
     assert_close(response_arrays(stub.ModelInfer(infer_request("digits", [("image", X[:1])]), timeout=RPC_TIMEOUT))
@@ -596,53 +594,10 @@ def test_h2load_model_infer(server, tmp_path):
 
 # --------------------------------------------------------------------------- deadlines, cancellation, queues
 
-DELAYED_CONFIG = "max_batch_size: 8\ndynamic_batching { max_queue_delay_microseconds: 1500000 }\n"
-
-
-@pytest.fixture
-def delayed_server(server_factory, tmp_path):
-    """digits whose batcher holds a lone request for 1.5 s waiting for company."""
-    repository = tmp_path / "repository"
-    make_model_dir(repository / "delayed", {1: digits_bytes()})
-    (repository / "delayed" / "config.pbtxt").write_text(DELAYED_CONFIG)
-    return server_factory.start("--model_repository", repository, "--compute_threads", "1")
-
-
-def test_client_deadline_drops_the_queued_request(delayed_server):
-    server = delayed_server
-    chan = channel(grpc_address(server))
-    try:
-        stub = Stub(chan)
-        started = time.monotonic()
-        expect_status(StatusCode.DEADLINE_EXCEEDED, stub.ModelInfer,
-                      infer_request("delayed", [("image", X[:3])]), timeout=0.3)
-        assert time.monotonic() - started < 1.2
-        time.sleep(2.0)  # past the batcher's delay: the expired request must not have run
-        assert 3 not in batch_sizes(server, "delayed"), batch_sizes(server, "delayed")
-        response = stub.ModelInfer(infer_request("delayed", [("image", X[:2])]), timeout=RPC_TIMEOUT)
-        assert_close(response_arrays(response)["logits"], digits_reference(X[:2]))
-        assert batch_sizes(server, "delayed") == {2: 1}
-    finally:
-        chan.close()
-
-
-def test_server_honours_grpc_timeout(delayed_server):
-    """nghttp enforces no deadline itself: DEADLINE_EXCEEDED here comes from the server."""
-    server = delayed_server
-    body = frame(infer_request("delayed", [("image", X[:3])]).SerializeToString())
-    response = nghttp(grpc_address(server), SERVICE + "ModelInfer", body, {**GRPC_HEADERS, "grpc-timeout": "300m"})
-    assert response.grpc_status == 4, response.output  # instead of an answer after 1.5 s
-    assert response.seconds < 10, response.seconds
-    time.sleep(2.0)
-    assert 3 not in batch_sizes(server, "delayed")
-    relaxed = nghttp(grpc_address(server), SERVICE + "ModelInfer", body, {**GRPC_HEADERS, "grpc-timeout": "20S"})
-    assert relaxed.grpc_status == 0, relaxed.output
-    assert batch_sizes(server, "delayed") == {3: 1}
-
-
 @pytest.fixture
 def slow_server(server_factory, tmp_path):
-    """The slow model alone on one compute thread: requests run one after the other."""
+    """The slow model alone on one compute thread: requests run one after the other, so a
+    request sent while a long one computes waits in the queue."""
     repository = tmp_path / "repository"
     make_model_dir(repository / "slow", {1: slow_bytes()})
     return server_factory.start("--model_repository", repository, "--compute_threads", "1")
@@ -653,6 +608,7 @@ def slow_input(rows, seed):
 
 
 def calibrated_rows(stub):
+    """Rows that keep the slow model busy for at least 1 s on this machine."""
     def infer_seconds(rows):
         started = time.monotonic()
         response = stub.ModelInfer(infer_request("slow", [("x", slow_input(rows, 0))]), timeout=120)
@@ -660,6 +616,51 @@ def calibrated_rows(stub):
         return time.monotonic() - started
     rows, _ = calibrate_slow(infer_seconds, target=1.0)
     return rows
+
+
+def test_client_deadline_drops_the_queued_request(slow_server):
+    server = slow_server
+    chan = channel(grpc_address(server))
+    try:
+        stub = Stub(chan)
+        rows = calibrated_rows(stub)
+        busy = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(rows, 1))]), timeout=120)
+        time.sleep(0.2)  # the busy request is computing now
+        started = time.monotonic()
+        expect_status(StatusCode.DEADLINE_EXCEEDED, stub.ModelInfer,
+                      infer_request("slow", [("x", slow_input(3, 2))]), timeout=0.3)
+        assert time.monotonic() - started < 0.9
+        assert_close(response_arrays(busy.result())["echo"], slow_input(rows, 1))
+        time.sleep(0.5)
+        assert 3 not in batch_sizes(server, "slow"), f"the expired request ran: {batch_sizes(server, 'slow')}"
+        x = slow_input(2, 3)
+        assert_close(response_arrays(stub.ModelInfer(infer_request("slow", [("x", x)]), timeout=RPC_TIMEOUT))["echo"], x)
+        assert batch_sizes(server, "slow").get(2) == 1
+    finally:
+        chan.close()
+
+
+def test_server_honours_grpc_timeout(slow_server):
+    """nghttp enforces no deadline itself: DEADLINE_EXCEEDED here comes from the server."""
+    server = slow_server
+    chan = channel(grpc_address(server))
+    try:
+        stub = Stub(chan)
+        rows = calibrated_rows(stub)
+        body = frame(infer_request("slow", [("x", slow_input(3, 2))]).SerializeToString())
+        busy = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(rows, 1))]), timeout=120)
+        time.sleep(0.2)
+        expired = nghttp(grpc_address(server), SERVICE + "ModelInfer", body, {**GRPC_HEADERS, "grpc-timeout": "300m"})
+        assert expired.grpc_status == 4, expired.output  # instead of an answer once the busy request is done
+        assert expired.seconds < 10, expired.seconds
+        busy.result()
+        time.sleep(0.5)
+        assert 3 not in batch_sizes(server, "slow"), f"the expired request ran: {batch_sizes(server, 'slow')}"
+        relaxed = nghttp(grpc_address(server), SERVICE + "ModelInfer", body, {**GRPC_HEADERS, "grpc-timeout": "20S"})
+        assert relaxed.grpc_status == 0, relaxed.output
+        assert batch_sizes(server, "slow").get(3) == 1
+    finally:
+        chan.close()
 
 
 def test_cancelled_request_is_dropped_and_server_stays_healthy(slow_server):
