@@ -85,6 +85,9 @@ public final class GRPCService: Sendable {
     }
 
     /// Methods of the served services that this server does not implement.
+    /// Client- and bidi-streaming methods (all refused, see `unimplemented`).
+    public static let streamingPaths: Set<String> = ["/inference.GRPCInferenceService/ModelStreamInfer", "/grpc.health.v1.Health/Watch"]
+
     static let unimplemented: [String: String] = [
         "/inference.GRPCInferenceService/ModelStreamInfer": "ModelStreamInfer (streaming inference) is not implemented; use ModelInfer",
         "/inference.GRPCInferenceService/ModelStatistics": "ModelStatistics is not implemented; see the REST /metrics endpoint",

@@ -275,6 +275,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private var nextSequence = 0
     private var inFlightKeepAlive = true
     private var inFlightHTTP10 = false
+    private var inFlightHEAD = false
     private var output: [UInt8] = []
     private var outputOffset = 0
     private var closeAfterFlush = false
@@ -353,7 +354,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                     let held = sniffed.dropLast(min(count, HTTP2Connection.preface.count))
                     sniffed = []
                     if !held.isEmpty { Array(held).withUnsafeBytes { parseBytes($0) } }
-                    if closed { return }
+                    if closed || closeAfterFlush { return }
                 }
             }
             parseBytes(bytes)
@@ -429,6 +430,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         inFlight = sequence
         inFlightKeepAlive = request.head.keepAlive && !draining
         inFlightHTTP10 = request.head.versionMinor == 0
+        inFlightHEAD = request.head.method == "HEAD"
         let reference = reference
         server.handler.handle(request, responder: HTTPResponder { response in
             reference.loop.execute { reference.value?.complete(sequence: sequence, response: response) }
@@ -443,7 +445,13 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         var response = response
         // HTTP/1.0 clients keep the connection only when told so.
         if keepAlive && inFlightHTTP10 { response.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
-        HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
+        if inFlightHEAD {
+            // The fields GET would have, no body (RFC 9110 §9.3.2).
+            HTTPResponseWriter.serializeHead(status: response.status, headers: response.headers, contentLength: response.body.count,
+                                             keepAlive: keepAlive, date: nil, into: &output)
+        } else {
+            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
+        }
         if !keepAlive { closeAfterFlush = true }
         lastActivity = monotonicSeconds()
         flush()

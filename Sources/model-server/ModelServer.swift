@@ -196,4 +196,6 @@ struct GRPCBridge: GRPCHandler {
             responder.send(GRPCResponse(status: reply.status.rawValue, message: reply.message, payload: reply.payload))
         }
     }
+
+    func isUnary(path: String) -> Bool { !GRPCService.streamingPaths.contains(path) }
 }

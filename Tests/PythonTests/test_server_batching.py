@@ -34,12 +34,20 @@ def test_concurrent_requests_are_batched_and_answered_correctly(server_factory, 
         assert response.status_code == 200, response.text
         return v2_output(response.json(), "logits")
 
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(one, inputs))
-    for x, result in zip(inputs, results):
-        assert_close(np.asarray(result).reshape(x.shape[0], 10), digits_reference(x))
-    sizes = batch_sizes(server, "digits")
-    assert sum(size * count for size, count in sizes.items()) == sum(x.shape[0] for x in inputs), sizes
+    # Requests queue (and so combine) only while the worker is busy; the digits model runs in
+    # microseconds, so whether a burst overlaps enough depends on the machine's load. Up to
+    # three bursts: every answer is checked each time, batching must show in one of them.
+    sent = 0
+    for _ in range(3):
+        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
+            results = list(pool.map(one, inputs))
+        for x, result in zip(inputs, results):
+            assert_close(np.asarray(result).reshape(x.shape[0], 10), digits_reference(x))
+        sent += sum(x.shape[0] for x in inputs)
+        sizes = batch_sizes(server, "digits")
+        assert sum(size * count for size, count in sizes.items()) == sent, sizes
+        if max(sizes) > 3:
+            break
     assert max(sizes) > 3, f"no batch combined several requests: {sizes}"
 
 

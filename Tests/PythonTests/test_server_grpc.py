@@ -480,6 +480,25 @@ def test_unary_call_with_two_or_no_messages_is_unimplemented(stub):
     assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=RPC_TIMEOUT).live
 
 
+def test_streaming_infer_is_refused_before_the_client_half_closes(stub):
+    """ModelStreamInfer (bidi streaming) is not implemented: the answer comes as soon as the
+    stream opens, not after the client's requests end (they never do here)."""
+    stream = stub.channel.stream_stream(SERVICE + "ModelStreamInfer", request_serializer=None, response_deserializer=None)
+
+    def requests():
+        yield infer_request("digits", [("image", X[:1])]).SerializeToString()
+        time.sleep(30)  # keeps the request side open
+
+    started = time.monotonic()
+    with pytest.raises(grpc.RpcError) as info:
+        for _ in stream(requests(), timeout=20):
+            pass
+    assert info.value.code() == StatusCode.UNIMPLEMENTED, info.value
+    assert "ModelStreamInfer" in info.value.details() and "ModelInfer" in info.value.details(), info.value.details()
+    assert time.monotonic() - started < 5
+    assert stub.ServerLive(service_pb2.ServerLiveRequest(), timeout=RPC_TIMEOUT).live
+
+
 def test_health_check(server, address):
     chan = channel(address)
     try:

@@ -5,6 +5,8 @@ serving after each test (checked after every test)."""
 import json
 import socket
 import struct
+import subprocess
+import tempfile
 import time
 
 import numpy as np
@@ -275,3 +277,62 @@ def test_error_response_on_keep_alive_connection_keeps_it_usable(server):
         assert missing.status == 404 and json.loads(missing.body)["error"]
         sock.sendall(http_request_bytes("GET", "/v2/health/live", None))
         assert reader.read_response().status == 200
+
+
+# --------------------------------------------------------------------------- HTTP/2 on the REST port
+
+def _read_frame(sock):
+    header = b""
+    while len(header) < 9:
+        chunk = sock.recv(9 - len(header))
+        assert chunk, "connection closed before a whole HTTP/2 frame header"
+        header += chunk
+    length = int.from_bytes(header[:3], "big")
+    payload = b""
+    while len(payload) < length:
+        chunk = sock.recv(length - len(payload))
+        assert chunk, "connection closed inside an HTTP/2 frame"
+        payload += chunk
+    return header[3], header[4], payload
+
+
+@pytest.mark.parametrize("pieces", [1, 24], ids=["one-write", "byte-by-byte"])
+def test_http2_preface_starts_http2_with_settings(server, pieces):
+    """Prior knowledge (h2c): the preface, in one write or trickled, makes the REST port answer
+    with its SETTINGS frame (type 4, no ACK flag), not an HTTP/1.1 response."""
+    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+    with socket.create_connection((HOST, server.rest_port), timeout=10) as sock:
+        step = len(preface) // pieces
+        for offset in range(0, len(preface), step):
+            sock.sendall(preface[offset:offset + step])
+            time.sleep(0.01 if pieces > 1 else 0)
+        sock.sendall(struct.pack(">I", 0)[1:] + bytes([4, 0]) + struct.pack(">I", 0))  # empty SETTINGS
+        frame_type, flags, payload = _read_frame(sock)
+        assert frame_type == 4 and flags & 1 == 0, (frame_type, flags, payload)
+        assert len(payload) % 6 == 0
+        settings = {struct.unpack(">H", payload[i:i + 2])[0]: struct.unpack(">I", payload[i + 2:i + 6])[0]
+                    for i in range(0, len(payload), 6)}
+        assert settings.get(3, 0) >= 100, settings  # MAX_CONCURRENT_STREAMS
+
+
+def test_rest_over_h2c_matches_http1(server):
+    """nghttp (HTTP/2, prior knowledge) gets the same V2 answer as HTTP/1.1; HEAD gets no body."""
+    x = X[:2]
+    body = json.dumps(v2_json_request(x)).encode()
+    expected = v2_output(server.post("/v2/models/digits/infer", json=v2_json_request(x)).json(), "logits")
+    with tempfile.NamedTemporaryFile() as data:
+        data.write(body)
+        data.flush()
+        result = subprocess.run(["nghttp", "-v", f"--data={data.name}", "-H", "content-type: application/json",
+                                 f"http://{HOST}:{server.rest_port}/v2/models/digits/infer"],
+                                capture_output=True, timeout=60)
+    output = result.stdout.decode()
+    assert result.returncode == 0 and "recv (stream_id=13) :status: 200" in output, output
+    start = output.index('{"model_name"')
+    answer, _ = json.JSONDecoder().raw_decode(output[start:])
+    assert_close(np.asarray(v2_output(answer, "logits")), np.asarray(expected))
+    head = subprocess.run(["nghttp", "-n", "-v", "-H", ":method: HEAD", f"http://{HOST}:{server.rest_port}/v2/models/digits"],
+                          capture_output=True, timeout=60)
+    head_output = head.stdout.decode()
+    assert head.returncode == 0 and ":status: 200" in head_output and "recv DATA frame" not in head_output, head_output
+    assert "RST_STREAM" not in head_output, head_output

@@ -51,6 +51,13 @@ public struct GRPCResponder: Sendable {
 /// Answers gRPC calls. Called on an event-loop thread; must not block.
 public protocol GRPCHandler: Sendable {
     func handle(_ request: GRPCRequest, responder: GRPCResponder)
+    /// False for client- or bidi-streaming methods: those are handed over as soon as their
+    /// headers arrive (with an empty message), so the handler can refuse them at once.
+    func isUnary(path: String) -> Bool
+}
+
+extension GRPCHandler {
+    public func isUnary(path: String) -> Bool { true }
 }
 
 /// gRPC's wire details that do not depend on HTTP/2 itself.

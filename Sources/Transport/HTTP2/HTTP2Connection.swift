@@ -14,6 +14,8 @@ final class HTTP2Stream {
     var body: [UInt8] = []
     /// The client sent END_STREAM.
     var requestComplete = false
+    /// Handed to a handler, which owes one answer.
+    var dispatched = false
     /// Answered already (possibly early, before the request was complete): later DATA is dropped.
     var answered = false
     var deadline: Double?
@@ -61,7 +63,16 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private var wantsWrite = false
     private var closed = false
     private var draining = false
+    /// Our side is shut down (FIN sent); reading and discarding until the client closes or
+    /// `lingerUntil`, so unread client bytes cannot turn the close into a reset that destroys
+    /// the last responses.
+    private var lingerUntil: Double?
+    /// Last successful read or write.
     private var lastActivity = monotonicSeconds()
+    /// Request bytes held for streams not yet handed to a handler.
+    private var bufferedBytes = 0
+    /// Requests handed to a handler whose responder has not fired yet (reset streams included).
+    private var outstanding = 0
     /// mem_send output is not taken while this much is waiting for the socket.
     private static let outputHighWater = 1 << 20
 
@@ -133,6 +144,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     func handleEvents(_ events: UInt32) {
         if closed { return }
+        if lingerUntil != nil { return discardUntilClosed() }
         if events & EPOLLOUT.rawValue != 0 { flush() }
         if closed { return }
         if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
@@ -169,7 +181,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         if consumed < 0 {
             // A protocol error: nghttp2 queued a GOAWAY; send what can be sent, then close.
             flush()
-            close()
+            finish()
         }
     }
 
@@ -203,24 +215,61 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 return
             }
             outputOffset += written
+            if written > 0 { lastActivity = monotonicSeconds() }
             if outputOffset == output.count {
                 output.removeAll(keepingCapacity: output.capacity <= 1 << 20)
+                outputOffset = 0
+            } else if outputOffset >= 256 * 1024 {
+                // A slow reader: drop what was sent so the buffer stays near the high-water mark.
+                output.removeFirst(outputOffset)
                 outputOffset = 0
             }
         }
         if wantsWrite { wantsWrite = false; updateInterest() }
-        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 { close() }
-        if draining && streams.isEmpty { close() }
+        if nghttp2_session_want_read(session) == 0 && nghttp2_session_want_write(session) == 0 { return finish() }
+        if draining && streams.isEmpty { finish() }
+    }
+
+    /// Ends the connection gracefully once everything queued was written: FIN, then lingers.
+    private func finish() {
+        guard !closed, lingerUntil == nil else { return }
+        if outputOffset < output.count {
+            // Still writing: the next flush comes back here.
+            draining = true
+            return
+        }
+        Glibc.shutdown(fd, Int32(SHUT_WR))
+        lingerUntil = monotonicSeconds() + 2
+        if wantsWrite { wantsWrite = false; updateInterest() }
+        discardUntilClosed()
+    }
+
+    private func discardUntilClosed() {
+        let buffer = listener.readBuffer
+        while true {
+            let count = read(fd, buffer.baseAddress, buffer.count)
+            if count < 0 && errno == EINTR { continue }
+            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
+            if count <= 0 { return close() }
+        }
     }
 
     // MARK: Session callbacks (inside mem_recv / mem_send)
 
-    fileprivate func beginHeaders(streamID: Int32) {
+    fileprivate func beginHeaders(streamID: Int32) -> Bool {
+        // Streams the client reset still hold their handler's work: bound that too.
+        if outstanding >= server.configuration.maxConcurrentStreams || draining { return false }
         streams[streamID] = HTTP2Stream(id: streamID, started: monotonicSeconds())
+        return true
+    }
+
+    fileprivate func refuse(streamID: Int32) {
+        guard let session else { return }
+        nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), streamID, NGHTTP2_REFUSED_STREAM.rawValue)
     }
 
     fileprivate func header(streamID: Int32, name: UnsafeBufferPointer<UInt8>, value: UnsafeBufferPointer<UInt8>) -> Bool {
-        guard let stream = streams[streamID], !stream.requestComplete else { return true }
+        guard let stream = streams[streamID], !stream.requestComplete, !stream.dispatched else { return true }
         stream.headerBytes += name.count + value.count + 32
         if stream.headerBytes > server.configuration.limits.maxHeaderBytes { return false }
         let nameString = String(decoding: name, as: UTF8.self)
@@ -241,8 +290,19 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     }
 
     fileprivate func dataChunk(streamID: Int32, bytes: UnsafeBufferPointer<UInt8>) {
-        guard let stream = streams[streamID], !stream.answered else { return }
+        guard let stream = streams[streamID], !stream.answered, !stream.dispatched else { return }
         let configuration = server.configuration
+        // All streams of a connection together hold at most two of the largest requests.
+        let connectionLimit = 2 * max(configuration.maxGRPCMessageBytes, configuration.limits.maxBodyBytes) + (1 << 20)
+        if bufferedBytes + bytes.count > connectionLimit {
+            let message = "too many large requests in flight on this connection; retry"
+            if stream.isGRPC {
+                answerGRPC(stream, GRPCResponse(status: GRPCResponse.resourceExhausted, message: message))
+            } else {
+                answerHTTP(stream, server.handler.errorResponse(status: 503, message: message))
+            }
+            return
+        }
         if stream.isGRPC {
             if stream.body.count < 5 && stream.body.count + bytes.count >= 5 {
                 // The prefix is complete: refuse an oversized message before buffering it.
@@ -253,7 +313,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                     answerGRPC(stream, GRPCWire.tooLarge(length, limit: configuration.maxGRPCMessageBytes))
                     return
                 }
-                stream.body.reserveCapacity(5 + length)
+                stream.body.reserveCapacity(5 + min(length, 4 << 20))
             }
             if stream.body.count + bytes.count > configuration.maxGRPCMessageBytes + 5 {
                 answerGRPC(stream, GRPCWire.tooLarge(stream.body.count + bytes.count - 5, limit: configuration.maxGRPCMessageBytes))
@@ -265,14 +325,28 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             return
         }
         stream.body.append(contentsOf: bytes)
+        bufferedBytes += bytes.count
+    }
+
+    /// Forgets a stream's buffered request bytes.
+    private func releaseBody(_ stream: HTTP2Stream) {
+        bufferedBytes -= stream.body.count
+        stream.body = []
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) {
+        if type == UInt8(NGHTTP2_HEADERS.rawValue), flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) == 0,
+           let stream = streams[streamID], stream.isGRPC, !stream.dispatched, !stream.answered,
+           let handler = server.grpcHandler, !handler.isUnary(path: stream.path) {
+            // A streaming method: the handler answers it now (this server refuses them).
+            dispatch(stream)
+            return
+        }
         guard flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0,
               type == UInt8(NGHTTP2_DATA.rawValue) || type == UInt8(NGHTTP2_HEADERS.rawValue),
               let stream = streams[streamID], !stream.requestComplete else { return }
         stream.requestComplete = true
-        if !stream.answered { dispatch(stream) }
+        if !stream.answered && !stream.dispatched { dispatch(stream) }
     }
 
     fileprivate func frameSent(type: UInt8, flags: UInt8, streamID: Int32) {
@@ -285,6 +359,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
+        releaseBody(stream)
         // The client reset it (or the connection ends) before the answer left: drop the work.
         if !stream.answered || stream.responseOffset < stream.responseBody.count { stream.cancellation.cancel() }
     }
@@ -313,16 +388,20 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     // MARK: Requests and responses
 
     private func dispatch(_ stream: HTTP2Stream) {
+        let body = stream.body
+        releaseBody(stream)
         if stream.isGRPC {
             guard let handler = server.grpcHandler else {
                 answerGRPC(stream, GRPCResponse(status: GRPCResponse.unimplemented, message: "this port does not serve gRPC"))
                 return
             }
-            switch GRPCWire.unframeUnary(stream.body, maxMessageBytes: server.configuration.maxGRPCMessageBytes) {
+            let unary = stream.requestComplete
+            switch unary ? GRPCWire.unframeUnary(body, maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
             case .rejected(let response):
                 answerGRPC(stream, response)
             case .message(let message):
-                stream.body = []
+                stream.dispatched = true
+                outstanding += 1
                 let request = GRPCRequest(path: stream.path, headers: stream.headers, message: message,
                                           deadline: stream.deadline, cancellation: stream.cancellation)
                 let reference = reference, id = stream.id
@@ -332,9 +411,10 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             }
         } else {
             let head = HTTPRequestHead(method: stream.method, target: stream.path, headers: stream.headers,
-                                       contentLength: stream.body.count)
-            let request = HTTPRequest(head: head, body: stream.body)
-            stream.body = []
+                                       contentLength: body.count)
+            let request = HTTPRequest(head: head, body: body)
+            stream.dispatched = true
+            outstanding += 1
             let reference = reference, id = stream.id
             server.handler.handle(request, responder: HTTPResponder { response in
                 reference.loop.execute { reference.value?.completeHTTP(streamID: id, response) }
@@ -343,12 +423,14 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     }
 
     func completeGRPC(streamID: Int32, _ response: GRPCResponse) {
+        outstanding -= 1
         guard !closed, let stream = streams[streamID], !stream.answered else { return }
         answerGRPC(stream, response)
         flush()
     }
 
     func completeHTTP(streamID: Int32, _ response: HTTPResponse) {
+        outstanding -= 1
         guard !closed, let stream = streams[streamID], !stream.answered else { return }
         answerHTTP(stream, response)
         flush()
@@ -357,6 +439,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     /// Queues a gRPC answer: HEADERS, DATA, trailers; or a trailers-only HEADERS for errors.
     private func answerGRPC(_ stream: HTTP2Stream, _ response: GRPCResponse) {
         stream.answered = true
+        releaseBody(stream)
         var status = response.status, message = response.message
         if let deadline = stream.deadline, monotonicSeconds() > deadline, status == 0 {
             status = GRPCResponse.deadlineExceeded
@@ -377,6 +460,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     private func answerHTTP(_ stream: HTTP2Stream, _ response: HTTPResponse) {
         stream.answered = true
+        releaseBody(stream)
         var fields = [(":status", String(response.status))]
         for field in response.headers {
             let name = field.name.lowercased()
@@ -385,19 +469,25 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             fields.append((name, field.value))
         }
         fields.append(("content-length", String(response.body.count)))
-        stream.responseBody = response.body
-        submitResponse(stream, fields, hasBody: !response.body.isEmpty)
+        // HEAD: the fields GET would have, no body (RFC 9110 §9.3.2).
+        let hasBody = !response.body.isEmpty && stream.method != "HEAD"
+        stream.responseBody = hasBody ? response.body : []
+        submitResponse(stream, fields, hasBody: hasBody)
     }
 
     private func submitResponse(_ stream: HTTP2Stream, _ fields: [(String, String)], hasBody: Bool) {
         guard let session else { return }
-        withHeaderFields(fields) { nva, count in
+        let result = withHeaderFields(fields) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadResponse)
-                _ = nghttp2_submit_response(session, stream.id, nva, count, &provider)
+                return nghttp2_submit_response(session, stream.id, nva, count, &provider)
             } else {
-                _ = nghttp2_submit_response(session, stream.id, nva, count, nil)
+                return nghttp2_submit_response(session, stream.id, nva, count, nil)
             }
+        }
+        if result != 0 {
+            // The stream cannot take a response (e.g. already reset): make sure it ends.
+            nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_INTERNAL_ERROR.rawValue)
         }
     }
 
@@ -414,6 +504,10 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     func checkTimeouts(now: Double) {
         guard !closed, let session else { return }
+        if let lingerUntil {
+            if now > lingerUntil { close() }
+            return
+        }
         let configuration = server.configuration
         for stream in Array(streams.values) where !stream.answered {
             if let deadline = stream.deadline, now > deadline, stream.isGRPC {
@@ -424,11 +518,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 nghttp2_submit_rst_stream(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), stream.id, NGHTTP2_CANCEL.rawValue)
             }
         }
-        if streams.isEmpty && now - lastActivity > Double(configuration.idleTimeout) {
+        // Idle: nothing open, or only answers a client stopped reading, for the idle timeout.
+        if streams.values.allSatisfy({ $0.answered }) && now - lastActivity > Double(configuration.idleTimeout) {
             nghttp2_submit_goaway(session, UInt8(NGHTTP2_FLAG_NONE.rawValue), nghttp2_session_get_last_proc_stream_id(session),
                                   NGHTTP2_NO_ERROR.rawValue, nil, 0)
             flush()
-            close()
+            if streams.isEmpty { finish() } else { close() }
             return
         }
         flush()
@@ -473,12 +568,15 @@ private func connection(_ userData: UnsafeMutableRawPointer?) -> HTTP2Connection
 private let h2OnBeginHeaders: nghttp2_on_begin_headers_callback = { _, frame, userData in
     guard let frame, cng_frame_type(frame) == UInt8(NGHTTP2_HEADERS.rawValue),
           cng_headers_category(frame) == Int32(NGHTTP2_HCAT_REQUEST.rawValue) else { return 0 }
-    connection(userData).beginHeaders(streamID: cng_frame_stream_id(frame))
+    let owner = connection(userData), streamID = cng_frame_stream_id(frame)
+    // Refused streams are not tracked: their headers and data are ignored.
+    if !owner.beginHeaders(streamID: streamID) { owner.refuse(streamID: streamID) }
     return 0
 }
 
 private let h2OnHeader: nghttp2_on_header_callback = { _, frame, name, nameLength, value, valueLength, _, userData in
-    guard let frame, let name, let value else { return 0 }
+    // Request headers only: trailers must not change what the request is.
+    guard let frame, let name, let value, cng_headers_category(frame) == Int32(NGHTTP2_HCAT_REQUEST.rawValue) else { return 0 }
     let accepted = connection(userData).header(streamID: cng_frame_stream_id(frame),
                                                name: UnsafeBufferPointer(start: name, count: nameLength),
                                                value: UnsafeBufferPointer(start: value, count: valueLength))
