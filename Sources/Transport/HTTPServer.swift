@@ -196,6 +196,9 @@ final class Listener: EventHandler, @unchecked Sendable {
     var connections: [ObjectIdentifier: any ServerConnection] = [:]
     /// One read buffer per loop: a read is parsed completely before the next.
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// A descriptor held in reserve: when the process runs out (EMFILE), it is released to
+    /// accept and close the waiting connection, so the level-triggered listener cannot spin.
+    private var spareFD: Int32 = open("/dev/null", O_RDONLY | O_CLOEXEC)
 
     init(fd: Int32, loop: EventLoop, server: HTTPServer) {
         self.fd = fd
@@ -218,11 +221,21 @@ final class Listener: EventHandler, @unchecked Sendable {
             let client = cls_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
-                return  // EAGAIN, or EMFILE and friends: try again on the next event
+                if (errno == EMFILE || errno == ENFILE) && spareFD >= 0 {
+                    Glibc.close(spareFD)
+                    let refused = cls_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
+                    if refused >= 0 { Glibc.close(refused) }
+                    spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                    continue
+                }
+                return  // EAGAIN (or out of descriptors without a spare): wait for the next event
             }
-            if server.draining.load(ordering: .acquiring)
-                || server.connectionCount.add(1, ordering: .relaxed).newValue > server.configuration.maxConnections {
-                if !server.draining.load(ordering: .acquiring) { server.connectionCount.subtract(1, ordering: .relaxed) }
+            if server.draining.load(ordering: .acquiring) {
+                Glibc.close(client)
+                continue
+            }
+            if server.connectionCount.add(1, ordering: .relaxed).newValue > server.configuration.maxConnections {
+                server.connectionCount.subtract(1, ordering: .relaxed)
                 Glibc.close(client)
                 continue
             }
