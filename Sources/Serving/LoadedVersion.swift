@@ -139,6 +139,10 @@ public final class LoadedVersion: @unchecked Sendable {
             }
             buffers.append(tensor.data)
         }
+        var seen = Set<String>()
+        for tensor in request.inputs where !seen.insert(tensor.name).inserted {
+            throw .invalidInput("input '\(tensor.name)' is given more than once")
+        }
         for tensor in request.inputs where !model.inputs.contains(where: { $0.name == tensor.name }) {
             throw .invalidInput("unknown input '\(tensor.name)'; the model's inputs are \(model.inputs.map(\.name).joined(separator: ", "))")
         }
@@ -151,6 +155,12 @@ public final class LoadedVersion: @unchecked Sendable {
         if let requested = request.outputs, !requested.isEmpty {
             for output in requested where !model.outputs.contains(where: { $0.name == output.name }) {
                 throw .invalidInput("unknown output '\(output.name)'; the model's outputs are \(model.outputs.map(\.name).joined(separator: ", "))")
+            }
+            for output in requested {
+                guard let value = output.parameters["classification"] else { continue }
+                guard let k = value.intValue, k > 0, k <= Int64(Int32.max) else {
+                    throw .invalidInput("classification of '\(output.name)' must be a positive integer (the number of classes), got \(value.jsonText)")
+                }
             }
             wanted = requested.map(\.name)
         }

@@ -93,6 +93,16 @@ public enum ParameterValue: Sendable, Equatable {
         }
     }
     public var boolValue: Bool? { if case .bool(let v) = self { return v } else { return nil } }
+
+    /// The value as it would be written in JSON (for error messages).
+    public var jsonText: String {
+        switch self {
+        case .string(let v): return "\"\(v)\""
+        case .int(let v): return String(v)
+        case .double(let v): return String(v)
+        case .bool(let v): return String(v)
+        }
+    }
 }
 
 /// What a client asks for back.

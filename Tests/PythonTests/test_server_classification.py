@@ -46,3 +46,9 @@ def test_v2_classification_extension(server_factory, tmp_path):
     # Asking for the raw output by name keeps it raw.
     raw = server.post("/v2/models/digits/infer", json=v2_json_request(x, outputs=[{"name": "logits"}])).json()
     np.testing.assert_allclose(np.asarray(raw["outputs"][0]["data"]).reshape(1, 10), digits_reference(x), atol=1e-4, rtol=1e-3)
+    # A class count that is not a positive integer is refused, naming the value.
+    for bad in (0, -1, 2.5, 1e300, "3", True):
+        request = v2_json_request(x, outputs=[{"name": "logits", "parameters": {"classification": bad}}])
+        response = server.post("/v2/models/digits/infer", json=request)
+        assert response.status_code == 400, (bad, response.text)
+        assert "classification" in response.json()["error"], response.text

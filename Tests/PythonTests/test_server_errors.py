@@ -168,6 +168,12 @@ def test_v2_unknown_input_name_is_400(server):
     assert "no_such_input" in message or "image" in message, message  # names the stray or the missing input
 
 
+def test_v2_input_given_twice_is_400(server):
+    one = v2_json_request(X[:1])["inputs"][0]
+    message = assert_error(server.post("/v2/models/digits/infer", json={"inputs": [one, one]}), 400)
+    assert "image" in message and "more than once" in message, message
+
+
 def test_v2_missing_one_of_two_inputs_is_400(server):
     request = {"inputs": [{"name": "a", "shape": [1, 3], "datatype": "FP32", "data": [1.0, 2.0, 3.0]}]}
     assert_error(server.post("/v2/models/pair/infer", json=request), 400, "b")

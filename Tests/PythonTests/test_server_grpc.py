@@ -570,6 +570,22 @@ def test_32_mib_request_and_response(server, triton):
     assert_close(triton.infer("digits", [triton_input("image", X[:1])]).as_numpy("logits"), digits_reference(X[:1]))
 
 
+def test_large_transfer_does_not_stall_small_calls_on_the_same_connection(server, stub):
+    """Flow control per stream: while a 60 MiB request and its 60 MiB answer move on one
+    connection, small calls on that connection are answered in between."""
+    big = np.random.default_rng(11).standard_normal(15 * MiB).astype(np.float32)  # 60 MiB
+    future = stub.ModelInfer.future(infer_request("echo", [("x", big)]), timeout=120)
+    small_done_first = 0
+    for i in range(40):
+        x = X[i % len(X):i % len(X) + 1]
+        answer = stub.ModelInfer(infer_request("digits", [("image", x)]), timeout=RPC_TIMEOUT)
+        assert_close(response_arrays(answer)["logits"], digits_reference(x))
+        if not future.done():
+            small_done_first += 1
+    assert_equal_arrays(response_arrays(future.result())["y"], big)
+    assert small_done_first > 0, "every small call waited for the 60 MiB transfer"
+
+
 def test_message_over_64_mib_is_resource_exhausted(server, stub):
     request = infer_request("echo", [("x", np.ones((MAX_MESSAGE + 4 * MiB) // 4, np.float32))])
     assert request.ByteSize() > MAX_MESSAGE
