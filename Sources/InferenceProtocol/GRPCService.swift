@@ -84,10 +84,11 @@ public final class GRPCService: Sendable {
         func reply(_ response: some SwiftProtobuf.Message) { completion(.ok(response)) }
     }
 
-    /// Methods of the served services that this server does not implement.
-    /// Client- and bidi-streaming methods (all refused, see `unimplemented`).
+    /// Streaming methods (all refused, see `unimplemented`): Transport hands them over as soon as
+    /// their headers arrive instead of waiting for the client to finish sending.
     public static let streamingPaths: Set<String> = ["/inference.GRPCInferenceService/ModelStreamInfer", "/grpc.health.v1.Health/Watch"]
 
+    /// Methods of the served services that this server does not implement.
     static let unimplemented: [String: String] = [
         "/inference.GRPCInferenceService/ModelStreamInfer": "ModelStreamInfer (streaming inference) is not implemented; use ModelInfer",
         "/inference.GRPCInferenceService/ModelStatistics": "ModelStatistics is not implemented; see the REST /metrics endpoint",
@@ -143,22 +144,14 @@ public final class GRPCService: Sendable {
             let request = try call.parse(Inference_RepositoryIndexRequest.self)
             call.reply(repositoryIndex(onlyReady: request.ready))
         case "/inference.GRPCInferenceService/RepositoryModelLoad":
-            let request = try call.parse(Inference_RepositoryModelLoadRequest.self)
-            let repository = rest.repository, completion = call.completion
-            rest.control {
-                do throws(ServingError) {
-                    try repository.load(model: request.modelName)
-                    completion(.ok(Inference_RepositoryModelLoadResponse()))
-                } catch { completion(.failure(error)) }
+            let model = try call.parse(Inference_RepositoryModelLoadRequest.self).modelName
+            changeRepository(call, answer: Inference_RepositoryModelLoadResponse()) { repository throws(ServingError) in
+                try repository.load(model: model)
             }
         case "/inference.GRPCInferenceService/RepositoryModelUnload":
-            let request = try call.parse(Inference_RepositoryModelUnloadRequest.self)
-            let repository = rest.repository, completion = call.completion
-            rest.control {
-                do throws(ServingError) {
-                    try repository.unload(model: request.modelName)
-                    completion(.ok(Inference_RepositoryModelUnloadResponse()))
-                } catch { completion(.failure(error)) }
+            let model = try call.parse(Inference_RepositoryModelUnloadRequest.self).modelName
+            changeRepository(call, answer: Inference_RepositoryModelUnloadResponse()) { repository throws(ServingError) in
+                try repository.unload(model: model)
             }
 
         // TensorFlow Serving
@@ -177,6 +170,18 @@ public final class GRPCService: Sendable {
 
         default:
             throw .unsupported(Self.unimplemented[path] ?? "unknown method \(path)")
+        }
+    }
+
+    /// Runs `change` on the control queue (repository changes are serialised there), then answers.
+    private func changeRepository(_ call: Call, answer: some SwiftProtobuf.Message & Sendable,
+                                  _ change: @escaping @Sendable (ModelRepository) throws(ServingError) -> Void) {
+        let repository = rest.repository, completion = call.completion
+        rest.control {
+            do throws(ServingError) {
+                try change(repository)
+                completion(.ok(answer))
+            } catch { completion(.failure(error)) }
         }
     }
 

@@ -64,7 +64,7 @@ enum GRPCTensors {
                 throw .invalidInput("input '\(name)': \(data.count) bytes of raw data, shape \(shape) of \(datatype.rawValue) needs \(overflow ? "more" : String(bytes))")
             }
         } else {
-            guard let elements = bytesElements(data) else {
+            guard let elements = BytesElements.ranges(data) else {
                 throw .invalidInput("input '\(name)': raw BYTES data must be elements of a 4-byte little-endian length and that many bytes")
             }
             guard elements.count == count else {
@@ -97,7 +97,7 @@ enum GRPCTensors {
         case .fp64: return littleEndianBytes(try exact(contents.fp64Contents, "fp64_contents"))
         case .bytes:
             var data: [UInt8] = []
-            for element in try exact(contents.bytesContents, "bytes_contents") { appendElement(element, to: &data) }
+            for element in try exact(contents.bytesContents, "bytes_contents") { BytesElements.append(element, to: &data) }
             return data
         case .fp16, .bf16:
             throw .invalidInput("input '\(name)': \(datatype.rawValue) has no typed contents field; send it in raw_input_contents")
@@ -251,7 +251,7 @@ enum GRPCTensors {
             let strings = try filled(proto.stringVal, "string_val", elementBytes: 4 + (proto.stringVal.last?.count ?? 0))
             var bytes: [UInt8] = []
             bytes.reserveCapacity(strings.reduce(0) { $0 + 4 + $1.count })
-            for element in strings { appendElement(element, to: &bytes) }
+            for element in strings { BytesElements.append(element, to: &bytes) }
             data = bytes
         }
         return InferTensor(name: name, datatype: datatype, shape: shape, data: data)
@@ -264,35 +264,14 @@ enum GRPCTensors {
         proto.dtype = tfType(tensor.datatype)
         proto.tensorShape = shapeProto(tensor.shape)
         if tensor.datatype == .bytes {
-            guard let elements = bytesElements(tensor.data) else {
+            guard let elements = BytesElements.ranges(tensor.data) else {
                 throw .internalError("output '\(tensor.name)' holds malformed BYTES data")
             }
-            proto.stringVal = elements.map { Data($0) }
+            proto.stringVal = elements.map { Data(tensor.data[$0]) }
         } else {
             proto.tensorContent = Data(tensor.data)
         }
         return proto
-    }
-
-    // MARK: Bytes
-
-    /// The elements of BYTES data, or nil when it is not a sequence of length-prefixed elements.
-    static func bytesElements(_ data: [UInt8]) -> [ArraySlice<UInt8>]? {
-        var elements: [ArraySlice<UInt8>] = []
-        var offset = 0
-        while offset < data.count {
-            guard data.count - offset >= 4 else { return nil }
-            let length = Int(UInt32(data[offset]) | UInt32(data[offset + 1]) << 8 | UInt32(data[offset + 2]) << 16 | UInt32(data[offset + 3]) << 24)
-            guard data.count - offset - 4 >= length else { return nil }
-            elements.append(data[offset + 4 ..< offset + 4 + length])
-            offset += 4 + length
-        }
-        return elements
-    }
-
-    static func appendElement(_ element: some Collection<UInt8>, to data: inout [UInt8]) {
-        withUnsafeBytes(of: UInt32(truncatingIfNeeded: element.count).littleEndian) { data.append(contentsOf: $0) }
-        data.append(contentsOf: element)
     }
 
     /// The values' bytes, little-endian (the host order on every platform this server runs on).

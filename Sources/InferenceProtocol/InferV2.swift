@@ -18,7 +18,7 @@ extension RESTService {
         if let image = servable.version.imageInput, request.header("content-type")?.lowercased().hasPrefix("image/") == true {
             // A raw image body: one image for the image input.
             var bytes: [UInt8] = []
-            TensorJSON.appendBytes(request.body, to: &bytes)
+            BytesElements.append(request.body, to: &bytes)
             inferRequest = InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)])
         } else if headerLength == 0 {
             // Raw binary request: the body is the single input's bytes, batch 1.

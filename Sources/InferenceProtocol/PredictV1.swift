@@ -7,7 +7,7 @@ extension RESTService {
         if let image = servable.version.imageInput, request.header("content-type")?.lowercased().hasPrefix("image/") == true {
             // A raw image body: one instance.
             var bytes: [UInt8] = []
-            TensorJSON.appendBytes(request.body, to: &bytes)
+            BytesElements.append(request.body, to: &bytes)
             run(InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)]), on: servable,
                     protocolName: "v1", encode: { response throws(ServingError) in try Self.encodeV1(response, rowFormat: true) },
                     completion: completion)
@@ -98,7 +98,7 @@ extension RESTService {
             guard let image = encodedImage(value) else {
                 throw .invalidInput("instance \(index) of image input '\(input)' must be {\"b64\": \"<base64 JPEG>\"} (or {\"image_bytes\": {\"b64\": ...}}), got \(value.kindName)")
             }
-            TensorJSON.appendBytes(image, to: &bytes)
+            BytesElements.append(image, to: &bytes)
         }
         return InferTensor(name: input, datatype: .bytes, shape: [values.count], data: bytes)
     }

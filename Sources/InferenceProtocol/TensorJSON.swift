@@ -27,10 +27,10 @@ enum TensorJSON {
             var count = 0
             func append(_ element: JSONValue) throws(ServingError) {
                 switch element {
-                case .string(let text): appendBytes(Array(text.utf8), to: &bytes); count += 1
+                case .string(let text): BytesElements.append(Array(text.utf8), to: &bytes); count += 1
                 case .array(let nested): for item in nested { try append(item) }
                 default:
-                    if let data = base64Object(element) { appendBytes(data, to: &bytes); count += 1 } else {
+                    if let data = base64Object(element) { BytesElements.append(data, to: &bytes); count += 1 } else {
                         throw .invalidInput("BYTES data of '\(name)' must be strings, got \(element.kindName)")
                     }
                 }
@@ -40,7 +40,7 @@ enum TensorJSON {
             return (bytes, [elements.count])
         case .string(let text) where datatype == .bytes:
             var bytes: [UInt8] = []
-            appendBytes(Array(text.utf8), to: &bytes)
+            BytesElements.append(Array(text.utf8), to: &bytes)
             return (bytes, [])
         default:
             throw .invalidInput("data of '\(name)' must be \(datatype == .bytes ? "strings" : "numbers") for \(datatype.rawValue), got \(value.kindName)")
@@ -52,11 +52,6 @@ enum TensorJSON {
         guard case .object(let object) = value, object.count == 1, let text = object["b64"]?.stringValue,
               let data = Data(base64Encoded: text) else { return nil }
         return [UInt8](data)
-    }
-
-    static func appendBytes(_ element: [UInt8], to bytes: inout [UInt8]) {
-        withUnsafeBytes(of: UInt32(element.count).littleEndian) { bytes.append(contentsOf: $0) }
-        bytes.append(contentsOf: element)
     }
 
     /// The element type JSON values of `datatype` decode to; throws for types JSON cannot carry.

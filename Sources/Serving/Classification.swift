@@ -54,9 +54,7 @@ public struct Classification: Sendable {
         let width = best.first?.count ?? 0
         for row in best {
             for (index, score) in row {
-                let name = Array((label(index) ?? String(index)).utf8)
-                withUnsafeBytes(of: UInt32(name.count).littleEndian) { classes.append(contentsOf: $0) }
-                classes.append(contentsOf: name)
+                BytesElements.append((label(index) ?? String(index)).utf8, to: &classes)
                 withUnsafeBytes(of: score) { scores.append(contentsOf: $0) }
             }
         }
@@ -72,9 +70,7 @@ public struct Classification: Sendable {
             for (index, score) in row {
                 var text = "\(score):\(index)"
                 if let name = label(index) { text += ":" + name }
-                let bytes = Array(text.utf8)
-                withUnsafeBytes(of: UInt32(bytes.count).littleEndian) { data.append(contentsOf: $0) }
-                data.append(contentsOf: bytes)
+                BytesElements.append(text.utf8, to: &data)
             }
         }
         let batched = tensor.shape.count > 1

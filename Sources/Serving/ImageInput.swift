@@ -58,15 +58,9 @@ public struct ImageInput: Sendable {
     /// Decodes every element of a BYTES tensor (4-byte little-endian length + JPEG bytes each)
     /// into one FP32 batch [N, ...] in the model's layout.
     func decode(_ tensor: InferTensor, shape modelShape: [Int], with decoders: ImageDecoderPool) throws(ServingError) -> InferTensor {
-        var images: [Range<Int>] = []
-        var offset = 0
         let bytes = tensor.data
-        while offset < bytes.count {
-            guard offset + 4 <= bytes.count else { throw .invalidInput("BYTES data of '\(name)' ends inside an element's length") }
-            let length = Int(UInt32(bytes[offset]) | UInt32(bytes[offset + 1]) << 8 | UInt32(bytes[offset + 2]) << 16 | UInt32(bytes[offset + 3]) << 24)
-            guard offset + 4 + length <= bytes.count else { throw .invalidInput("BYTES data of '\(name)' ends inside an element") }
-            images.append(offset + 4 ..< offset + 4 + length)
-            offset += 4 + length
+        guard let images = BytesElements.ranges(bytes) else {
+            throw .invalidInput("BYTES data of '\(name)' ends inside an element or its length")
         }
         guard !images.isEmpty else { throw .invalidInput("'\(name)' holds no image") }
         let perImage = preprocessing.elementCount

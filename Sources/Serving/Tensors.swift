@@ -78,6 +78,30 @@ public struct InferTensor: Sendable {
     }
 }
 
+/// BYTES tensor data: each element a 4-byte little-endian length, then that many bytes.
+public enum BytesElements {
+    /// Appends one element.
+    public static func append(_ element: some Collection<UInt8>, to data: inout [UInt8]) {
+        withUnsafeBytes(of: UInt32(truncatingIfNeeded: element.count).littleEndian) { data.append(contentsOf: $0) }
+        data.append(contentsOf: element)
+    }
+
+    /// The byte ranges of the elements' contents, or nil when `data` is not a whole sequence of
+    /// elements (it ends inside a length or inside an element).
+    public static func ranges(_ data: [UInt8]) -> [Range<Int>]? {
+        var ranges: [Range<Int>] = []
+        var offset = 0
+        while offset < data.count {
+            guard data.count - offset >= 4 else { return nil }
+            let length = Int(UInt32(data[offset]) | UInt32(data[offset + 1]) << 8 | UInt32(data[offset + 2]) << 16 | UInt32(data[offset + 3]) << 24)
+            guard data.count - offset - 4 >= length else { return nil }
+            ranges.append(offset + 4 ..< offset + 4 + length)
+            offset += 4 + length
+        }
+        return ranges
+    }
+}
+
 /// A request or tensor parameter value (Open Inference Protocol: string, number or bool).
 public enum ParameterValue: Sendable, Equatable {
     case string(String)

@@ -110,7 +110,8 @@ func decode<M: SwiftProtobuf.Message>(_ type: M.Type, _ reply: GRPCReply) throws
         let response = try decode(Inference_ModelInferResponse.self,
                                   ServingFixtures.call(try grpc, "/inference.GRPCInferenceService/ModelInfer", serialized(request)))
         #expect(response.outputs[0].datatype == "BYTES" && response.outputs[0].shape == [1, 1])
-        #expect(GRPCTensors.bytesElements([UInt8](response.rawOutputContents[0]))?.map { String(decoding: $0, as: UTF8.self) } == ["5.0:1"])
+        let raw = [UInt8](response.rawOutputContents[0])
+        #expect(BytesElements.ranges(raw)?.map { String(decoding: raw[$0], as: UTF8.self) } == ["5.0:1"])
     }
 
     @Test func modelInferErrors() throws {

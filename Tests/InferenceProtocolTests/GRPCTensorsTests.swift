@@ -9,7 +9,7 @@ func floats(_ data: [UInt8]) -> [Float] { data.withUnsafeBytes { Array($0.bindMe
 func bytes<T: BitwiseCopyable>(_ values: [T]) -> [UInt8] { values.withUnsafeBytes { Array($0) } }
 func lengthPrefixed(_ elements: [[UInt8]]) -> [UInt8] {
     var data: [UInt8] = []
-    for element in elements { GRPCTensors.appendElement(element, to: &data) }
+    for element in elements { BytesElements.append(element, to: &data) }
     return data
 }
 

@@ -1,6 +1,11 @@
 import Testing
 @testable import Transport
 
+/// A request body as Transport receives it: the first 5 bytes apart from the rest.
+private func unframe(_ body: [UInt8], limit: Int) -> GRPCWire.Unframed {
+    GRPCWire.unframeUnary(prefix: Array(body.prefix(5)), message: Array(body.dropFirst(5)), maxMessageBytes: limit)
+}
+
 @Suite struct GRPCWireTests {
     @Test func timeouts() {
         #expect(GRPCWire.timeoutSeconds("10S") == 10)
@@ -28,12 +33,12 @@ import Testing
         let message: [UInt8] = Array(0..<200).map { UInt8($0) }
         let framed = GRPCWire.frame(message)
         #expect(framed.prefix(5) == [0, 0, 0, 0, 200])
-        guard case .message(let back) = GRPCWire.unframeUnary(framed, maxMessageBytes: 1000) else {
+        guard case .message(let back) = unframe(framed, limit: 1000) else {
             Issue.record("a framed message must unframe")
             return
         }
         #expect(back == message)
-        guard case .message(let empty) = GRPCWire.unframeUnary([0, 0, 0, 0, 0], maxMessageBytes: 10) else {
+        guard case .message(let empty) = unframe([0, 0, 0, 0, 0], limit: 10) else {
             Issue.record("an empty message is a message")
             return
         }
@@ -42,7 +47,7 @@ import Testing
 
     @Test func badFramesAreRejectedWithStatus() {
         func status(_ body: [UInt8], limit: Int = 100) -> Int? {
-            if case .rejected(let response) = GRPCWire.unframeUnary(body, maxMessageBytes: limit) { return response.status }
+            if case .rejected(let response) = unframe(body, limit: limit) { return response.status }
             return nil
         }
         #expect(status([]) == 12)  // no message on a unary call

@@ -99,49 +99,45 @@ public enum GRPCWire {
         return String(decoding: out, as: UTF8.self)
     }
 
-    /// A message with its 5-byte prefix (uncompressed flag, big-endian length).
-    public static func frame(_ message: [UInt8]) -> [UInt8] {
-        var out: [UInt8] = []
-        out.reserveCapacity(message.count + 5)
-        let length = UInt32(message.count)
-        out.append(0)
-        out.append(UInt8(length >> 24))
-        out.append(UInt8(length >> 16 & 0xFF))
-        out.append(UInt8(length >> 8 & 0xFF))
-        out.append(UInt8(length & 0xFF))
-        out.append(contentsOf: message)
-        return out
+    /// The 5-byte prefix of an uncompressed message of `length` bytes (flag 0, big-endian length).
+    public static func prefix(length: Int) -> [UInt8] {
+        let length = UInt32(truncatingIfNeeded: length)
+        return [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
     }
+
+    /// A message with its 5-byte prefix.
+    public static func frame(_ message: [UInt8]) -> [UInt8] { prefix(length: message.count) + message }
 
     enum Unframed {
         case message([UInt8])
         case rejected(GRPCResponse)
     }
 
-    /// Splits a unary request body into its one message, or says what is wrong with it.
-    static func unframeUnary(_ body: [UInt8], maxMessageBytes: Int) -> Unframed {
-        guard body.count >= 5 else {
+    /// Checks a unary request body, received as its first 5 bytes (`prefix`, fewer when the
+    /// body was shorter) and the rest (`message`), and answers its one message or what is wrong.
+    static func unframeUnary(prefix: [UInt8], message: [UInt8], maxMessageBytes: Int) -> Unframed {
+        guard prefix.count == 5 else {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
-                                         message: body.isEmpty ? "a unary call needs one request message; none was sent"
-                                                               : "truncated gRPC message prefix (\(body.count) bytes)"))
+                                         message: prefix.isEmpty ? "a unary call needs one request message; none was sent"
+                                                                 : "truncated gRPC message prefix (\(prefix.count) bytes)"))
         }
-        let length = messageLength(body)
+        let length = messageLength(prefix)
         if length > maxMessageBytes {
             return .rejected(tooLarge(length, limit: maxMessageBytes))
         }
-        if body[0] != 0 {
+        if prefix[0] != 0 {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
                                          message: "compressed gRPC messages are not supported; send them uncompressed (grpc-encoding identity)"))
         }
-        guard body.count >= 5 + length else {
+        guard message.count >= length else {
             return .rejected(GRPCResponse(status: GRPCResponse.internalError,
-                                         message: "gRPC message truncated: prefix says \(length) bytes, \(body.count - 5) arrived"))
+                                         message: "gRPC message truncated: prefix says \(length) bytes, \(message.count) arrived"))
         }
-        guard body.count == 5 + length else {
+        guard message.count == length else {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
                                          message: "a unary call takes exactly one request message; more were sent"))
         }
-        return .message(Array(body[5...]))
+        return .message(message)
     }
 
     /// The big-endian length in a message prefix; `bytes` holds at least 5 bytes.

@@ -11,6 +11,8 @@ final class HTTP2Stream {
     var headers = HTTPHeaders()
     var headerBytes = 0
     var isGRPC = false
+    /// gRPC: the request's first 5 bytes (the message prefix); `body` holds the rest.
+    var messagePrefix: [UInt8] = []
     var body: [UInt8] = []
     /// The client sent END_STREAM.
     var requestComplete = false
@@ -20,8 +22,12 @@ final class HTTP2Stream {
     var answered = false
     var deadline: Double?
     let cancellation = GRPCCancellation()
+    /// gRPC: the answer's 5-byte message prefix, sent before `responseBody`.
+    var responsePrefix: [UInt8] = []
     var responseBody: [UInt8] = []
+    /// Bytes of prefix + body handed to nghttp2 so far.
     var responseOffset = 0
+    var responseLength: Int { responsePrefix.count + responseBody.count }
     /// gRPC trailers, sent after the body.
     var trailers: [(String, String)]?
 
@@ -303,20 +309,24 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             }
             return
         }
+        var bytes = bytes
         if stream.isGRPC {
-            if stream.body.count < 5 && stream.body.count + bytes.count >= 5 {
-                // The prefix is complete: refuse an oversized message before buffering it.
-                var prefix = stream.body
-                prefix.append(contentsOf: bytes.prefix(5 - stream.body.count))
-                let length = GRPCWire.messageLength(prefix)
-                if length > configuration.maxGRPCMessageBytes {
-                    answerGRPC(stream, GRPCWire.tooLarge(length, limit: configuration.maxGRPCMessageBytes))
-                    return
+            if stream.messagePrefix.count < 5 {
+                let taken = min(5 - stream.messagePrefix.count, bytes.count)
+                stream.messagePrefix.append(contentsOf: bytes.prefix(taken))
+                bytes = UnsafeBufferPointer(rebasing: bytes.dropFirst(taken))
+                if stream.messagePrefix.count == 5 {
+                    // The prefix is complete: refuse an oversized message before buffering it.
+                    let length = GRPCWire.messageLength(stream.messagePrefix)
+                    if length > configuration.maxGRPCMessageBytes {
+                        answerGRPC(stream, GRPCWire.tooLarge(length, limit: configuration.maxGRPCMessageBytes))
+                        return
+                    }
+                    stream.body.reserveCapacity(min(length, 4 << 20))
                 }
-                stream.body.reserveCapacity(5 + min(length, 4 << 20))
             }
-            if stream.body.count + bytes.count > configuration.maxGRPCMessageBytes + 5 {
-                answerGRPC(stream, GRPCWire.tooLarge(stream.body.count + bytes.count - 5, limit: configuration.maxGRPCMessageBytes))
+            if stream.body.count + bytes.count > configuration.maxGRPCMessageBytes {
+                answerGRPC(stream, GRPCWire.tooLarge(stream.body.count + bytes.count, limit: configuration.maxGRPCMessageBytes))
                 return
             }
         } else if stream.body.count + bytes.count > configuration.limits.maxBodyBytes {
@@ -332,6 +342,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func releaseBody(_ stream: HTTP2Stream) {
         bufferedBytes -= stream.body.count
         stream.body = []
+        stream.messagePrefix = []
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) {
@@ -361,24 +372,33 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         releaseBody(stream)
         // The client reset it (or the connection ends) before the answer left: drop the work.
-        if !stream.answered || stream.responseOffset < stream.responseBody.count { stream.cancellation.cancel() }
+        if !stream.answered || stream.responseOffset < stream.responseLength { stream.cancellation.cancel() }
     }
 
     /// Copies the next part of a response body into nghttp2's frame buffer.
     fileprivate func readResponse(streamID: Int32, into buffer: UnsafeMutablePointer<UInt8>, length: Int,
                                   flags: UnsafeMutablePointer<UInt32>) -> Int {
         guard let stream = streams[streamID] else { return Int(NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE.rawValue) }
-        let count = min(length, stream.responseBody.count - stream.responseOffset)
-        stream.responseBody.withUnsafeBufferPointer { body in
-            buffer.update(from: body.baseAddress! + stream.responseOffset, count: count)
+        let count = min(length, stream.responseLength - stream.responseOffset)
+        // The prefix's part first, then the body's.
+        let prefixCount = stream.responsePrefix.count
+        var copied = 0
+        if stream.responseOffset < prefixCount {
+            copied = min(count, prefixCount - stream.responseOffset)
+            stream.responsePrefix.withUnsafeBufferPointer { buffer.update(from: $0.baseAddress! + stream.responseOffset, count: copied) }
+        }
+        if copied < count {
+            let bodyOffset = stream.responseOffset + copied - prefixCount
+            stream.responseBody.withUnsafeBufferPointer { (buffer + copied).update(from: $0.baseAddress! + bodyOffset, count: count - copied) }
         }
         stream.responseOffset += count
-        if stream.responseOffset == stream.responseBody.count {
+        if stream.responseOffset == stream.responseLength {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if let trailers = stream.trailers, let session {
                 flags.pointee |= NGHTTP2_DATA_FLAG_NO_END_STREAM.rawValue
                 withHeaderFields(trailers) { fields, count in _ = nghttp2_submit_trailer(session, streamID, fields, count) }
             }
+            stream.responsePrefix = []
             stream.responseBody = []
             stream.responseOffset = 0
         }
@@ -388,7 +408,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     // MARK: Requests and responses
 
     private func dispatch(_ stream: HTTP2Stream) {
-        let body = stream.body
+        let body = stream.body, prefix = stream.messagePrefix
         releaseBody(stream)
         if stream.isGRPC {
             guard let handler = server.grpcHandler else {
@@ -396,7 +416,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 return
             }
             let unary = stream.requestComplete
-            switch unary ? GRPCWire.unframeUnary(body, maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
+            switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
             case .rejected(let response):
                 answerGRPC(stream, response)
             case .message(let message):
@@ -449,7 +469,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         if !message.isEmpty { trailers.append(("grpc-message", GRPCWire.percentEncode(message))) }
         let head = [(":status", "200"), ("content-type", "application/grpc")]
         if status == 0, let payload = response.payload {
-            stream.responseBody = GRPCWire.frame(payload)
+            stream.responsePrefix = GRPCWire.prefix(length: payload.count)
+            stream.responseBody = payload
             stream.trailers = trailers
             submitResponse(stream, head, hasBody: true)
         } else {
