@@ -40,6 +40,13 @@ def rest_address(server):
     return f"{HOST}:{server.rest_port}"
 
 
+@pytest.fixture(params=["grpc-port", "rest-port-h2c"])
+def address(request, server):
+    """Both places gRPC is served: --port, and the REST port with HTTP/2 prior knowledge.
+    A test module imports this fixture; `server` is the module's own."""
+    return grpc_address(server) if request.param == "grpc-port" else rest_address(server)
+
+
 def channel(address, options=()):
     """An insecure channel without message size limits on the client side (like
     tritonclient.grpc's and KServe's), connected within 10 s."""

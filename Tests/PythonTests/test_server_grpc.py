@@ -22,7 +22,7 @@ import tritonclient.grpc as triton_grpc
 from tritonclient.grpc import model_config_pb2, service_pb2
 from tritonclient.utils import InferenceServerException
 
-from grpc_helpers import (HEALTH_CHECK, MAX_MESSAGE, MiB, RPC_TIMEOUT, SERVING, assert_equal_arrays, batch_sizes,
+from grpc_helpers import (HEALTH_CHECK, MAX_MESSAGE, MiB, RPC_TIMEOUT, SERVING, address, assert_equal_arrays, batch_sizes,
                           calibrate_slow, channel, expect_status, frame, grpc_address, h2load, health_request,
                           health_status, in_flight, nghttp, raw_method, rest_address, wait_for)
 from image_reference import reference_preprocess
@@ -61,12 +61,6 @@ def server(module_server_factory, tmp_path_factory, keras_models):
     make_model_dir(repository / "mobilenet_jpeg", {1: mobilenet_bytes(keras_models)})
     (repository / "mobilenet_jpeg" / "config.pbtxt").write_text(JPEG_MODEL_CONFIG)
     return module_server_factory.start("--model_repository", repository)
-
-
-@pytest.fixture(params=["grpc-port", "rest-port-h2c"])
-def address(request, server):
-    """Both places gRPC is served: --port, and the REST port with HTTP/2 prior knowledge."""
-    return grpc_address(server) if request.param == "grpc-port" else rest_address(server)
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ import pytest
 from kserve import InferenceGRPCClient, InferInput, InferRequest
 from kserve.protocol.infer_type import RequestedOutput
 
-from grpc_helpers import grpc_address, rest_address
+from grpc_helpers import address, grpc_address, rest_address  # noqa: F401 (address: fixture)
 from server_fixtures import (assert_close, digits_batch, digits_bytes, digits_reference, make_model_dir,
                              mobilenet_bytes, pair_bytes, reference, v2_json_request, v2_output)
 
@@ -27,11 +27,6 @@ def server(module_server_factory, tmp_path_factory):
     make_model_dir(repository / "digits", {1: digits_bytes()})
     make_model_dir(repository / "pair", {1: pair_bytes()})
     return module_server_factory.start("--model_repository", repository)
-
-
-@pytest.fixture(params=["grpc-port", "rest-port-h2c"])
-def address(request, server):
-    return grpc_address(server) if request.param == "grpc-port" else rest_address(server)
 
 
 def kserve_grpc(address, method, *args, **kwargs):

@@ -23,7 +23,7 @@ from tensorflow_serving.apis import (classification_pb2, get_model_metadata_pb2,
                                      inference_pb2, model_service_pb2_grpc, predict_pb2,
                                      prediction_service_pb2_grpc, regression_pb2)
 
-from grpc_helpers import expect_status, grpc_address, rest_address  # noqa: E402
+from grpc_helpers import address, expect_status, grpc_address, rest_address  # noqa: E402,F401 (address: fixture)
 from server_fixtures import (DIGITS_SAMPLES, assert_close, digits_batch, digits_bytes, digits_reference,  # noqa: E402
                              make_model_dir, pair_bytes, v2_json_request, v2_output)
 
@@ -44,11 +44,6 @@ def server(module_server_factory, tmp_path_factory):
     make_model_dir(repository / "plain", {1: digits_bytes()})
     make_model_dir(repository / "pair", {1: pair_bytes()})
     return module_server_factory.start("--model_repository", repository)
-
-
-@pytest.fixture(params=["grpc-port", "rest-port-h2c"])
-def address(request, server):
-    return grpc_address(server) if request.param == "grpc-port" else rest_address(server)
 
 
 @pytest.fixture
