@@ -25,6 +25,22 @@ enum Activation: Sendable, Equatable {
         }
     }
 
+    /// Bounds a kernel can apply as results leave its registers (identity, Relu and Clip are
+    /// clamps); `isClamp` false means the function must run afterwards.
+    var clampBounds: (Float, Float) {
+        switch self {
+        case .relu: return (0, .infinity)
+        case .clip(let low, let high): return (low, high)
+        default: return (-.infinity, .infinity)
+        }
+    }
+    var isClamp: Bool {
+        switch self {
+        case .identity, .relu, .clip: return true
+        default: return false
+        }
+    }
+
     /// Applies the function to `count` floats from `source` into `destination` (may be the same buffer).
     @inline(__always)
     func apply(_ source: UnsafePointer<Float>, _ destination: UnsafeMutablePointer<Float>, count: Int) {

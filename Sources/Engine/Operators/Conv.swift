@@ -102,6 +102,12 @@ struct ConvOperator: Operator {
                                     kernelD: k[0], kernelH: k[1], kernelW: k[2], strideD: s[0], strideH: s[1], strideW: s[2],
                                     dilationD: d[0], dilationH: d[1], dilationW: d[2], padFront: pb[0], padTop: pb[1], padLeft: pb[2],
                                     outD: out[0], outH: out[1], outW: out[2])
+        if node.nativeKernels, let weights = w.value, DirectConvPlan.supports(geometry, group: group) {
+            let direct = DirectConvKernel(plan: packedWeightsCache.directPlan(weights, geometry: geometry), batch: batch,
+                                          hasBias: bias != nil, activation: activation)
+            return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: direct, scratchBytes: direct.scratchBytes,
+                            unusedInputs: [1])
+        }
         if node.nativeKernels, let weights = w.value, geometry.isPlanar, !(group > 1 && geometry.channels == 1 && outChannels == group) {
             let packed = PackedConvKernel(batch: batch, group: group, outChannels: outChannels, geometry: geometry,
                                           packedWeights: packedWeightsCache.packed(weights, group: group),

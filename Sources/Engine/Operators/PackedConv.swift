@@ -20,6 +20,7 @@ enum PackedConvolution {
 final class PackedWeightsCache: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var packed: [ObjectIdentifier: HostTensor] = [:]
+    private var directPlans: [ObjectIdentifier: DirectConvPlan] = [:]
 
     init() { pthread_mutex_init(&mutex, nil) }
     deinit { pthread_mutex_destroy(&mutex) }
@@ -39,6 +40,17 @@ final class PackedWeightsCache: @unchecked Sendable {
         }
         packed[ObjectIdentifier(weights)] = result
         return result
+    }
+
+    /// The direct-convolution plan for `weights` (M, C, kh, kw) under `geometry`; the geometry is
+    /// the same for every batch size, so one plan serves all.
+    func directPlan(_ weights: HostTensor, geometry: ConvGeometry) -> DirectConvPlan {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if let hit = directPlans[ObjectIdentifier(weights)] { return hit }
+        let plan = DirectConvPlan(geometry: geometry, weights: weights)
+        directPlans[ObjectIdentifier(weights)] = plan
+        return plan
     }
 }
 
@@ -67,20 +79,8 @@ struct PackedConvKernel: Kernel {
     /// Per worker: the edge panel, then (unless 1x1) one im2col tile.
     var scratchBytes: Int { (edgeFloats + (isPointwise ? 0 : patch * Self.tileStride(tile))) * MemoryLayout<Float>.size }
 
-    /// Bounds applied in the GEMM's store; other activations run afterwards.
-    var clampBounds: (Float, Float) {
-        switch activation {
-        case .relu: return (0, .infinity)
-        case .clip(let low, let high): return (low, high)
-        default: return (-.infinity, .infinity)
-        }
-    }
-    var needsPostActivation: Bool {
-        switch activation {
-        case .identity, .relu, .clip: return false
-        default: return true
-        }
-    }
+    var clampBounds: (Float, Float) { activation.clampBounds }
+    var needsPostActivation: Bool { !activation.isClamp }
 
     func run(_ io: KernelIO) {
         let x = io.input(0, Float.self)

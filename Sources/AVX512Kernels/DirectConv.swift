@@ -1,0 +1,124 @@
+/// Direct convolution micro-kernels (no im2col): output pixels in registers as rows, output
+/// channels as 16-wide vectors. Compiled for AVX-512 like the rest of this target; call only
+/// when `cls_cpu_has_avx512()` is true.
+///
+/// A step k of the reduction (one input channel and kernel tap) reads, for each of the tile's R
+/// pixels, the scalar `pixel[r][offsets[k]]` and multiplies it into the `NB` weight vectors
+/// (16 output channels each) stored for k. Pixels are addressed through per-pixel base pointers,
+/// so one kernel serves every stride, dilation and kernel size, and the R pixels of a tile may
+/// span output rows and images.
+///
+/// Layouts (f32):
+/// - weights: `depth` steps of `NB * 16` floats (step-major), 64-byte aligned.
+/// - offsets: `depth` Int32 element offsets from each pixel's base pointer.
+/// - accumulator tile: R rows of `NB * 16` floats at row stride `ldAcc` floats.
+public enum DirectConv {
+    typealias V = SIMD16<Float>
+
+    /// Pixels per tile for `blocks` (1...4) vectors of 16 output channels: keeps the
+    /// accumulators plus one broadcast and the weight vectors within the 32 vector registers.
+    public static func pixelsPerTile(blocks: Int) -> Int {
+        switch blocks {
+        case 4: return 6
+        case 3: return 8
+        default: return 10
+        }
+    }
+
+    /// acc[r][0..<blocks*16] (+)= sum over k < depth of pixels[r][offsets[k]] * weights[k][...].
+    /// `pixels` holds `pixelsPerTile(blocks:)` base pointers (repeat one to fill a short tile).
+    /// Starts from the tile's contents when `accumulate`, else from zero.
+    public static func tile(blocks: Int, weights: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, depth: Int,
+                            pixels: UnsafePointer<UnsafePointer<Float>>, acc: UnsafeMutablePointer<Float>, ldAcc: Int,
+                            accumulate: Bool) {
+        switch blocks {
+        case 4: tile4x6(weights, offsets, depth, pixels, acc, ldAcc, accumulate)
+        case 3: tile3x8(weights, offsets, depth, pixels, acc, ldAcc, accumulate)
+        case 2: tile2x10(weights, offsets, depth, pixels, acc, ldAcc, accumulate)
+        default: tile1x10(weights, offsets, depth, pixels, acc, ldAcc, accumulate)
+        }
+    }
+
+    @inline(never)
+    static func tile4x6(_ w: UnsafePointer<Float>, _ o: UnsafePointer<Int32>, _ depth: Int, _ px: UnsafePointer<UnsafePointer<Float>>,
+                        _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
+        tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<4, V>.self, pixels: InlineArray<6, Int>.self)
+    }
+    @inline(never)
+    static func tile3x8(_ w: UnsafePointer<Float>, _ o: UnsafePointer<Int32>, _ depth: Int, _ px: UnsafePointer<UnsafePointer<Float>>,
+                        _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
+        tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<3, V>.self, pixels: InlineArray<8, Int>.self)
+    }
+    @inline(never)
+    static func tile2x10(_ w: UnsafePointer<Float>, _ o: UnsafePointer<Int32>, _ depth: Int, _ px: UnsafePointer<UnsafePointer<Float>>,
+                         _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
+        tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<2, V>.self, pixels: InlineArray<10, Int>.self)
+    }
+    @inline(never)
+    static func tile1x10(_ w: UnsafePointer<Float>, _ o: UnsafePointer<Int32>, _ depth: Int, _ px: UnsafePointer<UnsafePointer<Float>>,
+                         _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
+        tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<1, V>.self, pixels: InlineArray<10, Int>.self)
+    }
+
+    /// The register tile, written once for every (NB, R): the fixed-size loops unroll and the
+    /// inline arrays live in registers.
+    @inline(__always)
+    static func tileBody<let NB: Int, let R: Int>(_ w: UnsafePointer<Float>, _ offsets: UnsafePointer<Int32>, _ depth: Int,
+                                                   _ px: UnsafePointer<UnsafePointer<Float>>, _ acc: UnsafeMutablePointer<Float>,
+                                                   _ ldAcc: Int, _ accumulate: Bool,
+                                                   blocks: InlineArray<NB, V>.Type, pixels: InlineArray<R, Int>.Type) {
+        var base = InlineArray<R, UnsafePointer<Float>>(repeating: px[0])
+        for r in 0..<R { base[r] = px[r] }
+        var sums = InlineArray<R, InlineArray<NB, V>>(repeating: InlineArray<NB, V>(repeating: V()))
+        if accumulate {
+            for r in 0..<R { for j in 0..<NB { sums[r][j] = load(acc + r * ldAcc + j * 16) } }
+        }
+        var wp = w
+        for k in 0..<depth {
+            let offset = Int(offsets[k])
+            var wv = InlineArray<NB, V>(repeating: V())
+            for j in 0..<NB { wv[j] = load(wp + j * 16) }
+            for r in 0..<R {
+                let x = V(repeating: base[r][offset])
+                for j in 0..<NB { sums[r][j].addProduct(x, wv[j]) }
+            }
+            wp += NB * 16
+        }
+        for r in 0..<R { for j in 0..<NB { store(acc + r * ldAcc + j * 16, sums[r][j]) } }
+    }
+
+    /// Writes a finished accumulator tile out channel-major: for channel j < `channels` and
+    /// pixel i < `count`, out[j * ldOut + i] = clamp(acc[i * ldAcc + j] + bias[j], low, high).
+    /// `bias` may be nil.
+    public static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
+                                       bias: UnsafePointer<Float>?, low: Float, high: Float,
+                                       out: UnsafeMutablePointer<Float>, ldOut: Int) {
+        var i = 0
+        // 16 pixels x 16 channels at a time: gather-free transpose through a stack block.
+        while i + 16 <= count {
+            var j = 0
+            while j < channels {
+                let width = min(16, channels - j)
+                for c in 0..<width {
+                    let shift = bias?[j + c] ?? 0
+                    var v = V()
+                    for p in 0..<16 { v[p] = acc[(i + p) * ldAcc + j + c] }
+                    v += V(repeating: shift)
+                    v.replace(with: V(repeating: low), where: v .< V(repeating: low))
+                    v.replace(with: V(repeating: high), where: v .> V(repeating: high))
+                    UnsafeMutableRawPointer(out + (j + c) * ldOut + i).storeBytes(of: v, as: V.self)
+                }
+                j += 16
+            }
+            i += 16
+        }
+        for c in 0..<channels {
+            let shift = bias?[c] ?? 0
+            for p in i..<count { out[c * ldOut + p] = min(max(acc[p * ldAcc + c] + shift, low), high) }
+        }
+    }
+
+    @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) static func store(_ p: UnsafeMutablePointer<Float>, _ v: V) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+}

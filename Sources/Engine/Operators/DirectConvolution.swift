@@ -1,0 +1,215 @@
+import AVX512Kernels
+
+/// Ungrouped 2-D convolution without im2col, on `AVX512Kernels.DirectConv`.
+///
+/// x: (N, C, H, W), b: (M) optional; y: (N, M, outH, outW), f32. Weights are packed at load
+/// into output-channel chunks of up to 64 (`DirectConvPlan.chunks`). An input with padding is
+/// first copied, per image, into a zero-bordered buffer that all workers read, so the kernel
+/// needs no bounds checks. Work items are (output-channel chunk, pixel group) pairs; each
+/// accumulates its group's full reduction in a per-worker tile, then writes it channel-major.
+struct DirectConvKernel: Kernel {
+    let plan: DirectConvPlan
+    let batch: Int
+    let hasBias: Bool
+    let activation: Activation
+
+    var scratchBytes: Int { plan.scratchFloats * MemoryLayout<Float>.size + plan.pointerSlots * MemoryLayout<UnsafePointer<Float>>.size }
+
+    func run(_ io: KernelIO) {
+        let x = io.input(0, Float.self)
+        let bias = hasBias ? io.input(2, Float.self) : nil
+        let y = io.output(0, Float.self)
+        let g = plan.geometry
+        let items = plan.itemsPerImage
+        if plan.padded {
+            let buffer = io.scratch!.assumingMemoryBound(to: Float.self) + plan.tileFloats
+            for image in 0..<batch {
+                let xi = x + image * g.channels * g.inputPlane
+                io.parallelRanges(g.channels) { channels, _ in plan.pad(xi, into: buffer, channels: channels) }
+                io.parallelRanges(items) { range, worker in
+                    for item in range { compute(io, item: item, image: image, source: UnsafePointer(buffer), bias, y, worker: worker) }
+                }
+            }
+        } else {
+            io.parallelRanges(batch * items) { range, worker in
+                for item in range {
+                    let image = item / items
+                    compute(io, item: item % items, image: image, source: x + image * g.channels * g.inputPlane, bias, y, worker: worker)
+                }
+            }
+        }
+    }
+
+    private func compute(_ io: KernelIO, item: Int, image: Int, source: UnsafePointer<Float>, _ bias: UnsafePointer<Float>?,
+                         _ y: UnsafeMutablePointer<Float>, worker: Int) {
+        let scratch = io.scratch(worker: worker)!
+        let tile = scratch.assumingMemoryBound(to: Float.self)
+        let pointers = (scratch + plan.scratchFloats * MemoryLayout<Float>.size).assumingMemoryBound(to: UnsafePointer<Float>.self)
+        let (chunkIndex, group) = item.quotientAndRemainder(dividingBy: plan.pixelGroups)
+        let chunk = plan.chunks[chunkIndex]
+        let firstPixel = group * plan.groupPixels
+        let count = min(plan.groupPixels, plan.pixels - firstPixel)
+        guard count > 0 else { return }
+        let perTile = DirectConv.pixelsPerTile(blocks: chunk.blocks)
+        let lanes = chunk.blocks * 16
+        let weights = plan.weights.pointer(as: Float.self) + chunk.weightOffset
+        let offsets = plan.offsets.pointer(as: Int32.self)
+        let pixelOffsets = plan.pixelOffsets.pointer(as: Int32.self)
+        var k0 = 0
+        while k0 < plan.reduction {
+            let depth = min(plan.depthChunk(blocks: chunk.blocks), plan.reduction - k0)
+            var t = 0
+            while t < count {
+                for r in 0..<perTile {
+                    pointers[r] = source + Int(pixelOffsets[firstPixel + min(t + r, count - 1)])
+                }
+                DirectConv.tile(blocks: chunk.blocks, weights: weights + k0 * lanes, offsets: offsets + k0, depth: depth,
+                                pixels: pointers, acc: tile + t * DirectConvPlan.tileRowFloats, ldAcc: DirectConvPlan.tileRowFloats,
+                                accumulate: k0 > 0)
+                t += perTile
+            }
+            k0 += depth
+        }
+        let outChannels = plan.outChannels
+        let channels = min(lanes, outChannels - chunk.firstChannel)
+        let out = y + (image * outChannels + chunk.firstChannel) * plan.pixels + firstPixel
+        let (low, high) = activation.clampBounds
+        DirectConv.storeTransposed(acc: tile, ldAcc: DirectConvPlan.tileRowFloats, count: count, channels: channels,
+                                   bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out, ldOut: plan.pixels)
+        if !activation.isClamp {
+            for c in 0..<channels { activation.apply(out + c * plan.pixels, out + c * plan.pixels, count: count) }
+        }
+    }
+}
+
+/// Everything the direct convolution decides at load: weight packing, tap offsets, pixel
+/// addresses and the split into work items. Shared by the kernels of every batch size.
+final class DirectConvPlan: @unchecked Sendable {
+    struct Chunk {
+        var firstChannel: Int
+        /// Vectors of 16 output channels (1...4); channels past M are zero weights.
+        var blocks: Int
+        /// Offset of the chunk's packed weights, in floats.
+        var weightOffset: Int
+    }
+
+    static let tileRowFloats = 64
+    /// Largest pixel group: its accumulator tile (group x 64 floats) stays in L2.
+    static let maxGroupPixels = 384
+
+    let geometry: ConvGeometry
+    let outChannels: Int
+    let chunks: [Chunk]
+    /// (depth, chunk lanes) step-major per chunk, see `DirectConv`.
+    let weights: HostTensor
+    /// Reduction length: channels x kernelH x kernelW.
+    let reduction: Int
+    /// Int32 per reduction step: element offset from a pixel's base address.
+    let offsets: HostTensor
+    /// Int32 per output pixel: element offset of its window's top-left in the source image.
+    let pixelOffsets: HostTensor
+    /// Whether the input is copied into a zero-bordered buffer first.
+    let padded: Bool
+    let sourceHeight: Int, sourceWidth: Int
+    var pixels: Int { geometry.outputPlane }
+    let groupPixels: Int
+    let pixelGroups: Int
+    var itemsPerImage: Int { chunks.count * pixelGroups }
+    /// Per worker: the accumulator tile; worker 0's area also holds the padded image.
+    var tileFloats: Int { (groupPixels + 16) * Self.tileRowFloats }
+    var scratchFloats: Int { tileFloats + (padded ? geometry.channels * sourceHeight * sourceWidth : 0) }
+    let pointerSlots = 16
+
+    /// Reduction steps per pass: a pass's weights (depth x lanes) stay within ~24 KiB of L1.
+    func depthChunk(blocks: Int) -> Int {
+        let limit = 6144 / (blocks * 16)
+        let passes = max(1, (reduction + limit / 4) / limit)
+        return (reduction + passes - 1) / passes
+    }
+
+    /// `weights`: (M, C, kh, kw) f32. `workers` is only a hint for splitting pixels into groups.
+    init(geometry g: ConvGeometry, weights w: HostTensor, workers: Int = 2) {
+        geometry = g
+        outChannels = w.shape[0]
+        reduction = g.patchSize
+        var chunks: [Chunk] = []
+        var first = 0, offset = 0
+        let vectors = (outChannels + 15) / 16
+        while first < outChannels {
+            let blocks = min(4, vectors - first / 16)
+            chunks.append(Chunk(firstChannel: first, blocks: blocks, weightOffset: offset))
+            offset += reduction * blocks * 16
+            first += blocks * 16
+        }
+        self.chunks = chunks
+        let packed = HostTensor(dtype: .float32, shape: [offset])
+        let source = w.pointer(as: Float.self), target = packed.pointer(as: Float.self)
+        for chunk in chunks {
+            let lanes = chunk.blocks * 16
+            for k in 0..<reduction {
+                for lane in 0..<lanes {
+                    let m = chunk.firstChannel + lane
+                    target[chunk.weightOffset + k * lanes + lane] = m < outChannels ? source[m * reduction + k] : 0
+                }
+            }
+        }
+        weights = packed
+
+        padded = g.padTop > 0 || g.padLeft > 0
+            || (g.outH - 1) * g.strideH + (g.kernelH - 1) * g.dilationH + 1 > g.height + g.padTop
+            || (g.outW - 1) * g.strideW + (g.kernelW - 1) * g.dilationW + 1 > g.width + g.padLeft
+        sourceHeight = padded ? max(g.height + g.padTop, (g.outH - 1) * g.strideH + (g.kernelH - 1) * g.dilationH + 1) : g.height
+        sourceWidth = padded ? max(g.width + g.padLeft, (g.outW - 1) * g.strideW + (g.kernelW - 1) * g.dilationW + 1) : g.width
+        let plane = sourceHeight * sourceWidth
+        let taps = HostTensor(dtype: .int32, shape: [reduction])
+        let tapPointer = taps.pointer(as: Int32.self)
+        for c in 0..<g.channels {
+            for ky in 0..<g.kernelH {
+                for kx in 0..<g.kernelW {
+                    tapPointer[(c * g.kernelH + ky) * g.kernelW + kx] = Int32(c * plane + ky * g.dilationH * sourceWidth + kx * g.dilationW)
+                }
+            }
+        }
+        offsets = taps
+        let pixelTable = HostTensor(dtype: .int32, shape: [g.outputPlane])
+        let pixelPointer = pixelTable.pointer(as: Int32.self)
+        for oy in 0..<g.outH {
+            for ox in 0..<g.outW { pixelPointer[oy * g.outW + ox] = Int32(oy * g.strideH * sourceWidth + ox * g.strideW) }
+        }
+        pixelOffsets = pixelTable
+
+        // Enough items that every worker gets several, groups no larger than the tile allows.
+        let pixels = g.outputPlane
+        var groups = (pixels + Self.maxGroupPixels - 1) / Self.maxGroupPixels
+        while chunks.count * groups < 4 * workers && (pixels + groups) / (groups + 1) >= 24 { groups += 1 }
+        groupPixels = (pixels + groups - 1) / groups
+        pixelGroups = (pixels + groupPixels - 1) / groupPixels
+    }
+
+    /// Whether `DirectConvPlan` handles a convolution: 2-D, ungrouped, offsets within Int32.
+    static func supports(_ g: ConvGeometry, group: Int) -> Bool {
+        guard group == 1, g.isPlanar else { return false }
+        let padH = max(g.height + g.padTop, (g.outH - 1) * g.strideH + (g.kernelH - 1) * g.dilationH + 1)
+        let padW = max(g.width + g.padLeft, (g.outW - 1) * g.strideW + (g.kernelW - 1) * g.dilationW + 1)
+        return g.channels * padH * padW < Int(Int32.max)
+    }
+
+    /// Copies channels `channels` of one image into the zero-bordered source buffer.
+    func pad(_ x: UnsafePointer<Float>, into buffer: UnsafeMutablePointer<Float>, channels: Range<Int>) {
+        let g = geometry
+        let plane = sourceHeight * sourceWidth
+        for c in channels {
+            let target = buffer + c * plane, input = x + c * g.inputPlane
+            target.update(repeating: 0, count: g.padTop * sourceWidth)
+            for row in 0..<g.height {
+                let line = target + (g.padTop + row) * sourceWidth
+                line.update(repeating: 0, count: g.padLeft)
+                (line + g.padLeft).update(from: input + row * g.width, count: g.width)
+                let tail = sourceWidth - g.padLeft - g.width
+                if tail > 0 { (line + g.padLeft + g.width).update(repeating: 0, count: tail) }
+            }
+            let below = sourceHeight - g.padTop - g.height
+            if below > 0 { (target + (g.padTop + g.height) * sourceWidth).update(repeating: 0, count: below * sourceWidth) }
+        }
+    }
+}
