@@ -94,19 +94,27 @@ public enum DirectConv {
                                        bias: UnsafePointer<Float>?, low: Float, high: Float,
                                        out: UnsafeMutablePointer<Float>, ldOut: Int) {
         var i = 0
-        // 16 pixels x 16 channels at a time: gather-free transpose through a stack block.
+        let lowV = V(repeating: low), highV = V(repeating: high)
+        // Blocks of 16 pixels x 16 channels, transposed in registers by four perfect shuffles.
         while i + 16 <= count {
             var j = 0
             while j < channels {
-                let width = min(16, channels - j)
-                for c in 0..<width {
-                    let shift = bias?[j + c] ?? 0
-                    var v = V()
-                    for p in 0..<16 { v[p] = acc[(i + p) * ldAcc + j + c] }
-                    v += V(repeating: shift)
-                    v.replace(with: V(repeating: low), where: v .< V(repeating: low))
-                    v.replace(with: V(repeating: high), where: v .> V(repeating: high))
-                    UnsafeMutableRawPointer(out + (j + c) * ldOut + i).storeBytes(of: v, as: V.self)
+                var rows = InlineArray<16, V>(repeating: V())
+                for p in 0..<16 { rows[p] = load(acc + (i + p) * ldAcc + j) }
+                for _ in 0..<4 {
+                    var next = InlineArray<16, V>(repeating: V())
+                    for q in 0..<8 {
+                        let pair = SIMD32<Float>(lowHalf: rows[2 * q], highHalf: rows[2 * q + 1])
+                        next[q] = pair.evenHalf
+                        next[q + 8] = pair.oddHalf
+                    }
+                    rows = next
+                }
+                for c in 0..<min(16, channels - j) {
+                    var v = rows[c] + V(repeating: bias?[j + c] ?? 0)
+                    v.replace(with: lowV, where: v .< lowV)
+                    v.replace(with: highV, where: v .> highV)
+                    store(out + (j + c) * ldOut + i, v)
                 }
                 j += 16
             }

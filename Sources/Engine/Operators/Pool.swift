@@ -1,3 +1,4 @@
+import AVX512Kernels
 import Glibc
 
 /// MaxPool and AveragePool over 1 to 3 spatial axes (pads, strides, dilations, ceil_mode,
@@ -46,10 +47,11 @@ struct PoolOperator: Operator {
         let padding = try SpatialPadding.resolve(input: spatial, kernel: extent, strides: strides, autoPad: autoPad,
                                                  pads: pads, ceilMode: ceilMode, node: node)
         let three = { (values: [Int], fill: Int) in Array(repeating: fill, count: 3 - values.count) + values }
-        let kernel = PoolKernel(planes: x.shape[0] * x.shape[1], input: three(spatial, 1), output: three(padding.output, 1),
+        var kernel = PoolKernel(planes: x.shape[0] * x.shape[1], input: three(spatial, 1), output: three(padding.output, 1),
                                 kernel: three(kernelShape, 1), strides: three(strides, 1), dilations: three(dilations, 1),
                                 padBegin: three(padding.begin, 0), padEnd: three(padding.end, 0),
                                 isMax: isMax, countIncludePad: countIncludePad)
+        if kernel.isSeparable { kernel.separableGeometry = kernel.makeSeparableGeometry() }
         var outputs = [ValueSpec(dtype: .float32, shape: Array(x.shape.prefix(2)) + padding.output)]
         if node.outputCount > 1 { outputs.append(ValueSpec(dtype: .int64, shape: outputs[0].shape)) }
         return Prepared(outputs: outputs, kernel: kernel, scratchBytes: kernel.scratchBytes)
@@ -80,13 +82,63 @@ struct PoolKernel: Kernel {
         return (max(first, 0), d, count, padded)
     }
 
-    /// 2-D windows without dilation are rectangles: reduce each input row horizontally into
-    /// scratch, then reduce rows vertically with contiguous, vectorisable loops.
+    /// 2-D windows without dilation are rectangles: reduce each output row's input rows into one
+    /// row, then slide the window along it.
+    static let vector = PackedConvolution.cpuSupported
     var isSeparable: Bool { input[0] == 1 && output[0] == 1 && kernel[0] == 1 && dilations[1] == 1 && dilations[2] == 1 }
-    var scratchBytes: Int { isSeparable ? (input[1] * output[2] + input[2]) * MemoryLayout<Float>.size : 0 }
+    /// Stride 1 with the output the input's size ("same" padding): whole-plane passes.
+    var isSamePlane: Bool {
+        isSeparable && strides[1] == 1 && strides[2] == 1 && output[1] == input[1] && output[2] == input[2]
+    }
+    /// One input row plus the 32 floats `Rows.windows` may read past it; for `isSamePlane`,
+    /// one whole plane.
+    var scratchBytes: Int {
+        if isSamePlane { return (input[1] * input[2] + 64) * MemoryLayout<Float>.size }
+        return isSeparable ? (input[2] + 64) * MemoryLayout<Float>.size : 0
+    }
+
+    /// Per-axis windows of the separable path, fixed by the shapes.
+    struct SeparableGeometry: Sendable {
+        var rows: [(first: Int, step: Int, count: Int, padded: Int)]
+        var columns: [(first: Int, step: Int, count: Int, padded: Int)]
+        /// Output columns whose whole window lies inside the input row.
+        var interior: Range<Int>
+        /// Average pooling: 1 / the column factor of each output column's divisor.
+        var columnScale: [Float]
+        /// `isSamePlane` average pooling: the divisor's reciprocal for every output position.
+        var planeScale: [Float]
+    }
+    /// Set by `prepare` when `isSeparable`.
+    var separableGeometry = SeparableGeometry(rows: [], columns: [], interior: 0..<0, columnScale: [], planeScale: [])
+
+    func makeSeparableGeometry() -> SeparableGeometry {
+        let (width, outW, kw, sw, padLeft) = (input[2], output[2], kernel[2], strides[2], padBegin[2])
+        let interiorStart = min(outW, (padLeft + sw - 1) / sw)
+        var interiorEnd = interiorStart
+        while interiorEnd < outW && interiorEnd * sw - padLeft + kw <= width { interiorEnd += 1 }
+        let columns = (0..<outW).map { window(2, $0) }
+        let scale: [Float] = columns.map { column in
+            let divisor = countIncludePad ? column.padded : column.count
+            return divisor > 0 ? 1 / Float(divisor) : 0
+        }
+        let rows = (0..<output[1]).map { window(1, $0) }
+        var planeScale: [Float] = []
+        if isSamePlane && !isMax {
+            for row in rows {
+                let divisor = countIncludePad ? row.padded : row.count
+                planeScale += scale.map { divisor > 0 ? $0 / Float(divisor) : 0 }
+            }
+        }
+        return SeparableGeometry(rows: rows, columns: columns, interior: interiorStart..<interiorEnd, columnScale: scale,
+                                 planeScale: planeScale)
+    }
 
     func run(_ io: KernelIO) {
-        if isSeparable {
+        if isSamePlane && Self.vector {
+            io.parallelRanges(planes) { range, worker in
+                samePlane(io.input(0, Float.self), io.output(0, Float.self), io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self), planes: range)
+            }
+        } else if isSeparable {
             io.parallelRanges(planes) { range, worker in
                 separable(io.input(0, Float.self), io.output(0, Float.self), io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self), planes: range)
             }
@@ -95,65 +147,114 @@ struct PoolKernel: Kernel {
         }
     }
 
-    private func separable(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ rows: UnsafeMutablePointer<Float>, planes: Range<Int>) {
+    /// `isSamePlane`: each plane reduced vertically into `scratch` by shifted whole-plane
+    /// passes, then horizontally into the output the same way; the border columns, where a flat
+    /// shift would reach into the neighbouring row, are recomputed from the row's windows.
+    private func samePlane(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>, planes: Range<Int>) {
+        let (height, width) = (input[1], input[2])
+        let plane = height * width
+        let (kh, kw, padTop, padLeft) = (kernel[1], kernel[2], padBegin[1], padBegin[2])
+        let geometry = separableGeometry, isMax = isMax
+        let vertical = scratch
+        func combine(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, _ count: Int) {
+            if count <= 0 { return }
+            if isMax { Rows.maximum(target, source, count: count) } else { Rows.add(target, source, count: count) }
+        }
+        geometry.columns.withUnsafeBufferPointer { columns in
+        geometry.planeScale.withUnsafeBufferPointer { planeScale in
+            for p in planes {
+                let xp = x + p * plane, yp = y + p * plane
+                vertical.update(from: xp, count: plane)
+                for k in 0..<kh where k != padTop {
+                    let shift = k - padTop   // output row r reads input row r + shift
+                    let firstRow = max(0, -shift), lastRow = min(height, height - shift)
+                    combine(vertical + firstRow * width, xp + (firstRow + shift) * width, (lastRow - firstRow) * width)
+                }
+                yp.update(from: vertical, count: plane)
+                for k in 0..<kw where k != padLeft {
+                    let shift = k - padLeft
+                    let first = max(0, -shift), last = min(plane, plane - shift)
+                    combine(yp + first, vertical + first + shift, last - first)
+                }
+                let interior = geometry.interior
+                for r in 0..<height {
+                    let row = vertical + r * width, target = yp + r * width
+                    for c in 0..<width where !interior.contains(c) {
+                        let (first, _, count, _) = columns[c]
+                        var value: Float = isMax ? -.infinity : 0
+                        for k in 0..<count { value = isMax ? max(value, row[first + k]) : value + row[first + k] }
+                        target[c] = value
+                    }
+                }
+                if !isMax {
+                    Rows.scale(yp, by: planeScale.baseAddress!, factor: 1, count: plane)
+                }
+            }
+        }
+        }
+    }
+
+    private func separable(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>, planes: Range<Int>) {
         let (height, width, outH, outW) = (input[1], input[2], output[1], output[2])
         let (kw, sw, padLeft) = (kernel[2], strides[2], padBegin[2])
-        // Output columns whose window lies inside the image need no bounds checks.
-        let interiorStart = min(outW, (padLeft + sw - 1) / sw)
-        var interiorEnd = interiorStart
-        while interiorEnd < outW && interiorEnd * sw - padLeft + kw <= width { interiorEnd += 1 }
-        let columnWindows = (0..<outW).map { window(2, $0) }
-        let rowWindows = (0..<outH).map { window(1, $0) }
-        let reciprocal = { (divisor: Int) -> Float in divisor > 0 ? 1 / Float(divisor) : 0 }
-        let scale: [Float] = isMax ? [] : (0..<outW).map { ow in
-            reciprocal(countIncludePad ? columnWindows[ow].padded : columnWindows[ow].count)
+        let geometry = separableGeometry
+        let isMax = isMax, vector = Self.vector
+        let row = scratch
+        /// target = max(target, source) or target + source, element-wise.
+        func combine(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, _ count: Int) {
+            switch (isMax, vector) {
+            case (true, true): Rows.maximum(target, source, count: count)
+            case (false, true): Rows.add(target, source, count: count)
+            case (true, false): for i in 0..<count { target[i] = max(target[i], source[i]) }
+            case (false, false): for i in 0..<count { target[i] += source[i] }
+            }
         }
-        let isMax = isMax
-        for p in planes {
-            let xp = x + p * height * width, yp = y + p * outH * outW
-            for h in 0..<height {
-                let source = xp + h * width, row = rows + h * outW
-                for ow in 0..<outW where ow < interiorStart || ow >= interiorEnd {
-                    let (first, _, count, _) = columnWindows[ow]
-                    var value: Float = isMax ? -.infinity : 0
-                    for k in 0..<count { value = isMax ? max(value, source[first + k]) : value + source[first + k] }
-                    row[ow] = value
-                }
-                if interiorEnd > interiorStart {
-                    let base = source + interiorStart * sw - padLeft
-                    let span = interiorEnd - interiorStart, target = row + interiorStart
-                    if sw == 1 {
-                        target.update(from: base, count: span)
-                        for k in 1..<max(kw, 1) {
-                            let shifted = base + k
-                            if isMax { for i in 0..<span { target[i] = max(target[i], shifted[i]) } } else { for i in 0..<span { target[i] += shifted[i] } }
+        geometry.columns.withUnsafeBufferPointer { columns in
+        geometry.rows.withUnsafeBufferPointer { rows in
+        geometry.columnScale.withUnsafeBufferPointer { columnScale in
+            for p in planes {
+                let xp = x + p * height * width, yp = y + p * outH * outW
+                for oh in 0..<outH {
+                    let (first, _, count, padded) = rows[oh]
+                    let target = yp + oh * outW
+                    if count == 0 { target.update(repeating: isMax ? -.infinity : 0, count: outW); continue }
+                    // Vertical: the window's input rows reduced into `row`.
+                    let top = UnsafePointer(xp + first * width)
+                    if count == 1 { row.update(from: top, count: width) } else {
+                        row.update(from: top, count: width)
+                        for j in 1..<count { combine(row, top + j * width, width) }
+                    }
+                    // Horizontal: columns whose window lies inside the row, then the borders.
+                    let interior = geometry.interior
+                    if !interior.isEmpty {
+                        let start = row + interior.lowerBound * sw - padLeft
+                        if vector {
+                            Rows.windows(target + interior.lowerBound, start, count: interior.count, kernel: kw, stride: sw, isMax: isMax)
+                        } else {
+                            for i in 0..<interior.count {
+                                var value = start[i * sw]
+                                for k in 1..<max(kw, 1) { value = isMax ? max(value, start[i * sw + k]) : value + start[i * sw + k] }
+                                target[interior.lowerBound + i] = value
+                            }
                         }
-                    } else {
-                        // Reduce at stride 1 (vectorisable) into the spare row, then subsample.
-                        let full = rows + height * outW, fullCount = (span - 1) * sw + 1
-                        full.update(from: base, count: fullCount)
-                        for k in 1..<max(kw, 1) {
-                            let shifted = base + k
-                            if isMax { for i in 0..<fullCount { full[i] = max(full[i], shifted[i]) } } else { for i in 0..<fullCount { full[i] += shifted[i] } }
+                    }
+                    for ow in 0..<outW where !interior.contains(ow) {
+                        let (firstColumn, _, columnCount, _) = columns[ow]
+                        var value: Float = isMax ? -.infinity : 0
+                        for k in 0..<columnCount { value = isMax ? max(value, row[firstColumn + k]) : value + row[firstColumn + k] }
+                        target[ow] = value
+                    }
+                    if !isMax {
+                        let divisor = countIncludePad ? padded : count
+                        let rowScale: Float = divisor > 0 ? 1 / Float(divisor) : 0
+                        if vector { Rows.scale(target, by: columnScale.baseAddress!, factor: rowScale, count: outW) } else {
+                            for i in 0..<outW { target[i] *= columnScale[i] * rowScale }
                         }
-                        for i in 0..<span { target[i] = full[i * sw] }
                     }
                 }
             }
-            for oh in 0..<outH {
-                let (first, _, count, padded) = rowWindows[oh]
-                let target = yp + oh * outW
-                if count == 0 { target.update(repeating: isMax ? -.infinity : 0, count: outW); continue }
-                target.update(from: rows + first * outW, count: outW)
-                for j in 1..<max(count, 1) {
-                    let source = rows + (first + j) * outW
-                    if isMax { for i in 0..<outW { target[i] = max(target[i], source[i]) } } else { for i in 0..<outW { target[i] += source[i] } }
-                }
-                if !isMax {
-                    let rowScale = reciprocal(countIncludePad ? padded : count)
-                    for i in 0..<outW { target[i] *= scale[i] * rowScale }
-                }
-            }
+        }
+        }
         }
     }
 

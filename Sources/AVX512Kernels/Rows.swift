@@ -1,0 +1,93 @@
+/// Element-wise row primitives for the engine's memory-bound operators (pooling), compiled for
+/// AVX-512. Call only when `cls_cpu_has_avx512()` is true. `target` and `source` may not
+/// overlap partially (identical is allowed).
+public enum Rows {
+    typealias V = SIMD16<Float>
+
+    /// target[i] = max(target[i], source[i]) for i < count.
+    public static func maximum(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            var t = load(target + i)
+            let s = load(UnsafeMutablePointer(mutating: source + i))
+            t.replace(with: s, where: s .> t)
+            store(target + i, t)
+            i += 16
+        }
+        while i < count { target[i] = Swift.max(target[i], source[i]); i += 1 }
+    }
+
+    /// target[i] += source[i] for i < count.
+    public static func add(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        var i = 0
+        while i + 16 <= count {
+            store(target + i, load(target + i) + load(UnsafeMutablePointer(mutating: source + i)))
+            i += 16
+        }
+        while i < count { target[i] += source[i]; i += 1 }
+    }
+
+    /// target[i] *= scale[i] * factor for i < count.
+    public static func scale(_ target: UnsafeMutablePointer<Float>, by scale: UnsafePointer<Float>, factor: Float, count: Int) {
+        var i = 0
+        let f = V(repeating: factor)
+        while i + 16 <= count {
+            store(target + i, load(target + i) * load(UnsafeMutablePointer(mutating: scale + i)) * f)
+            i += 16
+        }
+        while i < count { target[i] *= scale[i] * factor; i += 1 }
+    }
+
+    /// target[i] = source[i * stride] for i < count.
+    public static func subsample(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, stride: Int, count: Int) {
+        for i in 0..<count { target[i] = source[i * stride] }
+    }
+
+    @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+    @inline(__always) static func store(_ p: UnsafeMutablePointer<Float>, _ v: V) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
+}
+
+extension Rows {
+    /// Sliding-window reduction along a row: out[i] = max or sum of row[i * stride + k] for
+    /// k < kernel, i < count. Reads up to 32 floats past the last window, which the caller
+    /// must have allocated (the values do not matter); writes exactly `count` floats.
+    public static func windows(_ out: UnsafeMutablePointer<Float>, _ row: UnsafePointer<Float>, count: Int, kernel: Int, stride: Int,
+                               isMax: Bool) {
+        var i = 0
+        let raw = UnsafeRawPointer(row)
+        @inline(__always) func window(_ i: Int) -> V {
+            var v: V
+            if stride == 1 {
+                v = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
+                for k in 1..<kernel {
+                    let s = raw.loadUnaligned(fromByteOffset: (i + k) * 4, as: V.self)
+                    if isMax { v.replace(with: s, where: s .> v) } else { v += s }
+                }
+            } else {
+                v = raw.loadUnaligned(fromByteOffset: i * 8, as: SIMD32<Float>.self).evenHalf
+                for k in 1..<kernel {
+                    let pair = raw.loadUnaligned(fromByteOffset: (i * 2 + k) * 4, as: SIMD32<Float>.self)
+                    let s = pair.evenHalf
+                    if isMax { v.replace(with: s, where: s .> v) } else { v += s }
+                }
+            }
+            return v
+        }
+        if stride <= 2 && kernel >= 1 {
+            while i + 16 <= count {
+                store(out + i, window(i))
+                i += 16
+            }
+            if i < count {
+                let v = window(i)
+                for lane in 0..<(count - i) { out[i + lane] = v[lane] }
+            }
+            return
+        }
+        for j in 0..<count {
+            var value = row[j * stride]
+            for k in 1..<max(kernel, 1) { value = isMax ? Swift.max(value, row[j * stride + k]) : value + row[j * stride + k] }
+            out[j] = value
+        }
+    }
+}
