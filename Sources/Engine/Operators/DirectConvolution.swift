@@ -6,7 +6,8 @@ import AVX512Kernels
 /// into output-channel chunks of up to 64 (`DirectConvPlan.chunks`). An input with padding is
 /// first copied, per image, into a zero-bordered buffer that all workers read, so the kernel
 /// needs no bounds checks. Work items are (output-channel chunk, pixel group) pairs; each
-/// accumulates its group's full reduction in a per-worker tile, then writes it channel-major.
+/// runs the full reduction per register tile into a small per-worker buffer and writes each
+/// block of 8 tiles out channel-major while it is in L1.
 struct DirectConvKernel: Kernel {
     let plan: DirectConvPlan
     let batch: Int
@@ -54,30 +55,30 @@ struct DirectConvKernel: Kernel {
         let lanes = chunk.blocks * 16
         let weights = plan.weights.pointer(as: Float.self) + chunk.weightOffset
         let offsets = plan.offsets.pointer(as: Int32.self)
-        let pixelOffsets = plan.pixelOffsets.pointer(as: Int32.self)
-        var k0 = 0
-        while k0 < plan.reduction {
-            let depth = min(plan.depthChunk(blocks: chunk.blocks), plan.reduction - k0)
-            var t = 0
-            while t < count {
-                for r in 0..<perTile {
-                    pointers[r] = source + Int(pixelOffsets[firstPixel + min(t + r, count - 1)])
-                }
-                DirectConv.tile(blocks: chunk.blocks, weights: weights + k0 * lanes, offsets: offsets + k0, depth: depth,
-                                pixels: pointers, acc: tile + t * DirectConvPlan.tileRowFloats, ldAcc: DirectConvPlan.tileRowFloats,
-                                accumulate: k0 > 0)
-                t += perTile
-            }
-            k0 += depth
-        }
+        let pixelOffsets = plan.pixelOffsets.pointer(as: Int32.self) + firstPixel
         let outChannels = plan.outChannels
         let channels = min(lanes, outChannels - chunk.firstChannel)
         let out = y + (image * outChannels + chunk.firstChannel) * plan.pixels + firstPixel
         let (low, high) = activation.clampBounds
-        DirectConv.storeTransposed(acc: tile, ldAcc: DirectConvPlan.tileRowFloats, count: count, channels: channels,
-                                   bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out, ldOut: plan.pixels)
-        if !activation.isClamp {
-            for c in 0..<channels { activation.apply(out + c * plan.pixels, out + c * plan.pixels, count: count) }
+        let rowFloats = DirectConvPlan.tileRowFloats
+        // Blocks of 8 tiles: the block's results are still in L1 when they are transposed out.
+        let block = perTile * 8
+        var start = 0
+        while start < count {
+            let blockCount = min(block, count - start)
+            var t = 0
+            while t < blockCount {
+                for r in 0..<perTile { pointers[r] = source + Int(pixelOffsets[start + min(t + r, blockCount - 1)]) }
+                DirectConv.tile(blocks: chunk.blocks, weights: weights, offsets: offsets, depth: plan.reduction,
+                                pixels: pointers, acc: tile + t * rowFloats, ldAcc: rowFloats, accumulate: false)
+                t += perTile
+            }
+            DirectConv.storeTransposed(acc: tile, ldAcc: rowFloats, count: blockCount, channels: channels,
+                                       bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out + start, ldOut: plan.pixels)
+            if !activation.isClamp {
+                for c in 0..<channels { activation.apply(out + c * plan.pixels + start, out + c * plan.pixels + start, count: blockCount) }
+            }
+            start += blockCount
         }
     }
 }
@@ -94,8 +95,8 @@ final class DirectConvPlan: @unchecked Sendable {
     }
 
     static let tileRowFloats = 64
-    /// Largest pixel group: its accumulator tile (group x 64 floats) stays in L2.
-    static let maxGroupPixels = 384
+    /// Largest pixel group (a work item's share of the output plane).
+    static let maxGroupPixels = 480
 
     let geometry: ConvGeometry
     let outChannels: Int
@@ -115,17 +116,11 @@ final class DirectConvPlan: @unchecked Sendable {
     let groupPixels: Int
     let pixelGroups: Int
     var itemsPerImage: Int { chunks.count * pixelGroups }
-    /// Per worker: the accumulator tile; worker 0's area also holds the padded image.
-    var tileFloats: Int { (groupPixels + 16) * Self.tileRowFloats }
+    /// Per worker: the accumulator tile for one block of 8 register tiles (at most 80 pixels);
+    /// worker 0's area also holds the padded image.
+    var tileFloats: Int { 96 * Self.tileRowFloats }
     var scratchFloats: Int { tileFloats + (padded ? geometry.channels * sourceHeight * sourceWidth : 0) }
     let pointerSlots = 16
-
-    /// Reduction steps per pass: a pass's weights (depth x lanes) stay within ~24 KiB of L1.
-    func depthChunk(blocks: Int) -> Int {
-        let limit = 6144 / (blocks * 16)
-        let passes = max(1, (reduction + limit / 4) / limit)
-        return (reduction + passes - 1) / passes
-    }
 
     /// `weights`: (M, C, kh, kw) f32. `workers` is only a hint for splitting pixels into groups.
     init(geometry g: ConvGeometry, weights w: HostTensor, workers: Int = 2) {
@@ -182,7 +177,7 @@ final class DirectConvPlan: @unchecked Sendable {
         let pixels = g.outputPlane
         var groups = (pixels + Self.maxGroupPixels - 1) / Self.maxGroupPixels
         while chunks.count * groups < 4 * workers && (pixels + groups) / (groups + 1) >= 24 { groups += 1 }
-        groupPixels = (pixels + groups - 1) / groups
+        groupPixels = min(pixels, ((pixels + groups - 1) / groups + 15) / 16 * 16)
         pixelGroups = (pixels + groupPixels - 1) / groupPixels
     }
 
