@@ -25,6 +25,7 @@ let package = Package(
         // Built for AVX-512; the engine calls it only after checking the CPU at run time.
         .target(
             name: "AVX512Kernels",
+            dependencies: ["CLinuxShims"],
             swiftSettings: [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
         ),
         .target(

@@ -12,6 +12,8 @@
 /// - weights: `depth` steps of `NB * 16` floats (step-major), 64-byte aligned.
 /// - offsets: `depth` Int32 element offsets from each pixel's base pointer.
 /// - accumulator tile: R rows of `NB * 16` floats at row stride `ldAcc` floats.
+import CLinuxShims
+
 public enum DirectConv {
     typealias V = SIMD16<Float>
 
@@ -74,8 +76,12 @@ public enum DirectConv {
             for r in 0..<R { for j in 0..<NB { sums[r][j] = load(acc + r * ldAcc + j * 16) } }
         }
         var wp = w
+        let ahead = base[0] + prefetchDistance
         for k in 0..<depth {
             let offset = Int(offsets[k])
+            // The line later tiles of this pixel run will read: input planes are many streams
+            // at once, more than the hardware prefetchers follow.
+            cls_prefetch(ahead + offset)
             var wv = InlineArray<NB, V>(repeating: V())
             for j in 0..<NB { wv[j] = load(wp + j * 16) }
             for r in 0..<R {
@@ -125,6 +131,9 @@ public enum DirectConv {
             for p in i..<count { out[c * ldOut + p] = min(max(acc[p * ldAcc + c] + shift, low), high) }
         }
     }
+
+    /// Floats ahead of a tile's first pixel that its steps prefetch (three cache lines).
+    static let prefetchDistance = 48
 
     @inline(__always) static func load(_ p: UnsafePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }

@@ -48,46 +48,69 @@ public enum Rows {
 }
 
 extension Rows {
-    /// Sliding-window reduction along a row: out[i] = max or sum of row[i * stride + k] for
-    /// k < kernel, i < count. Reads up to 32 floats past the last window, which the caller
-    /// must have allocated (the values do not matter); writes exactly `count` floats.
-    public static func windows(_ out: UnsafeMutablePointer<Float>, _ row: UnsafePointer<Float>, count: Int, kernel: Int, stride: Int,
-                               isMax: Bool) {
+    /// target[i] = max or sum over r < rows of first[r * stride + i], for i < count.
+    public static func reduceRows(_ target: UnsafeMutablePointer<Float>, _ first: UnsafePointer<Float>, stride: Int, rows: Int,
+                                  count: Int, isMax: Bool) {
+        @inline(__always) func column(_ i: Int) -> V {
+            var v = load(UnsafeMutablePointer(mutating: first + i))
+            for r in 1..<max(rows, 1) {
+                let s = load(UnsafeMutablePointer(mutating: first + r * stride + i))
+                if isMax { v.replace(with: s, where: s .> v) } else { v += s }
+            }
+            return v
+        }
         var i = 0
+        while i + 16 <= count { store(target + i, column(i)); i += 16 }
+        // The last vector overlaps the previous one instead of reading past the rows' end.
+        if i < count && count >= 16 { store(target + count - 16, column(count - 16)); return }
+        while i < count {
+            var value = first[i]
+            for r in 1..<max(rows, 1) { value = isMax ? Swift.max(value, first[r * stride + i]) : value + first[r * stride + i] }
+            target[i] = value
+            i += 1
+        }
+    }
+
+    /// Sliding-window reduction along a row: out[i] = max or sum of row[i * stride + k] for
+    /// k < kernel, i < count, times `scale[i] * factor` when `scale` is given. Reads up to 32
+    /// floats past the last window, which the caller must have allocated (the values do not
+    /// matter); writes exactly `count` floats.
+    public static func windows(_ out: UnsafeMutablePointer<Float>, _ row: UnsafePointer<Float>, count: Int, kernel: Int, stride: Int,
+                               isMax: Bool, scale: UnsafePointer<Float>? = nil, factor: Float = 1) {
         let raw = UnsafeRawPointer(row)
         @inline(__always) func window(_ i: Int) -> V {
             var v: V
             if stride == 1 {
                 v = raw.loadUnaligned(fromByteOffset: i * 4, as: V.self)
-                for k in 1..<kernel {
+                for k in 1..<max(kernel, 1) {
                     let s = raw.loadUnaligned(fromByteOffset: (i + k) * 4, as: V.self)
                     if isMax { v.replace(with: s, where: s .> v) } else { v += s }
                 }
             } else {
                 v = raw.loadUnaligned(fromByteOffset: i * 8, as: SIMD32<Float>.self).evenHalf
-                for k in 1..<kernel {
-                    let pair = raw.loadUnaligned(fromByteOffset: (i * 2 + k) * 4, as: SIMD32<Float>.self)
-                    let s = pair.evenHalf
+                for k in 1..<max(kernel, 1) {
+                    let s = raw.loadUnaligned(fromByteOffset: (i * 2 + k) * 4, as: SIMD32<Float>.self).evenHalf
                     if isMax { v.replace(with: s, where: s .> v) } else { v += s }
                 }
             }
+            if let scale { v *= load(UnsafeMutablePointer(mutating: scale + i)) * V(repeating: factor) }
             return v
         }
-        if stride <= 2 && kernel >= 1 {
-            while i + 16 <= count {
-                store(out + i, window(i))
-                i += 16
-            }
+        if stride <= 2 {
+            var i = 0
+            while i + 16 <= count { store(out + i, window(i)); i += 16 }
             if i < count {
-                let v = window(i)
-                for lane in 0..<(count - i) { out[i + lane] = v[lane] }
+                if count >= 16 { store(out + count - 16, window(count - 16)) } else {
+                    let v = window(i)
+                    for lane in 0..<(count - i) { out[i + lane] = v[lane] }
+                }
             }
             return
         }
         for j in 0..<count {
             var value = row[j * stride]
             for k in 1..<max(kernel, 1) { value = isMax ? Swift.max(value, row[j * stride + k]) : value + row[j * stride + k] }
-            out[j] = value
+            out[j] = value * (scale.map { $0[j] * factor } ?? 1)
         }
     }
 }

@@ -23,4 +23,8 @@ void cls_set_thread_name(const char *name);
 /// is compiled for), else 0.
 int cls_cpu_has_avx512(void);
 
+/// Hints the CPU to bring the cache line holding `address` into all cache levels for reading
+/// (never faults). Inlined into Swift callers.
+static inline void cls_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
 #endif

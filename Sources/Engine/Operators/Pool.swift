@@ -90,11 +90,11 @@ struct PoolKernel: Kernel {
     var isSamePlane: Bool {
         isSeparable && strides[1] == 1 && strides[2] == 1 && output[1] == input[1] && output[2] == input[2]
     }
-    /// One input row plus the 32 floats `Rows.windows` may read past it; for `isSamePlane`,
-    /// one whole plane.
+    /// One padded input row plus the 32 floats `Rows.windows` may read past it; for
+    /// `isSamePlane`, one whole plane.
     var scratchBytes: Int {
         if isSamePlane { return (input[1] * input[2] + 64) * MemoryLayout<Float>.size }
-        return isSeparable ? (input[2] + 64) * MemoryLayout<Float>.size : 0
+        return isSeparable ? (padBegin[2] + input[2] + (output[2] - 1) * strides[2] + kernel[2] + 64) * MemoryLayout<Float>.size : 0
     }
 
     /// Per-axis windows of the separable path, fixed by the shapes.
@@ -103,13 +103,15 @@ struct PoolKernel: Kernel {
         var columns: [(first: Int, step: Int, count: Int, padded: Int)]
         /// Output columns whose whole window lies inside the input row.
         var interior: Range<Int>
+        /// The other output columns.
+        var borders: [Int]
         /// Average pooling: 1 / the column factor of each output column's divisor.
         var columnScale: [Float]
         /// `isSamePlane` average pooling: the divisor's reciprocal for every output position.
         var planeScale: [Float]
     }
     /// Set by `prepare` when `isSeparable`.
-    var separableGeometry = SeparableGeometry(rows: [], columns: [], interior: 0..<0, columnScale: [], planeScale: [])
+    var separableGeometry = SeparableGeometry(rows: [], columns: [], interior: 0..<0, borders: [], columnScale: [], planeScale: [])
 
     func makeSeparableGeometry() -> SeparableGeometry {
         let (width, outW, kw, sw, padLeft) = (input[2], output[2], kernel[2], strides[2], padBegin[2])
@@ -117,10 +119,11 @@ struct PoolKernel: Kernel {
         var interiorEnd = interiorStart
         while interiorEnd < outW && interiorEnd * sw - padLeft + kw <= width { interiorEnd += 1 }
         let columns = (0..<outW).map { window(2, $0) }
+        // 16 spare entries: `Rows.windows` reads the scale a vector at a time.
         let scale: [Float] = columns.map { column in
             let divisor = countIncludePad ? column.padded : column.count
             return divisor > 0 ? 1 / Float(divisor) : 0
-        }
+        } + Array(repeating: 0, count: 16)
         let rows = (0..<output[1]).map { window(1, $0) }
         var planeScale: [Float] = []
         if isSamePlane && !isMax {
@@ -129,7 +132,8 @@ struct PoolKernel: Kernel {
                 planeScale += scale.map { divisor > 0 ? $0 / Float(divisor) : 0 }
             }
         }
-        return SeparableGeometry(rows: rows, columns: columns, interior: interiorStart..<interiorEnd, columnScale: scale,
+        return SeparableGeometry(rows: rows, columns: columns, interior: interiorStart..<interiorEnd,
+                                 borders: Array(0..<interiorStart) + Array(interiorEnd..<outW), columnScale: scale,
                                  planeScale: planeScale)
     }
 
@@ -160,6 +164,7 @@ struct PoolKernel: Kernel {
             if count <= 0 { return }
             if isMax { Rows.maximum(target, source, count: count) } else { Rows.add(target, source, count: count) }
         }
+        let borders = geometry.borders
         geometry.columns.withUnsafeBufferPointer { columns in
         geometry.planeScale.withUnsafeBufferPointer { planeScale in
             for p in planes {
@@ -176,10 +181,9 @@ struct PoolKernel: Kernel {
                     let first = max(0, -shift), last = min(plane, plane - shift)
                     combine(yp + first, vertical + first + shift, last - first)
                 }
-                let interior = geometry.interior
                 for r in 0..<height {
                     let row = vertical + r * width, target = yp + r * width
-                    for c in 0..<width where !interior.contains(c) {
+                    for c in borders {
                         let (first, _, count, _) = columns[c]
                         var value: Float = isMax ? -.infinity : 0
                         for k in 0..<count { value = isMax ? max(value, row[first + k]) : value + row[first + k] }
@@ -194,22 +198,18 @@ struct PoolKernel: Kernel {
         }
     }
 
+    /// Per output row: the window's input rows reduced into `scratch` between fill values
+    /// (-inf or 0) standing for the padding, then the window slid along it.
     private func separable(_ x: UnsafePointer<Float>, _ y: UnsafeMutablePointer<Float>, _ scratch: UnsafeMutablePointer<Float>, planes: Range<Int>) {
         let (height, width, outH, outW) = (input[1], input[2], output[1], output[2])
         let (kw, sw, padLeft) = (kernel[2], strides[2], padBegin[2])
         let geometry = separableGeometry
         let isMax = isMax, vector = Self.vector
-        let row = scratch
-        /// target = max(target, source) or target + source, element-wise.
-        func combine(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, _ count: Int) {
-            switch (isMax, vector) {
-            case (true, true): Rows.maximum(target, source, count: count)
-            case (false, true): Rows.add(target, source, count: count)
-            case (true, false): for i in 0..<count { target[i] = max(target[i], source[i]) }
-            case (false, false): for i in 0..<count { target[i] += source[i] }
-            }
-        }
-        geometry.columns.withUnsafeBufferPointer { columns in
+        let fill: Float = isMax ? -.infinity : 0
+        let tail = max(0, (outW - 1) * sw + kw - padLeft - width)
+        scratch.update(repeating: fill, count: padLeft)
+        (scratch + padLeft + width).update(repeating: fill, count: tail)
+        let row = scratch + padLeft
         geometry.rows.withUnsafeBufferPointer { rows in
         geometry.columnScale.withUnsafeBufferPointer { columnScale in
             for p in planes {
@@ -217,43 +217,27 @@ struct PoolKernel: Kernel {
                 for oh in 0..<outH {
                     let (first, _, count, padded) = rows[oh]
                     let target = yp + oh * outW
-                    if count == 0 { target.update(repeating: isMax ? -.infinity : 0, count: outW); continue }
-                    // Vertical: the window's input rows reduced into `row`.
-                    let top = UnsafePointer(xp + first * width)
-                    if count == 1 { row.update(from: top, count: width) } else {
-                        row.update(from: top, count: width)
-                        for j in 1..<count { combine(row, top + j * width, width) }
-                    }
-                    // Horizontal: columns whose window lies inside the row, then the borders.
-                    let interior = geometry.interior
-                    if !interior.isEmpty {
-                        let start = row + interior.lowerBound * sw - padLeft
-                        if vector {
-                            Rows.windows(target + interior.lowerBound, start, count: interior.count, kernel: kw, stride: sw, isMax: isMax)
-                        } else {
-                            for i in 0..<interior.count {
-                                var value = start[i * sw]
-                                for k in 1..<max(kw, 1) { value = isMax ? max(value, start[i * sw + k]) : value + start[i * sw + k] }
-                                target[interior.lowerBound + i] = value
-                            }
+                    if count == 0 { target.update(repeating: fill, count: outW); continue }
+                    let divisor = countIncludePad ? padded : count
+                    let rowScale: Float = divisor > 0 ? 1 / Float(divisor) : 0
+                    let scale = isMax ? nil : columnScale.baseAddress
+                    if vector {
+                        Rows.reduceRows(row, xp + first * width, stride: width, rows: count, count: width, isMax: isMax)
+                        Rows.windows(target, scratch, count: outW, kernel: kw, stride: sw, isMax: isMax, scale: scale, factor: rowScale)
+                    } else {
+                        for i in 0..<width {
+                            var value = xp[first * width + i]
+                            for r in 1..<count { value = isMax ? max(value, xp[(first + r) * width + i]) : value + xp[(first + r) * width + i] }
+                            row[i] = value
                         }
-                    }
-                    for ow in 0..<outW where !interior.contains(ow) {
-                        let (firstColumn, _, columnCount, _) = columns[ow]
-                        var value: Float = isMax ? -.infinity : 0
-                        for k in 0..<columnCount { value = isMax ? max(value, row[firstColumn + k]) : value + row[firstColumn + k] }
-                        target[ow] = value
-                    }
-                    if !isMax {
-                        let divisor = countIncludePad ? padded : count
-                        let rowScale: Float = divisor > 0 ? 1 / Float(divisor) : 0
-                        if vector { Rows.scale(target, by: columnScale.baseAddress!, factor: rowScale, count: outW) } else {
-                            for i in 0..<outW { target[i] *= columnScale[i] * rowScale }
+                        for o in 0..<outW {
+                            var value = scratch[o * sw]
+                            for k in 1..<max(kw, 1) { value = isMax ? max(value, scratch[o * sw + k]) : value + scratch[o * sw + k] }
+                            target[o] = isMax ? value : value * columnScale[o] * rowScale
                         }
                     }
                 }
             }
-        }
         }
         }
     }
