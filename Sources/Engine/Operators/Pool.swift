@@ -129,7 +129,7 @@ struct PoolKernel: Kernel {
         if isSamePlane && !isMax {
             for row in rows {
                 let divisor = countIncludePad ? row.padded : row.count
-                planeScale += scale.map { divisor > 0 ? $0 / Float(divisor) : 0 }
+                planeScale += scale.prefix(outW).map { divisor > 0 ? $0 / Float(divisor) : 0 }
             }
         }
         return SeparableGeometry(rows: rows, columns: columns, interior: interiorStart..<interiorEnd,
