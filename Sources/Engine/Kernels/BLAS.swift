@@ -16,6 +16,15 @@ func sgemm(transposeA: Bool = false, transposeB: Bool = false, m: Int, n: Int, k
                 Int32(m), Int32(n), Int32(k), alpha, a, Int32(lda), b, Int32(ldb), beta, c, Int32(ldc))
 }
 
+/// y[columns] = x[rows] * A, A row-major (rows, columns) with row stride `lda`: a row vector
+/// times a matrix (BLAS's transposed GEMV on the row-major matrix).
+@inline(__always)
+func sgemv(rows: Int, columns: Int, a: UnsafePointer<Float>, lda: Int, x: UnsafePointer<Float>, y: UnsafeMutablePointer<Float>) {
+    if columns == 0 { return }
+    if rows == 0 { y.update(repeating: 0, count: columns); return }
+    cblas_sgemv(CblasRowMajor, CblasTrans, Int32(rows), Int32(columns), 1, a, Int32(lda), x, 1, 0, y, 1)
+}
+
 /// Process-wide OpenBLAS settings. Only the executables call `setThreadCount`: the engine
 /// never decides how many threads exist.
 public enum BLAS {

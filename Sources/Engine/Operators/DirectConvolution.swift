@@ -48,8 +48,8 @@ struct DirectConvKernel: Kernel {
         let pointers = (scratch + plan.scratchFloats * MemoryLayout<Float>.size).assumingMemoryBound(to: UnsafePointer<Float>.self)
         let (chunkIndex, group) = item.quotientAndRemainder(dividingBy: plan.pixelGroups)
         let chunk = plan.chunks[chunkIndex]
-        let firstPixel = group * plan.groupPixels
-        let count = min(plan.groupPixels, plan.pixels - firstPixel)
+        let firstPixel = group * plan.pixels / plan.pixelGroups
+        let count = (group + 1) * plan.pixels / plan.pixelGroups - firstPixel
         guard count > 0 else { return }
         let perTile = DirectConv.pixelsPerTile(blocks: chunk.blocks)
         let lanes = chunk.blocks * 16
@@ -113,7 +113,7 @@ final class DirectConvPlan: @unchecked Sendable {
     let padded: Bool
     let sourceHeight: Int, sourceWidth: Int
     var pixels: Int { geometry.outputPlane }
-    let groupPixels: Int
+    /// Output pixels are split into this many nearly equal groups.
     let pixelGroups: Int
     var itemsPerImage: Int { chunks.count * pixelGroups }
     /// Per worker: the accumulator tile for one block of 8 register tiles (at most 80 pixels);
@@ -127,11 +127,13 @@ final class DirectConvPlan: @unchecked Sendable {
         geometry = g
         outChannels = w.shape[0]
         reduction = g.patchSize
+        // As few chunks as 4-vector tiles allow, with the vectors spread evenly over them so
+        // that work items cost the same (96 channels: 3 + 3 vectors, not 4 + 2).
         var chunks: [Chunk] = []
         var first = 0, offset = 0
-        let vectors = (outChannels + 15) / 16
-        while first < outChannels {
-            let blocks = min(4, vectors - first / 16)
+        let vectors = (outChannels + 15) / 16, chunkCount = (vectors + 3) / 4
+        for index in 0..<chunkCount {
+            let blocks = (index + 1) * vectors / chunkCount - index * vectors / chunkCount
             chunks.append(Chunk(firstChannel: first, blocks: blocks, weightOffset: offset))
             offset += reduction * blocks * 16
             first += blocks * 16
@@ -173,12 +175,14 @@ final class DirectConvPlan: @unchecked Sendable {
         }
         pixelOffsets = pixelTable
 
-        // Enough items that every worker gets several, groups no larger than the tile allows.
+        // Enough items that every worker gets several and the same number, groups no larger
+        // than `maxGroupPixels` and no smaller than a few register tiles.
         let pixels = g.outputPlane
         var groups = (pixels + Self.maxGroupPixels - 1) / Self.maxGroupPixels
-        while chunks.count * groups < 4 * workers && (pixels + groups) / (groups + 1) >= 24 { groups += 1 }
-        groupPixels = min(pixels, ((pixels + groups - 1) / groups + 15) / 16 * 16)
-        pixelGroups = (pixels + groupPixels - 1) / groupPixels
+        while (chunks.count * groups < 4 * workers || (chunks.count * groups) % workers != 0) && pixels / (groups + 1) >= 24 {
+            groups += 1
+        }
+        pixelGroups = groups
     }
 
     /// Whether `DirectConvPlan` handles a convolution: 2-D, ungrouped, offsets within Int32.

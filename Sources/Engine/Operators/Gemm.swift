@@ -83,7 +83,19 @@ struct MatMulOperator: Operator {
         return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: ClosureKernel { [aOffsets, bOffsets] io in
             let pa = io.input(0, Float.self), pb = io.input(1, Float.self), y = io.output(0, Float.self)
             if foldBatch {
-                sgemm(m: batches * m, n: n, k: k, a: pa, lda: k, b: pb, ldb: n, beta: 0, c: y, ldc: n)
+                // Workers take column slices of B (multiples of 64 columns); a single row is a
+                // matrix-vector product, which BLAS runs without packing B.
+                let rows = batches * m, slices = max(1, min(io.width, n / 64))
+                io.parallelRanges(slices) { range, _ in
+                    guard !range.isEmpty else { return }
+                    let first = range.lowerBound * n / slices / 16 * 16
+                    let last = range.upperBound == slices ? n : range.upperBound * n / slices / 16 * 16
+                    if rows == 1 {
+                        sgemv(rows: k, columns: last - first, a: pb + first, lda: n, x: pa, y: y + first)
+                    } else {
+                        sgemm(m: rows, n: last - first, k: k, a: pa, lda: k, b: pb + first, ldb: n, beta: 0, c: y + first, ldc: n)
+                    }
+                }
                 return
             }
             for i in 0..<batches {
