@@ -43,6 +43,13 @@ public enum Rows {
         for i in 0..<count { target[i] = source[i * stride] }
     }
 
+    /// Elements first, first + 2, ..., first + 30 of `row` (floats).
+    @inline(__always) static func evenLanes(_ row: UnsafeRawPointer, _ first: Int) -> V {
+        let a = row.loadUnaligned(fromByteOffset: first * 4, as: V.self)
+        let b = row.loadUnaligned(fromByteOffset: first * 4 + 64, as: V.self)
+        return V(a[0], a[2], a[4], a[6], a[8], a[10], a[12], a[14], b[0], b[2], b[4], b[6], b[8], b[10], b[12], b[14])
+    }
+
     @inline(__always) static func load(_ p: UnsafeMutablePointer<Float>) -> V { UnsafeRawPointer(p).loadUnaligned(as: V.self) }
     @inline(__always) static func store(_ p: UnsafeMutablePointer<Float>, _ v: V) { UnsafeMutableRawPointer(p).storeBytes(of: v, as: V.self) }
 }
@@ -87,9 +94,9 @@ extension Rows {
                     if isMax { v.replace(with: s, where: s .> v) } else { v += s }
                 }
             } else {
-                v = raw.loadUnaligned(fromByteOffset: i * 8, as: SIMD32<Float>.self).evenHalf
+                v = evenLanes(raw, i * 2)
                 for k in 1..<max(kernel, 1) {
-                    let s = raw.loadUnaligned(fromByteOffset: (i * 2 + k) * 4, as: SIMD32<Float>.self).evenHalf
+                    let s = evenLanes(raw, i * 2 + k)
                     if isMax { v.replace(with: s, where: s .> v) } else { v += s }
                 }
             }

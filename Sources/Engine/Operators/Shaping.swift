@@ -144,13 +144,17 @@ struct ConcatOperator: Operator {
         let elementSize = first.dtype.size
         let chunks = specs.map { $0.shape.dropFirst(axis).reduce(1, *) * elementSize }
         let outRow = chunks.reduce(0, +)
+        let columns = chunks.indices.map { chunks[..<$0].reduce(0, +) }
         return Prepared(outputs: [ValueSpec(dtype: first.dtype, shape: outShape)], kernel: ClosureKernel { io in
             let y = io.outputs[0]!
-            var column = 0
-            for (index, chunk) in chunks.enumerated() where chunk > 0 {
-                let x = io.inputs[index]!
-                for o in 0..<outer { (y + o * outRow + column).copyMemory(from: x + o * chunk, byteCount: chunk) }
-                column += chunk
+            // Workers take whole (outer index, input) copies.
+            io.parallelRanges(outer * chunks.count) { items, _ in
+                for item in items {
+                    let (o, index) = item.quotientAndRemainder(dividingBy: chunks.count)
+                    let chunk = chunks[index]
+                    guard chunk > 0 else { continue }
+                    (y + o * outRow + columns[index]).copyMemory(from: io.inputs[index]! + o * chunk, byteCount: chunk)
+                }
             }
         })
     }
