@@ -25,7 +25,7 @@ struct ModelRun: ParsableCommand {
     @Option(name: .customLong("repeat"), help: "Time R runs after one warm-up run and print the median as 'median_ms: X' last.")
     var repeatCount: Int = 0
 
-    @Option(help: "Convolution kernels: automatic (the engine's AVX-512 GEMM where the CPU has it, else OpenBLAS) or blas.")
+    @Option(help: "Convolution kernels: automatic (the engine's AVX-512 direct convolution and GEMM where the CPU has it, else OpenBLAS) or blas.")
     var kernels: Model.Kernels = .automatic
 
     @Option(help: "Print the K largest values of the first output for each batch row, with labels from --labels.")
@@ -106,7 +106,7 @@ struct ModelRun: ParsableCommand {
         if profile {
             let steps = try session.profile(batchSize: loaded.hasDynamicBatch ? ordered[0].shape[0] : loaded.maxBatchSize, inputs: buffers)
             let total = steps.reduce(0) { $0 + $1.milliseconds }
-            for step in steps.sorted(by: { $0.milliseconds > $1.milliseconds }).prefix(getenv("PROFILE_ALL") != nil ? steps.count : 40) {
+            for step in steps.sorted(by: { $0.milliseconds > $1.milliseconds }).prefix(40) {
                 let rate = step.flops > 0 ? String(format: " %6.1f GFLOP/s", step.flops / step.milliseconds / 1e6) : ""
                 print(String(format: "%8.3f ms %5.1f%%  %@ %@", step.milliseconds, step.milliseconds / total * 100, step.opType, step.name) + rate)
             }

@@ -38,9 +38,12 @@ struct SpatialPadding {
     }
 }
 
-/// Conv (1-D and 2-D, groups, depthwise, strides, dilations, pads, auto_pad), with bias and an
-/// optional fused activation. im2col + `cblas_sgemm` per image and group; 1x1 stride-1
-/// convolutions multiply the input directly; depthwise convolutions use a direct loop.
+/// Conv (1-D to 3-D, groups, depthwise, strides, dilations, pads, auto_pad), with bias and an
+/// optional fused activation. With the engine's AVX-512 kernels: ungrouped 2-D convolutions run
+/// as a direct convolution (`DirectConvKernel`), other grouped ones as im2col + the packed GEMM
+/// (`PackedConvKernel`). Otherwise, and for depthwise and volumetric convolutions: im2col +
+/// `cblas_sgemm` per image and group, 1x1 convolutions multiplying the input directly, and a
+/// direct loop for depthwise.
 struct ConvOperator: Operator {
     let autoPad: String
     let dilations: [Int]?
