@@ -79,9 +79,6 @@ struct PackedConvKernel: Kernel {
     /// Per worker: the edge panel, then (unless 1x1) one im2col tile.
     var scratchBytes: Int { (edgeFloats + (isPointwise ? 0 : patch * Self.tileStride(tile))) * MemoryLayout<Float>.size }
 
-    var clampBounds: (Float, Float) { activation.clampBounds }
-    var needsPostActivation: Bool { !activation.isClamp }
-
     func run(_ io: KernelIO) {
         let x = io.input(0, Float.self)
         let bias = hasBias ? io.input(2, Float.self) : nil
@@ -122,10 +119,10 @@ struct PackedConvKernel: Kernel {
         let gi = unit % group
         let a = packedWeights.pointer(as: Float.self) + gi * rowBlocks * patch * PackedGemm.rowBlock
         let yg = y + (unit / group * outChannels + gi * groupOut) * columns
-        let (low, high) = clampBounds
+        let (low, high) = activation.clampBounds
         PackedGemm.multiply(packedA: a, m: groupOut, k: patch, rowBlocks: blocks, b: b, ldb: ldb, n: count, edge: edge,
                             c: yg + columnStart, ldc: columns, bias: bias.map { $0 + gi * groupOut }, low: low, high: high)
-        if needsPostActivation {
+        if !activation.isClamp {
             for m in blocks.lowerBound * PackedGemm.rowBlock ..< min(blocks.upperBound * PackedGemm.rowBlock, groupOut) {
                 let row = yg + m * columns + columnStart
                 activation.apply(row, row, count: count)
