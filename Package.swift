@@ -28,9 +28,16 @@ let package = Package(
             dependencies: ["CLinuxShims"],
             swiftSettings: [.unsafeFlags(["-target-cpu", "skylake-avx512"])]
         ),
+        // The direct convolution and row kernels again (the same sources, linked), built for
+        // AVX2 + FMA (x86-64-v3) for CPUs without AVX-512; called after the run-time check.
+        .target(
+            name: "AVX2Kernels",
+            dependencies: ["CLinuxShims"],
+            swiftSettings: [.unsafeFlags(["-target-cpu", "haswell"]), .define("AVX2_KERNELS")]
+        ),
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "ONNXProto", "AVX512Kernels", "CLinuxShims"]
+            dependencies: ["COpenBLAS", "ONNXProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims"]
         ),
         .target(
             name: "ServingProto",

@@ -1,6 +1,7 @@
 /// Direct convolution micro-kernels (no im2col): output pixels in registers as rows, output
-/// channels as 16-wide vectors. Compiled for AVX-512 like the rest of this target; call only
-/// when `cls_cpu_has_avx512()` is true.
+/// channels as 16-wide vectors. This file is compiled twice: into `AVX512Kernels` (AVX-512, 32
+/// vector registers of 16 floats) and into `AVX2Kernels` (AVX2 + FMA, 16 registers of 8 floats,
+/// so a 16-float vector takes two); call each only after the CPU check for its instruction set.
 ///
 /// A step k of the reduction (one input channel and kernel tap) reads, for each of the tile's R
 /// pixels, the scalar `pixel[r][offsets[k]]` and multiplies it into the `NB` weight vectors
@@ -16,6 +17,40 @@ import CLinuxShims
 
 public enum DirectConv {
     typealias V = SIMD16<Float>
+
+#if AVX2_KERNELS
+    /// Most vectors of 16 output channels one tile holds.
+    public static let maxBlocks = 1
+
+    /// Pixels per tile for `blocks` (1...maxBlocks) vectors: 12 of the 16 registers accumulate.
+    public static func pixelsPerTile(blocks: Int) -> Int { blocks == 2 ? 3 : 6 }
+
+    /// acc[r][0..<blocks*16] (+)= sum over k < depth of pixels[r][offsets[k]] * weights[k][...].
+    /// `pixels` holds `pixelsPerTile(blocks:)` base pointers (repeat one to fill a short tile).
+    /// Starts from the tile's contents when `accumulate`, else from zero.
+    public static func tile(blocks: Int, weights: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, depth: Int,
+                            pixels: UnsafePointer<UnsafePointer<Float>>, acc: UnsafeMutablePointer<Float>, ldAcc: Int,
+                            accumulate: Bool) {
+        if blocks == 2 {
+            tile2x3(weights, offsets, depth, pixels, acc, ldAcc, accumulate)
+        } else {
+            tile1x6(weights, offsets, depth, pixels, acc, ldAcc, accumulate)
+        }
+    }
+
+    @inline(never)
+    static func tile2x3(_ w: UnsafePointer<Float>, _ o: UnsafePointer<Int32>, _ depth: Int, _ px: UnsafePointer<UnsafePointer<Float>>,
+                        _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
+        tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<2, V>.self, pixels: InlineArray<3, Int>.self)
+    }
+    @inline(never)
+    static func tile1x6(_ w: UnsafePointer<Float>, _ o: UnsafePointer<Int32>, _ depth: Int, _ px: UnsafePointer<UnsafePointer<Float>>,
+                        _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
+        tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<1, V>.self, pixels: InlineArray<6, Int>.self)
+    }
+#else
+    /// Most vectors of 16 output channels one tile holds.
+    public static let maxBlocks = 4
 
     /// Pixels per tile for `blocks` (1...4) vectors of 16 output channels: keeps the
     /// accumulators plus one broadcast and the weight vectors within the 32 vector registers.
@@ -61,6 +96,7 @@ public enum DirectConv {
                          _ acc: UnsafeMutablePointer<Float>, _ ldAcc: Int, _ accumulate: Bool) {
         tileBody(w, o, depth, px, acc, ldAcc, accumulate, blocks: InlineArray<1, V>.self, pixels: InlineArray<10, Int>.self)
     }
+#endif
 
     /// The register tile, written once for every (NB, R): the fixed-size loops unroll and the
     /// inline arrays live in registers.

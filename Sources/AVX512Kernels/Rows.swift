@@ -1,5 +1,6 @@
-/// Element-wise row primitives for the engine's memory-bound operators (pooling), compiled for
-/// AVX-512. Call only when `cls_cpu_has_avx512()` is true. `target` and `source` may not
+/// Element-wise row primitives for the engine's memory-bound operators (pooling), compiled
+/// like `DirectConv` once for AVX-512 and once for AVX2 + FMA; call each only on a CPU that
+/// has its instruction set. `target` and `source` may not
 /// overlap partially (identical is allowed).
 public enum Rows {
     typealias V = SIMD16<Float>

@@ -21,6 +21,11 @@ int cls_cpu_has_avx512(void) {
         && __builtin_cpu_supports("avx512dq") && __builtin_cpu_supports("avx512vl");
 }
 
+int cls_cpu_has_avx2_fma(void) {
+    __builtin_cpu_init();
+    return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+}
+
 void cls_set_thread_name(const char *name) {
     char truncated[16];
     int i = 0;

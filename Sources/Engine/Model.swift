@@ -22,8 +22,8 @@ public final class Model: Sendable {
     }
 
     public enum Kernels: String, Sendable, CaseIterable {
-        /// The engine's AVX-512 GEMM for convolutions with constant weights when the CPU has
-        /// AVX-512, otherwise OpenBLAS.
+        /// The engine's own convolution and pooling kernels when the CPU has AVX-512 (direct
+        /// convolution and packed GEMM) or AVX2 + FMA (direct convolution), otherwise OpenBLAS.
         case automatic
         /// OpenBLAS `cblas_sgemm` only.
         case blas
@@ -54,7 +54,7 @@ public final class Model: Sendable {
 
     init(graph source: Graph, options: Options) throws {
         var graph = source
-        graph.nativeKernels = options.kernels == .automatic && PackedConvolution.cpuSupported
+        graph.nativeKernels = options.kernels == .automatic && VectorISA.detected != nil
         for (name, value) in options.boundInputs {
             guard let input = graph.inputs.first(where: { $0.name == name }) else {
                 throw EngineError.invalidInput("cannot bind '\(name)': the model has no such input")

@@ -3,11 +3,11 @@ import ONNXProto
 import Testing
 @testable import Engine
 
-/// Conv through the engine's automatic kernels (the direct AVX-512 convolution for these
-/// ungrouped 2-D shapes) against a plain loop in double precision: asymmetric pads, strides,
+/// Conv through the engine's automatic kernels (the direct convolution, AVX-512 or AVX2 as the
+/// CPU has, for these ungrouped 2-D shapes) against a plain loop in double precision: asymmetric pads, strides,
 /// dilations, output channels that are not multiples of 16 or 64, 1x1 and 1x7 windows, batches
 /// whose pixel counts leave partial register tiles, and fused clamp / non-clamp activations.
-@Suite(.enabled(if: PackedConvolution.cpuSupported, "the CPU has no AVX-512"))
+@Suite(.enabled(if: VectorISA.detected != nil, "the CPU has neither AVX-512 nor AVX2"))
 struct DirectConvTests {
     struct Case: Sendable, CustomStringConvertible {
         var batch: Int, channels: Int, height: Int, width: Int, outChannels: Int

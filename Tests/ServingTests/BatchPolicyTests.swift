@@ -85,6 +85,36 @@ struct BatchPolicyTests {
                                    configuration: config, cost: flat) == .run(requests: 4))
     }
 
+    @Test func latencyTargetBatchesOnlyAsManyAsRaiseThroughput() {
+        var config = configuration(max: 8)
+        config.latencyTarget = 0.500
+        let queued = queue([1, 1, 1, 1, 1, 1, 1, 1, 1, 1], arrivals: Array(repeating: 0, count: 10))
+        // Cost grows linearly with rows: a batch gains nothing, so one request runs and the
+        // rest go to the next free worker.
+        var linear = BatchCostModel()
+        linear.observe(batchSize: 1, seconds: 0.035)
+        linear.observe(batchSize: 8, seconds: 0.280)
+        #expect(BatchPolicy.decide(queue: queued, now: 0.1, running: 1, configuration: config, cost: linear) == .run(requests: 1))
+        #expect(BatchPolicy.decide(queue: queued, now: 0.1, running: 0, configuration: config, cost: linear) == .run(requests: 1))
+        // Per-row cost falls up to 4 rows and is flat beyond: four run.
+        var saturating = BatchCostModel()
+        saturating.observe(batchSize: 1, seconds: 0.040)
+        saturating.observe(batchSize: 4, seconds: 0.080)
+        saturating.observe(batchSize: 8, seconds: 0.160)
+        #expect(BatchPolicy.decide(queue: queued, now: 0.1, running: 1, configuration: config, cost: saturating) == .run(requests: 4))
+        // A size never run is measured: the whole batch runs.
+        var unmeasured = BatchCostModel()
+        unmeasured.observe(batchSize: 1, seconds: 0.035)
+        #expect(BatchPolicy.decide(queue: queued, now: 0.1, running: 1, configuration: config, cost: unmeasured) == .run(requests: 8))
+        // ...and measured again once it has not run for a while.
+        var stale = linear
+        for _ in 0..<BatchCostModel.remeasureAfter { stale.observe(batchSize: 1, seconds: 0.035) }
+        #expect(BatchPolicy.decide(queue: queued, now: 0.1, running: 1, configuration: config, cost: stale) == .run(requests: 8))
+        // Without a latency target the whole batch runs as before.
+        config.latencyTarget = nil
+        #expect(BatchPolicy.decide(queue: queued, now: 0.1, running: 1, configuration: config, cost: linear) == .run(requests: 8))
+    }
+
     @Test func costModelInterpolatesAndExtrapolates() {
         var cost = BatchCostModel()
         #expect(cost.cost(3) == nil)

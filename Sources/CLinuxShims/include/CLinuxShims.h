@@ -22,6 +22,8 @@ void cls_set_thread_name(const char *name);
 /// 1 when the CPU runs AVX-512 F, BW, DQ and VL instructions (what the AVX512Kernels target
 /// is compiled for), else 0.
 int cls_cpu_has_avx512(void);
+/// Nonzero when the CPU runs AVX2 and FMA (x86-64-v3 vector code).
+int cls_cpu_has_avx2_fma(void);
 
 /// Hints the CPU to bring the cache line holding `address` into all cache levels for reading
 /// (never faults). Inlined into Swift callers.

@@ -10,7 +10,7 @@ struct Graph {
     var outputs: [ValueInfo]
     /// Version of the default ("" / "ai.onnx") operator set.
     var opset: Int
-    /// Whether operators may use the engine's own AVX-512 kernels (when the CPU has them).
+    /// Whether operators may use the engine's own vector kernels (when the CPU has AVX-512 or AVX2).
     var nativeKernels = true
 }
 

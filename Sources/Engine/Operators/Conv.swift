@@ -111,7 +111,7 @@ struct ConvOperator: Operator {
             return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: direct, scratchBytes: direct.scratchBytes,
                             unusedInputs: [1])
         }
-        if node.nativeKernels, let weights = w.value, geometry.isPlanar, !(group > 1 && geometry.channels == 1 && outChannels == group) {
+        if node.nativeKernels, PackedConvolution.cpuSupported, let weights = w.value, geometry.isPlanar, !(group > 1 && geometry.channels == 1 && outChannels == group) {
             let packed = PackedConvKernel(batch: batch, group: group, outChannels: outChannels, geometry: geometry,
                                           packedWeights: packedWeightsCache.packed(weights, group: group),
                                           hasBias: bias != nil, activation: activation)

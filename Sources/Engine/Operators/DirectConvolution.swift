@@ -1,6 +1,5 @@
-import AVX512Kernels
-
-/// Ungrouped 2-D convolution without im2col, on `AVX512Kernels.DirectConv`.
+/// Ungrouped 2-D convolution without im2col, on the direct-convolution tiles of
+/// `VectorKernels` (AVX-512 or AVX2).
 ///
 /// x: (N, C, H, W), b: (M) optional; y: (N, M, outH, outW), f32. Weights are packed at load
 /// into output-channel chunks of up to 64 (`DirectConvPlan.chunks`). An input with padding is
@@ -51,7 +50,7 @@ struct DirectConvKernel: Kernel {
         let firstPixel = group * plan.pixels / plan.pixelGroups
         let count = (group + 1) * plan.pixels / plan.pixelGroups - firstPixel
         guard count > 0 else { return }
-        let perTile = DirectConv.pixelsPerTile(blocks: chunk.blocks)
+        let perTile = VectorKernels.pixelsPerTile(blocks: chunk.blocks)
         let lanes = chunk.blocks * 16
         let weights = plan.weights.pointer(as: Float.self) + chunk.weightOffset
         let offsets = plan.offsets.pointer(as: Int32.self)
@@ -69,12 +68,13 @@ struct DirectConvKernel: Kernel {
             var t = 0
             while t < blockCount {
                 for r in 0..<perTile { pointers[r] = source + Int(pixelOffsets[start + min(t + r, blockCount - 1)]) }
-                DirectConv.tile(blocks: chunk.blocks, weights: weights, offsets: offsets, depth: plan.reduction,
-                                pixels: pointers, acc: tile + t * rowFloats, ldAcc: rowFloats, accumulate: false)
+                VectorKernels.directTile(blocks: chunk.blocks, weights: weights, offsets: offsets, depth: plan.reduction,
+                                         pixels: pointers, acc: tile + t * rowFloats, ldAcc: rowFloats)
                 t += perTile
             }
-            DirectConv.storeTransposed(acc: tile, ldAcc: rowFloats, count: blockCount, channels: channels,
-                                       bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out + start, ldOut: plan.pixels)
+            VectorKernels.storeTransposed(acc: tile, ldAcc: rowFloats, count: blockCount, channels: channels,
+                                          bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out + start,
+                                          ldOut: plan.pixels)
             if !activation.isClamp {
                 for c in 0..<channels { activation.apply(out + c * plan.pixels + start, out + c * plan.pixels + start, count: blockCount) }
             }
@@ -88,7 +88,7 @@ struct DirectConvKernel: Kernel {
 final class DirectConvPlan: @unchecked Sendable {
     struct Chunk {
         var firstChannel: Int
-        /// Vectors of 16 output channels (1...4); channels past M are zero weights.
+        /// Vectors of 16 output channels (1...`VectorKernels.directMaxBlocks`); channels past M are zero weights.
         var blocks: Int
         /// Offset of the chunk's packed weights, in floats.
         var weightOffset: Int
@@ -127,11 +127,12 @@ final class DirectConvPlan: @unchecked Sendable {
         geometry = g
         outChannels = w.shape[0]
         reduction = g.patchSize
-        // As few chunks as 4-vector tiles allow, with the vectors spread evenly over them so
-        // that work items cost the same (96 channels: 3 + 3 vectors, not 4 + 2).
+        // As few chunks as the widest tile allows, with the vectors spread evenly over them so
+        // that work items cost the same (96 channels in 4-vector tiles: 3 + 3, not 4 + 2).
         var chunks: [Chunk] = []
         var first = 0, offset = 0
-        let vectors = (outChannels + 15) / 16, chunkCount = (vectors + 3) / 4
+        let maxBlocks = VectorKernels.directMaxBlocks
+        let vectors = (outChannels + 15) / 16, chunkCount = (vectors + maxBlocks - 1) / maxBlocks
         for index in 0..<chunkCount {
             let blocks = (index + 1) * vectors / chunkCount - index * vectors / chunkCount
             chunks.append(Chunk(firstChannel: first, blocks: blocks, weightOffset: offset))

@@ -107,7 +107,7 @@ struct NodeContext: Sendable {
     let name: String
     let opType: String
     let opset: Int
-    /// Whether the engine's own AVX-512 kernels may be used (option and CPU).
+    /// Whether the engine's own vector kernels may be used (option and CPU, see `VectorISA`).
     let nativeKernels: Bool
     let inputCount: Int
     /// Graph value names of the inputs ("" for omitted ones), for error messages.

@@ -1,4 +1,3 @@
-import AVX512Kernels
 import Glibc
 
 /// MaxPool and AveragePool over 1 to 3 spatial axes (pads, strides, dilations, ceil_mode,
@@ -84,13 +83,13 @@ struct PoolKernel: Kernel {
 
     /// 2-D windows without dilation are rectangles: reduce each output row's input rows into one
     /// row, then slide the window along it.
-    static let vector = PackedConvolution.cpuSupported
+    static let vector = VectorISA.detected != nil
     var isSeparable: Bool { input[0] == 1 && output[0] == 1 && kernel[0] == 1 && dilations[1] == 1 && dilations[2] == 1 }
     /// Stride 1 with the output the input's size ("same" padding): whole-plane passes.
     var isSamePlane: Bool {
         isSeparable && strides[1] == 1 && strides[2] == 1 && output[1] == input[1] && output[2] == input[2]
     }
-    /// One padded input row plus the 32 floats `Rows.windows` may read past it; for
+    /// One padded input row plus the 32 floats `VectorKernels.windows` may read past it; for
     /// `isSamePlane`, one whole plane.
     var scratchBytes: Int {
         if isSamePlane { return (input[1] * input[2] + 64) * MemoryLayout<Float>.size }
@@ -119,7 +118,7 @@ struct PoolKernel: Kernel {
         var interiorEnd = interiorStart
         while interiorEnd < outW && interiorEnd * sw - padLeft + kw <= width { interiorEnd += 1 }
         let columns = (0..<outW).map { window(2, $0) }
-        // 16 spare entries: `Rows.windows` reads the scale a vector at a time.
+        // 16 spare entries: `VectorKernels.windows` reads the scale a vector at a time.
         let scale: [Float] = columns.map { column in
             let divisor = countIncludePad ? column.padded : column.count
             return divisor > 0 ? 1 / Float(divisor) : 0
@@ -162,7 +161,7 @@ struct PoolKernel: Kernel {
         let vertical = scratch
         func combine(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, _ count: Int) {
             if count <= 0 { return }
-            if isMax { Rows.maximum(target, source, count: count) } else { Rows.add(target, source, count: count) }
+            if isMax { VectorKernels.maximum(target, source, count: count) } else { VectorKernels.add(target, source, count: count) }
         }
         let borders = geometry.borders
         geometry.columns.withUnsafeBufferPointer { columns in
@@ -191,7 +190,7 @@ struct PoolKernel: Kernel {
                     }
                 }
                 if !isMax {
-                    Rows.scale(yp, by: planeScale.baseAddress!, factor: 1, count: plane)
+                    VectorKernels.scale(yp, by: planeScale.baseAddress!, factor: 1, count: plane)
                 }
             }
         }
@@ -222,8 +221,8 @@ struct PoolKernel: Kernel {
                     let rowScale: Float = divisor > 0 ? 1 / Float(divisor) : 0
                     let scale = isMax ? nil : columnScale.baseAddress
                     if vector {
-                        Rows.reduceRows(row, xp + first * width, stride: width, rows: count, count: width, isMax: isMax)
-                        Rows.windows(target, scratch, count: outW, kernel: kw, stride: sw, isMax: isMax, scale: scale, factor: rowScale)
+                        VectorKernels.reduceRows(row, xp + first * width, stride: width, rows: count, count: width, isMax: isMax)
+                        VectorKernels.windows(target, scratch, count: outW, kernel: kw, stride: sw, isMax: isMax, scale: scale, factor: rowScale)
                     } else {
                         for i in 0..<width {
                             var value = xp[first * width + i]

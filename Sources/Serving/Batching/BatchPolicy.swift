@@ -41,11 +41,24 @@ public struct BatchCostModel: Sendable, Equatable {
     /// Mean seconds between request arrivals (exponentially weighted).
     public private(set) var arrivalInterval: Double?
     private var lastArrival: Double?
+    /// Batches observed so far, and the count when each size was last observed.
+    private var batchesObserved = 0
+    private var lastObserved: [Int: Int] = [:]
+    /// A size not run for this many batches is measured again when it can be formed.
+    static let remeasureAfter = 64
 
     public init() {}
 
     public mutating func observe(batchSize: Int, seconds measured: Double) {
         seconds[batchSize] = seconds[batchSize].map { 0.8 * $0 + 0.2 * measured } ?? measured
+        batchesObserved += 1
+        lastObserved[batchSize] = batchesObserved
+    }
+
+    /// Whether `size` was never run, or not for `remeasureAfter` batches.
+    public func needsMeasurement(_ size: Int) -> Bool {
+        guard let last = lastObserved[size] else { return true }
+        return batchesObserved - last >= Self.remeasureAfter
     }
 
     public mutating func observeArrival(at time: Double) {
@@ -103,6 +116,13 @@ public enum BatchPolicy {
             rows += request.rows
         }
         guard configuration.batches else { return .run(requests: 1) }
+        if configuration.latencyTarget != nil, count > 1 {
+            // More is queued than one batch needs to reach its best throughput: run only that
+            // part now (the rest goes to the next free worker) and keep batches, and so tail
+            // latency, no larger than throughput warrants.
+            let efficient = efficientPrefix(of: queue, count: count, cost: cost)
+            if efficient < count { return .run(requests: efficient) }
+        }
         let full = count < queue.count || rows >= configuration.maxBatchSize
         if full { return .run(requests: count) }
         if let preferred = configuration.preferredSizes.last(where: { $0 <= rows }), preferred == rows {
@@ -131,5 +151,31 @@ public enum BatchPolicy {
             return .wait(until: oldest + configuration.maxQueueDelay)
         }
         return .run(requests: count)
+    }
+
+    /// Per-row cost within this fraction of the best counts as the best throughput.
+    static let throughputTolerance = 0.05
+
+    /// The fewest of the first `count` queued requests whose batch runs at (within
+    /// `throughputTolerance` of) the best per-row cost predicted for any prefix of them
+    /// (prefixes smaller than every measured size are not candidates).
+    /// All `count` when that size needs measuring (never run, or not recently), so the
+    /// cost model learns what large batches gain.
+    static func efficientPrefix(of queue: [Queued], count: Int, cost: BatchCostModel) -> Int {
+        var prefixRows: [Int] = []
+        var rows = 0
+        for request in queue.prefix(count) {
+            rows += request.rows
+            prefixRows.append(rows)
+        }
+        guard !cost.needsMeasurement(rows), let smallestMeasured = cost.seconds.keys.min() else { return count }
+        // Sizes below the smallest measured one are not predicted (nothing says how they scale).
+        var perRow: [(requests: Int, seconds: Double)] = []
+        for (index, size) in prefixRows.enumerated() where size >= smallestMeasured {
+            guard let seconds = cost.cost(size) else { return count }
+            perRow.append((index + 1, seconds / Double(size)))
+        }
+        guard let best = perRow.map(\.seconds).min() else { return count }
+        return perRow.first { $0.seconds <= best * (1 + throughputTolerance) }!.requests
     }
 }

@@ -1,0 +1,81 @@
+import AVX2Kernels
+import AVX512Kernels
+import CLinuxShims
+
+/// The instruction set the engine's own vector kernels (direct convolution, pooling rows,
+/// packed GEMM) are run with, chosen once from the CPU; nil: none, BLAS and scalar code only.
+enum VectorISA: Sendable {
+    case avx512, avx2
+
+    static let detected: VectorISA? = cls_cpu_has_avx512() != 0 ? .avx512 : cls_cpu_has_avx2_fma() != 0 ? .avx2 : nil
+}
+
+/// The direct convolution and row kernels of the detected instruction set (same contracts
+/// as `AVX512Kernels.DirectConv` and `AVX512Kernels.Rows`). Call only when
+/// `VectorISA.detected` is not nil.
+enum VectorKernels {
+    static let isa = VectorISA.detected ?? .avx2
+
+    static var directMaxBlocks: Int { isa == .avx512 ? AVX512Kernels.DirectConv.maxBlocks : AVX2Kernels.DirectConv.maxBlocks }
+
+    static func pixelsPerTile(blocks: Int) -> Int {
+        isa == .avx512 ? AVX512Kernels.DirectConv.pixelsPerTile(blocks: blocks) : AVX2Kernels.DirectConv.pixelsPerTile(blocks: blocks)
+    }
+
+    @inline(__always)
+    static func directTile(blocks: Int, weights: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, depth: Int,
+                           pixels: UnsafePointer<UnsafePointer<Float>>, acc: UnsafeMutablePointer<Float>, ldAcc: Int) {
+        if isa == .avx512 {
+            AVX512Kernels.DirectConv.tile(blocks: blocks, weights: weights, offsets: offsets, depth: depth, pixels: pixels,
+                                          acc: acc, ldAcc: ldAcc, accumulate: false)
+        } else {
+            AVX2Kernels.DirectConv.tile(blocks: blocks, weights: weights, offsets: offsets, depth: depth, pixels: pixels,
+                                        acc: acc, ldAcc: ldAcc, accumulate: false)
+        }
+    }
+
+    static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
+                                bias: UnsafePointer<Float>?, low: Float, high: Float, out: UnsafeMutablePointer<Float>, ldOut: Int) {
+        if isa == .avx512 {
+            AVX512Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
+                                                     low: low, high: high, out: out, ldOut: ldOut)
+        } else {
+            AVX2Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
+                                                   low: low, high: high, out: out, ldOut: ldOut)
+        }
+    }
+
+    static func maximum(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        if isa == .avx512 { AVX512Kernels.Rows.maximum(target, source, count: count) } else { AVX2Kernels.Rows.maximum(target, source, count: count) }
+    }
+
+    static func add(_ target: UnsafeMutablePointer<Float>, _ source: UnsafePointer<Float>, count: Int) {
+        if isa == .avx512 { AVX512Kernels.Rows.add(target, source, count: count) } else { AVX2Kernels.Rows.add(target, source, count: count) }
+    }
+
+    static func scale(_ target: UnsafeMutablePointer<Float>, by scale: UnsafePointer<Float>, factor: Float, count: Int) {
+        if isa == .avx512 {
+            AVX512Kernels.Rows.scale(target, by: scale, factor: factor, count: count)
+        } else {
+            AVX2Kernels.Rows.scale(target, by: scale, factor: factor, count: count)
+        }
+    }
+
+    static func reduceRows(_ target: UnsafeMutablePointer<Float>, _ first: UnsafePointer<Float>, stride: Int, rows: Int,
+                           count: Int, isMax: Bool) {
+        if isa == .avx512 {
+            AVX512Kernels.Rows.reduceRows(target, first, stride: stride, rows: rows, count: count, isMax: isMax)
+        } else {
+            AVX2Kernels.Rows.reduceRows(target, first, stride: stride, rows: rows, count: count, isMax: isMax)
+        }
+    }
+
+    static func windows(_ out: UnsafeMutablePointer<Float>, _ row: UnsafePointer<Float>, count: Int, kernel: Int, stride: Int,
+                        isMax: Bool, scale: UnsafePointer<Float>?, factor: Float) {
+        if isa == .avx512 {
+            AVX512Kernels.Rows.windows(out, row, count: count, kernel: kernel, stride: stride, isMax: isMax, scale: scale, factor: factor)
+        } else {
+            AVX2Kernels.Rows.windows(out, row, count: count, kernel: kernel, stride: stride, isMax: isMax, scale: scale, factor: factor)
+        }
+    }
+}
