@@ -5,7 +5,11 @@ resident memory (ru_maxrss) is its own. Prints a Markdown table; the ratio is ou
 (below 1 means we are faster).
 
 usage: engine_vs_onnxruntime.py --model-run .build/release/model-run --model M.onnx \
-           [--batches 1 8] [--threads 1 2] [--repeat 20]
+           [--batches 1 8] [--threads 1 2] [--repeat 20] [--rounds 1]
+
+With --rounds N each point runs N times, ORT and ours alternating, and the table gives the
+median of each side and the median of the N per-round ratios (on a shared VM whose speed
+drifts by 20-50% within a minute, a ratio of runs taken seconds apart is the stable figure).
 """
 import argparse
 import json
@@ -60,6 +64,16 @@ def timed(argv):
     return b"".join(chunks).decode(), usage.ru_maxrss / 1024
 
 
+def default_peak():
+    """GFLOP/s of one core at an assumed 3.5 GHz: 2 FMA pipes x 2 flops x vector lanes."""
+    try:
+        flags = open("/proc/cpuinfo").read()
+    except OSError:
+        flags = ""
+    lanes = 16 if " avx512f" in flags else 8
+    return 2 * 2 * lanes * 3.5
+
+
 def main():
     parser = argparse.ArgumentParser()
     parser.add_argument("--model-run", required=True)
@@ -70,8 +84,10 @@ def main():
     parser.add_argument("--repeat", type=int, default=20)
     parser.add_argument("--kernels", nargs="+", default=["automatic"], help="model-run --kernels values to measure")
     parser.add_argument("--gflop", type=float, help="GFLOP per sample, for GFLOP/s; default from model-run")
-    parser.add_argument("--peak-gflops-per-core", type=float, default=224.0,
-                        help="FP32 peak of one core (this machine: AVX-512, 2 FMA x 16 lanes x 2 x ~3.5 GHz)")
+    parser.add_argument("--rounds", type=int, default=1, help="alternating ORT/ours runs per point (medians reported)")
+    parser.add_argument("--peak-gflops-per-core", type=float, default=default_peak(),
+                        help="FP32 peak of one core; default 2 FMA pipes x 2 flops x (16 lanes with AVX-512, "
+                             "else 8) x 3.5 GHz")
     args = parser.parse_args()
 
     import onnx
@@ -87,19 +103,25 @@ def main():
             path = os.path.join(tmp, f"x{batch}.npy")
             np.save(path, x)
             for threads in args.threads:
-                ort_out, ort_rss = timed([sys.executable, "-c", ORT_CHILD, args.model, path, str(threads), str(args.repeat)])
-                ort = json.loads(ort_out.strip().splitlines()[-1])["median_ms"]
                 for kernels in args.kernels:
-                    ours_out, ours_rss = timed([args.model_run, args.model, "--input", path, "--threads", str(threads),
-                                                "--repeat", str(args.repeat), "--kernels", kernels])
-                    values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
-                    ours = float(values["median_ms"])
-                    gflop = float(values["gflops_per_s"]) * ours / 1e3
-                    rows.append((batch, threads, kernels, ours, ort, ours / ort, gflop / ours * 1e3, gflop / ort * 1e3,
+                    orts, ourss, ratios, ort_rss, ours_rss = [], [], [], 0.0, 0.0
+                    for _ in range(args.rounds):
+                        ort_out, rss = timed([sys.executable, "-c", ORT_CHILD, args.model, path, str(threads), str(args.repeat)])
+                        ort_rss = max(ort_rss, rss)
+                        orts.append(json.loads(ort_out.strip().splitlines()[-1])["median_ms"])
+                        ours_out, rss = timed([args.model_run, args.model, "--input", path, "--threads", str(threads),
+                                               "--repeat", str(args.repeat), "--kernels", kernels])
+                        ours_rss = max(ours_rss, rss)
+                        values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
+                        ourss.append(float(values["median_ms"]))
+                        gflop = float(values["gflops_per_s"]) * ourss[-1] / 1e3
+                        ratios.append(ourss[-1] / orts[-1])
+                    ours, ort, ratio = float(np.median(ourss)), float(np.median(orts)), float(np.median(ratios))
+                    rows.append((batch, threads, kernels, ours, ort, ratio, gflop / ours * 1e3, gflop / ort * 1e3,
                                  args.peak_gflops_per_core * threads, ours_rss, ort_rss))
                     print(f"batch {batch} threads {threads} {kernels}: ours {ours:.1f} ms, onnxruntime {ort:.1f} ms, "
-                          f"ratio {ours / ort:.2f}", file=sys.stderr)
-    print("| batch | threads | kernels | ours ms | onnxruntime ms | ratio (ours/ORT) | ours GFLOP/s | ORT GFLOP/s | peak GFLOP/s | ours peak RSS MiB | ORT peak RSS MiB |")
+                          f"ratio {ratio:.2f} (per round: {' '.join(f'{r:.2f}' for r in ratios)})", file=sys.stderr)
+    print("| batch | threads | kernels | ours ms | onnxruntime ms | ratio (ours/ORT, median of rounds) | ours GFLOP/s | ORT GFLOP/s | peak GFLOP/s | ours peak RSS MiB | ORT peak RSS MiB |")
     print("|---:|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|")
     for r in rows:
         print(f"| {r[0]} | {r[1]} | {r[2]} | {r[3]:.1f} | {r[4]:.1f} | {r[5]:.2f} | {r[6]:.1f} | {r[7]:.1f} | {r[8]:.0f} | {r[9]:.0f} | {r[10]:.0f} |")

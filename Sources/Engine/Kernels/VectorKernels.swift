@@ -24,13 +24,14 @@ enum VectorKernels {
 
     @inline(__always)
     static func directTile(blocks: Int, weights: UnsafePointer<Float>, offsets: UnsafePointer<Int32>, depth: Int,
-                           pixels: UnsafePointer<UnsafePointer<Float>>, acc: UnsafeMutablePointer<Float>, ldAcc: Int) {
+                           pixels: UnsafePointer<UnsafePointer<Float>>, acc: UnsafeMutablePointer<Float>, ldAcc: Int,
+                           accumulate: Bool) {
         if isa == .avx512 {
             AVX512Kernels.DirectConv.tile(blocks: blocks, weights: weights, offsets: offsets, depth: depth, pixels: pixels,
-                                          acc: acc, ldAcc: ldAcc, accumulate: false)
+                                          acc: acc, ldAcc: ldAcc, accumulate: accumulate)
         } else {
             AVX2Kernels.DirectConv.tile(blocks: blocks, weights: weights, offsets: offsets, depth: depth, pixels: pixels,
-                                        acc: acc, ldAcc: ldAcc, accumulate: false)
+                                        acc: acc, ldAcc: ldAcc, accumulate: accumulate)
         }
     }
 

@@ -26,16 +26,14 @@ struct DirectConvKernel: Kernel {
             for image in 0..<batch {
                 let xi = x + image * g.channels * g.inputPlane
                 io.parallelRanges(g.channels) { channels, _ in plan.pad(xi, into: buffer, channels: channels) }
-                io.parallelRanges(items) { range, worker in
-                    for item in range { compute(io, item: item, image: image, source: UnsafePointer(buffer), bias, y, worker: worker) }
+                io.parallelItems(items) { item, worker in
+                    compute(io, item: item, image: image, source: UnsafePointer(buffer), bias, y, worker: worker)
                 }
             }
         } else {
-            io.parallelRanges(batch * items) { range, worker in
-                for item in range {
-                    let image = item / items
-                    compute(io, item: item % items, image: image, source: x + image * g.channels * g.inputPlane, bias, y, worker: worker)
-                }
+            io.parallelItems(batch * items) { item, worker in
+                let image = item / items
+                compute(io, item: item % items, image: image, source: x + image * g.channels * g.inputPlane, bias, y, worker: worker)
             }
         }
     }
@@ -45,7 +43,8 @@ struct DirectConvKernel: Kernel {
         let scratch = io.scratch(worker: worker)!
         let tile = scratch.assumingMemoryBound(to: Float.self)
         let pointers = (scratch + plan.scratchFloats * MemoryLayout<Float>.size).assumingMemoryBound(to: UnsafePointer<Float>.self)
-        let (chunkIndex, group) = item.quotientAndRemainder(dividingBy: plan.pixelGroups)
+        let chunkIndex = plan.pixelGroupMajor ? item % plan.chunks.count : item / plan.pixelGroups
+        let group = plan.pixelGroupMajor ? item / plan.chunks.count : item % plan.pixelGroups
         let chunk = plan.chunks[chunkIndex]
         let firstPixel = group * plan.pixels / plan.pixelGroups
         let count = (group + 1) * plan.pixels / plan.pixelGroups - firstPixel
@@ -65,12 +64,19 @@ struct DirectConvKernel: Kernel {
         var start = 0
         while start < count {
             let blockCount = min(block, count - start)
-            var t = 0
-            while t < blockCount {
-                for r in 0..<perTile { pointers[r] = source + Int(pixelOffsets[start + min(t + r, blockCount - 1)]) }
-                VectorKernels.directTile(blocks: chunk.blocks, weights: weights, offsets: offsets, depth: plan.reduction,
-                                         pixels: pointers, acc: tile + t * rowFloats, ldAcc: rowFloats)
-                t += perTile
+            // The reduction in slices whose input lines and weights stay in L1 across the
+            // block's tiles.
+            var k = 0
+            while k < plan.reduction {
+                let depth = min(plan.reductionSlice, plan.reduction - k)
+                var t = 0
+                while t < blockCount {
+                    for r in 0..<perTile { pointers[r] = source + Int(pixelOffsets[start + min(t + r, blockCount - 1)]) }
+                    VectorKernels.directTile(blocks: chunk.blocks, weights: weights + k * lanes, offsets: offsets + k, depth: depth,
+                                             pixels: pointers, acc: tile + t * rowFloats, ldAcc: rowFloats, accumulate: k > 0)
+                    t += perTile
+                }
+                k += depth
             }
             VectorKernels.storeTransposed(acc: tile, ldAcc: rowFloats, count: blockCount, channels: channels,
                                           bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out + start,
@@ -95,6 +101,7 @@ final class DirectConvPlan: @unchecked Sendable {
     }
 
     static let tileRowFloats = 64
+    static let avx2ReductionSlice = 128
     /// Largest pixel group (a work item's share of the output plane).
     static let maxGroupPixels = 480
 
@@ -105,6 +112,12 @@ final class DirectConvPlan: @unchecked Sendable {
     let weights: HostTensor
     /// Reduction length: channels x kernelH x kernelW.
     let reduction: Int
+    /// Reduction steps each register tile runs before the next tile of its block.
+    let reductionSlice: Int
+    /// Work items ordered by pixel group, then chunk: a worker keeps one group's input rows in
+    /// its L2 while the weights stream (narrow AVX2 chunks would otherwise stream the whole
+    /// input once per 16 output channels). Else chunk-major.
+    let pixelGroupMajor: Bool
     /// Int32 per reduction step: element offset from a pixel's base address.
     let offsets: HostTensor
     /// Int32 per output pixel: element offset of its window's top-left in the source image.
@@ -127,6 +140,8 @@ final class DirectConvPlan: @unchecked Sendable {
         geometry = g
         outChannels = w.shape[0]
         reduction = g.patchSize
+        reductionSlice = VectorKernels.isa == .avx512 ? reduction : min(reduction, Self.avx2ReductionSlice)
+        pixelGroupMajor = VectorKernels.isa != .avx512
         // As few chunks as the widest tile allows, with the vectors spread evenly over them so
         // that work items cost the same (96 channels in 4-vector tiles: 3 + 3, not 4 + 2).
         var chunks: [Chunk] = []

@@ -1,3 +1,5 @@
+import Synchronization
+
 /// Operator contract. Each ONNX operator is one type that
 ///  1. parses and validates its attributes in `init(_:)` (load time), and
 ///  2. in `prepare(_:)`, given its inputs' dtypes and concrete shapes (and the values of inputs
@@ -50,6 +52,25 @@ struct KernelIO {
 
     /// Number of workers available (1 without a runner).
     var width: Int { runner?.width ?? 1 }
+
+    /// Runs `body(item, worker)` once for every item in 0..<count; free workers claim the next
+    /// item in order, so a worker slowed down (a preempted vCPU, a cache-cold start) takes
+    /// fewer items instead of holding the others at the end. Items should cost at least
+    /// microseconds (one atomic increment each).
+    func parallelItems(_ count: Int, _ body: (Int, Int) -> Void) {
+        guard let runner, runner.width > 1, count > 1 else {
+            for item in 0..<count { body(item, 0) }
+            return
+        }
+        let next = Atomic<Int>(0)
+        runner.forEachWorker { worker in
+            while true {
+                let item = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard item < count else { return }
+                body(item, worker)
+            }
+        }
+    }
 
     /// Splits 0..<count into one contiguous range per worker and runs `body(range, worker)` on
     /// each; runs inline when there is one worker or little work.
