@@ -4,11 +4,14 @@ Retry-After while the server keeps serving."""
 import concurrent.futures
 import json
 import re
+import time
 
 import numpy as np
 
+from grpc_helpers import calibrate_slow, in_flight
 from server_fixtures import (assert_close, assert_still_serving, digits_bytes, digits_reference, make_model_dir,
-                             mobilenet_bytes, reference, v2_binary_request, v2_json_request, v2_output, v2_parse_response)
+                             mobilenet_bytes, reference, slow_bytes, v2_binary_request,
+                             wait_until, v2_json_request, v2_output, v2_parse_response)
 
 
 def batch_sizes(server, model):
@@ -61,20 +64,46 @@ def test_batching_off_runs_requests_alone(server_factory, tmp_path):
 
 
 def test_tf_serving_batching_parameters_file(server_factory, tmp_path):
-    base = make_model_dir(tmp_path / "digits", {1: digits_bytes()})
+    """batching_parameters_file bounds the batches: while one long request keeps the only
+    compute thread busy, 16 single-row requests queue up and then run in batches of at most
+    max_batch_size, each answered with its own result."""
+    model = slow_bytes()
+    base = make_model_dir(tmp_path / "slow", {1: model})
     parameters = tmp_path / "batching.txt"
     parameters.write_text("max_batch_size { value: 8 }\nbatch_timeout_micros { value: 5000 }\n"
                           "max_enqueued_batches { value: 100 }\nallowed_batch_sizes: 4\nallowed_batch_sizes: 8\n")
-    server = server_factory.start("--model_name", "digits", "--model_base_path", str(base), "--enable_batching",
+    server = server_factory.start("--model_name", "slow", "--model_base_path", str(base), "--enable_batching",
                                   "--batching_parameters_file", str(parameters), "--compute_threads", "1")
-    x = np.random.default_rng(3).uniform(0, 1, [1, 1, 8, 8]).astype(np.float32)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-        results = list(pool.map(lambda _: server.post("/v1/models/digits:predict", json={"instances": x.tolist()}), range(96)))
-    for response in results:
+
+    def predict(x):
+        response = server.post("/v1/models/slow:predict", json={"inputs": {"x": x.tolist()}}, timeout=120)
         assert response.status_code == 200, response.text
-        assert_close(response.json()["predictions"], digits_reference(x))
-    sizes = batch_sizes(server, "digits")
-    assert max(sizes) <= 8 and max(sizes) > 1, sizes
+        return response.json()["outputs"]
+
+    def infer_seconds(rows):
+        started = time.monotonic()
+        predict(np.random.default_rng(0).standard_normal((rows, 1024)).astype(np.float32))
+        return time.monotonic() - started
+
+    # A request larger than max_batch_size runs alone; calibrate one that lasts >= 0.5 s.
+    long_rows, _ = calibrate_slow(infer_seconds, target=0.5, start=16)
+    before = batch_sizes(server, "slow")
+    singles = [np.random.default_rng(10 + i).standard_normal((1, 1024)).astype(np.float32) for i in range(16)]
+    with concurrent.futures.ThreadPoolExecutor(max_workers=17) as pool:
+        busy = pool.submit(infer_seconds, long_rows)
+        wait_until(lambda: in_flight(server) >= 1, 10, "the long request is in flight", interval=0.01)
+        time.sleep(0.1)  # decoded and computing (it lasts >= 0.5 s)
+        results = list(pool.map(predict, singles))
+        busy.result()
+    for x, result in zip(singles, results):
+        np.testing.assert_allclose(result["y"], reference(model, {"x": x})["y"], atol=1e-3, rtol=1e-3)
+    after = batch_sizes(server, "slow")
+    added = {size: after.get(size, 0) - before.get(size, 0) for size in after if after.get(size, 0) > before.get(size, 0)}
+    added[long_rows] -= 1  # the long request's own batch
+    small = {size: count for size, count in added.items() if count > 0}
+    assert sum(size * count for size, count in small.items()) == 16, (added, long_rows)
+    assert max(small) <= 8, small
+    assert sum(small.values()) < 16, f"no batch combined the queued requests: {small}"
 
 
 def test_full_queue_answers_503_with_retry_after(server_factory, tmp_path, keras_models):
