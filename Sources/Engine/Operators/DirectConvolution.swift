@@ -64,6 +64,9 @@ struct DirectConvKernel: Kernel {
         var start = 0
         while start < count {
             let blockCount = min(block, count - start)
+            // The block's pixel pointers, the last one repeated to fill its final tile.
+            let filled = (blockCount + perTile - 1) / perTile * perTile
+            for p in 0..<filled { pointers[p] = source + Int(pixelOffsets[start + min(p, blockCount - 1)]) }
             // The reduction in slices whose input lines and weights stay in L1 across the
             // block's tiles.
             var k = 0
@@ -71,9 +74,8 @@ struct DirectConvKernel: Kernel {
                 let depth = min(plan.reductionSlice, plan.reduction - k)
                 var t = 0
                 while t < blockCount {
-                    for r in 0..<perTile { pointers[r] = source + Int(pixelOffsets[start + min(t + r, blockCount - 1)]) }
                     VectorKernels.directTile(blocks: chunk.blocks, weights: weights + k * lanes, offsets: offsets + k, depth: depth,
-                                             pixels: pointers, acc: tile + t * rowFloats, ldAcc: rowFloats, accumulate: k > 0)
+                                             pixels: pointers + t, acc: tile + t * rowFloats, ldAcc: rowFloats, accumulate: k > 0)
                     t += perTile
                 }
                 k += depth
@@ -133,7 +135,8 @@ final class DirectConvPlan: @unchecked Sendable {
     /// worker 0's area also holds the padded image.
     var tileFloats: Int { 96 * Self.tileRowFloats }
     var scratchFloats: Int { tileFloats + (padded ? geometry.channels * sourceHeight * sourceWidth : 0) }
-    let pointerSlots = 16
+    /// Pixel pointers per worker: one block of 8 tiles, the last tile filled up.
+    let pointerSlots = 96
 
     /// `weights`: (M, C, kh, kw) f32. `workers` is only a hint for splitting pixels into groups.
     init(geometry g: ConvGeometry, weights w: HostTensor, workers: Int = 2) {
