@@ -14,6 +14,7 @@ drifts by 20-50% within a minute, a ratio of runs taken seconds apart is the sta
 import argparse
 import json
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -64,14 +65,30 @@ def timed(argv):
     return b"".join(chunks).decode(), usage.ru_maxrss / 1024
 
 
-def default_peak():
+def assumed_peak():
     """GFLOP/s of one core at an assumed 3.5 GHz: 2 FMA pipes x 2 flops x vector lanes."""
+    return 2 * 2 * (16 if has_avx512() else 8) * 3.5
+
+
+def has_avx512():
     try:
-        flags = open("/proc/cpuinfo").read()
+        return " avx512f" in open("/proc/cpuinfo").read()
     except OSError:
-        flags = ""
-    lanes = 16 if " avx512f" in flags else 8
-    return 2 * 2 * lanes * 3.5
+        return False
+
+
+def measured_peak():
+    """One core's FP32 FMA peak measured by Benchmarks/fma_peak.c (built here with cc or
+    clang), or None when no C compiler is found."""
+    compiler = shutil.which("cc") or shutil.which("clang")
+    if not compiler:
+        return None
+    source = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fma_peak.c")
+    with tempfile.TemporaryDirectory() as tmp:
+        binary = os.path.join(tmp, "fma_peak")
+        flags = ["-O2", "-mavx2", "-mfma"] + (["-mavx512f"] if has_avx512() else [])
+        subprocess.run([compiler, *flags, source, "-o", binary], check=True)
+        return float(subprocess.run([binary], check=True, capture_output=True, text=True).stdout)
 
 
 def main():
@@ -85,10 +102,14 @@ def main():
     parser.add_argument("--kernels", nargs="+", default=["automatic"], help="model-run --kernels values to measure")
     parser.add_argument("--gflop", type=float, help="GFLOP per sample, for GFLOP/s; default from model-run")
     parser.add_argument("--rounds", type=int, default=1, help="alternating ORT/ours runs per point (medians reported)")
-    parser.add_argument("--peak-gflops-per-core", type=float, default=default_peak(),
-                        help="FP32 peak of one core; default 2 FMA pipes x 2 flops x (16 lanes with AVX-512, "
-                             "else 8) x 3.5 GHz")
+    parser.add_argument("--peak-gflops-per-core", type=float,
+                        help="FP32 peak of one core; default measured (Benchmarks/fma_peak.c), else assumed as "
+                             "2 FMA pipes x 2 flops x (16 lanes with AVX-512, else 8) x 3.5 GHz")
     args = parser.parse_args()
+    if args.peak_gflops_per_core is None:
+        measured = measured_peak()
+        args.peak_gflops_per_core = measured if measured else assumed_peak()
+        print(f"peak GFLOP/s per core: {args.peak_gflops_per_core:.1f} ({'measured' if measured else 'assumed 3.5 GHz'})")
 
     import onnx
     graph = onnx.load(args.model, load_external_data=False).graph

@@ -21,6 +21,9 @@
 #
 # Environment: MODEL_SERVER=.build/release/model-server  MODEL_ONNX=~/.cache/swift-model-server/models/inception_v3/model.onnx
 #   DURATION=20s WARMUP=3s WRK_TIMEOUT=30s LATENCY_TARGET_MS=500
+#   ROUNDS=1: run all configurations in turn this many times; the report gives each figure's
+#   median over the rounds and the median of the per-round ours/KServe ratios (this VM's
+#   speed drifts by 20-40% between minutes, so neighbours in time are compared)
 #   QUIET_WAIT=180 QUIET_CORES=0.15: before each configuration (no server running), wait
 #   until the machine's busy CPU is below QUIET_CORES cores (at most QUIET_WAIT s in all)
 #   KEEP_LOGS=0 (1: keep the work dir; it is always kept on failure)
@@ -40,6 +43,7 @@ CONFIGS="${CONFIGS:-off fixed target kserve}"
 DURATION="${DURATION:-20s}"
 WARMUP="${WARMUP:-3s}"
 WRK_TIMEOUT="${WRK_TIMEOUT:-30s}"
+ROUNDS="${ROUNDS:-1}"
 CONNS=16
 LATENCY_TARGET_MS="${LATENCY_TARGET_MS:-500}"
 QUIET_WAIT="${QUIET_WAIT:-180}"
@@ -212,9 +216,10 @@ write_config() { # CONFIG REPO
 declare -A TITLE=([off]="ours, batching off" [fixed]="ours, fixed delay 5 ms (max batch 8)"
                   [target]="ours, latency target ${LATENCY_TARGET_MS} ms (max batch 8)"
                   [kserve]="KServe $("$VENV_KSERVE/bin/python" -c 'import importlib.metadata as m; print(m.version("kserve"))' 2>/dev/null || echo '?') (Pillow + onnxruntime)")
+for R in $(seq "$ROUNDS"); do
 for c in $CONFIGS; do
     busy="$(wait_quiet)"
-    echo "$busy" >"$WORK/$c.quiet"
+    echo "$busy" >"$WORK/$c.$R.quiet"
     read -r port gport <<<"$(free_ports)"
     if [[ "$c" == kserve ]]; then
         cmd=("$VENV_KSERVE/bin/python" Benchmarks/kserve_inception_server.py --model_name inception
@@ -225,7 +230,7 @@ for c in $CONFIGS; do
         cmd=("$MODEL_SERVER" --rest_api_port "$port" --port "$gport" --model_repository "$WORK/repo-$c")
     fi
     printf '%q ' "${cmd[@]}" >"$WORK/$c.cmd"
-    log "$c (machine busy before: $busy cores): $(cat "$WORK/$c.cmd")"
+    log "round $R/$ROUNDS, $c (machine busy before: $busy cores): $(cat "$WORK/$c.cmd")"
     setsid "${cmd[@]}" >"$WORK/$c.log" 2>&1 </dev/null &
     SERVER_PID=$!
     wait_ready "$c" "$port" 180
@@ -233,21 +238,22 @@ for c in $CONFIGS; do
     check_predict "$c" "$port"
     log "$c ready, predict OK, top-1 class $(cat "$WORK/$c.top1")"
     run_wrk "$WORK/$c.warmup.txt" "$WARMUP" "$port"
-    run_wrk "$WORK/$c.wrk.txt" "$DURATION" "$port"
+    run_wrk "$WORK/$c.$R.wrk.txt" "$DURATION" "$port"
     kill -0 "$SERVER_PID" 2>/dev/null || fail_server "$c" "died during the run"
-    if grep -q "Non-2xx\|Socket errors" "$WORK/$c.wrk.txt"; then
+    if grep -q "Non-2xx\|Socket errors" "$WORK/$c.$R.wrk.txt"; then
         log "$c: errors during the run; wrk output and server log tail:"
-        cat "$WORK/$c.wrk.txt" >&2; tail -n 30 "$WORK/$c.log" >&2
-        tail -n 30 "$WORK/$c.log" >"$WORK/$c.logtail"
+        cat "$WORK/$c.$R.wrk.txt" >&2; tail -n 30 "$WORK/$c.log" >&2
+        tail -n 30 "$WORK/$c.log" >>"$WORK/$c.logtail"
     fi
     stop_server
+done
 done
 
 # --- report
 for c in $CONFIGS; do echo "${TITLE[$c]}" >"$WORK/$c.title"; done
-python3 - "$WORK" "$CONFIGS" <<'EOF'
-import os, re, sys, time
-work, configs = sys.argv[1], sys.argv[2].split()
+python3 - "$WORK" "$CONFIGS" "$ROUNDS" <<'EOF'
+import os, re, statistics, sys, time
+work, configs, rounds = sys.argv[1], sys.argv[2].split(), int(sys.argv[3])
 title = {c: open(f"{work}/{c}.title").read().strip() for c in configs}
 UNIT = {"us": 1e-3, "ms": 1.0, "s": 1e3, "m": 60e3}
 def parse(path):
@@ -261,31 +267,54 @@ def parse(path):
             "n": int(req.group(1)) if req else 0, "non2xx": int(non2xx.group(1)) if non2xx else 0,
             "sock": sum(map(int, sock.groups())) if sock else 0,
             "sockd": "connect %s, read %s, write %s, timeout %s" % sock.groups() if sock else ""}
-r = {c: parse(f"{work}/{c}.wrk.txt") for c in configs}
+runs = {c: [parse(f"{work}/{c}.{i}.wrk.txt") for i in range(1, rounds + 1)] for c in configs}
+quiet = {c: [open(f"{work}/{c}.{i}.quiet").read().strip() for i in range(1, rounds + 1)] for c in configs}
+def median(values):
+    values = [v for v in values if v is not None]
+    return statistics.median(values) if values else None
+# Per configuration: the median of each figure over the rounds; counts summed.
+r = {c: {"rps": median(x["rps"] for x in runs[c]), "p50": median(x["p50"] for x in runs[c]),
+         "p99": median(x["p99"] for x in runs[c]), "n": sum(x["n"] for x in runs[c]),
+         "non2xx": sum(x["non2xx"] for x in runs[c]), "sock": sum(x["sock"] for x in runs[c]),
+         "sockd": "; ".join(x["sockd"] for x in runs[c] if x["sock"])} for c in configs}
 k = r.get("kserve", {}).get("rps")
+# Rounds run the configurations back to back, so a round's ratio compares neighbours in time.
+round_ratio = {c: median(a["rps"] / b["rps"] for a, b in zip(runs[c], runs["kserve"])) if "kserve" in runs else None
+               for c in configs}
 cpu = next((l.split(":", 1)[1].strip() for l in open("/proc/cpuinfo") if l.startswith("model name")), "?")
 print(f"## InceptionV3 JPEG classification, 16 clients ({time.strftime('%Y-%m-%d %H:%M')})")
 print()
 print(f"{os.cpu_count()} cores ({cpu}), loopback, wrk -t2 on the same cores; one 640x480 q90 JPEG "
-      f"({os.path.getsize(work + '/image.jpg')} bytes) per request; one configuration at a time.")
+      f"({os.path.getsize(work + '/image.jpg')} bytes) per request; one configuration at a time; {rounds} round(s) "
+      f"of all configurations in turn, medians over the rounds (requests and errors: totals).")
 print()
-print("| configuration | req/s | p50 ms | p99 ms | requests | non-2xx | socket errors | busy before (cores) | top-1 | ours / KServe req/s |")
+print("| configuration | req/s | p50 ms | p99 ms | requests | non-2xx | socket errors | busy before (cores) | top-1 | ours / KServe req/s (median of rounds) |")
 print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
 f = lambda v, d=0: "n/a" if v is None else f"{v:,.{d}f}"
 for c in configs:
     x = r[c]
-    ratio = "—" if c == "kserve" or not k else f"{x['rps'] / k:.2f}"
+    ratio = "—" if c == "kserve" or round_ratio[c] is None else f"{round_ratio[c]:.2f}"
     print(f"| {title[c]} | {f(x['rps'], 2)} | {f(x['p50'], 1)} | {f(x['p99'], 1)} | {x['n']} | {x['non2xx']} | "
-          f"{x['sock']}{' (' + x['sockd'] + ')' if x['sock'] else ''} | {open(f'{work}/{c}.quiet').read().strip()} | "
+          f"{x['sock']}{' (' + x['sockd'] + ')' if x['sock'] else ''} | {', '.join(quiet[c])} | "
           f"{open(f'{work}/{c}.top1').read().split()[0]} | {ratio} |")
 print()
+if rounds > 1:
+    print("Per round: req/s (p99 ms)")
+    print()
+    print("| configuration | " + " | ".join(f"round {i}" for i in range(1, rounds + 1)) + " |")
+    print("|---|" + "---:|" * rounds)
+    for c in configs:
+        print(f"| {title[c]} | " + " | ".join(f"{x['rps']:.2f} ({f(x['p99'], 0)})" for x in runs[c]) + " |")
+    print()
 if k:
     kp = r["kserve"]["p99"]
     for c in configs:
         if c == "kserve": continue
         x = r[c]
         good = x["rps"] > k and x["p99"] is not None and kp is not None and x["p99"] < kp and x["non2xx"] + x["sock"] == 0
-        print(f"- {'PASS' if good else 'FAIL'} {title[c]}: throughput x{x['rps'] / k:.2f}, p99 {f(x['p99'], 1)} ms vs KServe {f(kp, 1)} ms")
+        good = good and round_ratio[c] > 1
+        print(f"- {'PASS' if good else 'FAIL'} {title[c]}: throughput x{round_ratio[c]:.2f} (median of per-round ratios), "
+              f"p99 {f(x['p99'], 1)} ms vs KServe {f(kp, 1)} ms")
     print()
 for c in configs:
     if os.path.exists(f"{work}/{c}.logtail"):
@@ -301,7 +330,7 @@ for c in configs:
     print(open(f"{work}/{c}.cmd").read().strip())
 print("# per configuration: warm-up, then the measured run")
 print(open(f"{work}/{configs[0]}.warmup.txt.cmd").read().strip())
-print(open(f"{work}/{configs[0]}.wrk.txt.cmd").read().strip())
+print(open(f"{work}/{configs[0]}.1.wrk.txt.cmd").read().strip())
 print("```")
 EOF
 ok=1
