@@ -28,6 +28,7 @@ def test_concurrent_requests_are_batched_and_answered_correctly(server_factory, 
     make_model_dir(repository / "digits", {1: digits_bytes()})
     (repository / "digits" / "config.pbtxt").write_text(
         'max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 3000 }\n')
+    make_model_dir(repository / "slow", {1: slow_bytes()})
     server = server_factory.start("--model_repository", str(repository), "--compute_threads", "1")
     rng = np.random.default_rng(7)
     inputs = [rng.uniform(0, 1, [1 + i % 3, 1, 8, 8]).astype(np.float32) for i in range(240)]
@@ -37,20 +38,28 @@ def test_concurrent_requests_are_batched_and_answered_correctly(server_factory, 
         assert response.status_code == 200, response.text
         return v2_output(response.json(), "logits")
 
-    # Requests queue (and so combine) only while the worker is busy; the digits model runs in
-    # microseconds, so whether a burst overlaps enough depends on the machine's load. Up to
-    # three bursts: every answer is checked each time, batching must show in one of them.
-    sent = 0
-    for _ in range(3):
-        with concurrent.futures.ThreadPoolExecutor(max_workers=16) as pool:
-            results = list(pool.map(one, inputs))
-        for x, result in zip(inputs, results):
-            assert_close(np.asarray(result).reshape(x.shape[0], 10), digits_reference(x))
-        sent += sum(x.shape[0] for x in inputs)
-        sizes = batch_sizes(server, "digits")
-        assert sum(size * count for size, count in sizes.items()) == sent, sizes
-        if max(sizes) > 3:
-            break
+    def slow_seconds(rows):
+        started = time.monotonic()
+        x = np.random.default_rng(0).standard_normal((rows, 1024)).astype(np.float32)
+        response = server.post("/v2/models/slow/infer", json=v2_json_request(x, name="x"), timeout=120)
+        assert response.status_code == 200, response.text
+        return time.monotonic() - started
+
+    # Requests queue (and so combine) only while the compute thread is busy, and the digits
+    # model runs in microseconds: a long request of another model on the one shared compute
+    # thread makes the burst's requests queue behind it.
+    long_rows, _ = calibrate_slow(slow_seconds, target=0.5, start=16)
+    with concurrent.futures.ThreadPoolExecutor(max_workers=17) as pool:
+        busy = pool.submit(slow_seconds, long_rows)
+        wait_until(lambda: in_flight(server) >= 1, 10, "the long request is in flight", interval=0.01)
+        time.sleep(0.1)  # decoded and computing (it lasts >= 0.5 s)
+        results = list(pool.map(one, inputs))
+        busy.result()
+    for x, result in zip(inputs, results):
+        assert_close(np.asarray(result).reshape(x.shape[0], 10), digits_reference(x))
+    sizes = batch_sizes(server, "digits")
+    assert sum(size * count for size, count in sizes.items()) == sum(x.shape[0] for x in inputs), sizes
+    assert max(sizes) <= 16, sizes
     assert max(sizes) > 3, f"no batch combined several requests: {sizes}"
 
 
