@@ -36,9 +36,9 @@ pytestmark = pytest.mark.timeout(240)
 ROOT_MODELS = DIGITS_SAMPLES.parent.parent
 SEED = 20240611
 HANG_SECONDS = 10.0  # no complete response within this: a hang
-LIVE_SECONDS = 2.0  # /v2/health/live must answer within this after every batch
+LIVE_SECONDS = 5.0  # /v2/health/live must answer within this after every batch
 BATCH = 48  # cases between liveness checks
-CORPUS_BUDGET = 25.0  # s for the corpus test
+CORPUS_BUDGET = 150.0  # s for the corpus test (about 3 s here; a bound against a crawl, not a speed test)
 RSS_TRAFFIC_SECONDS = 20.0
 RSS_LIMIT_MB = 100.0
 MAX_MUTATED_BODY = 1 << 20
@@ -1057,7 +1057,7 @@ def test_trickled_request_head_gets_408_within_the_request_timeout(server_factor
     heads = {"request line": (b"GET /v2/health/li", b"v"),
              "headers": (b"GET /v2/health/live HTTP/1.1\r\nHost: x\r\nX-Slow: ", b"a"),
              "body": (b"POST /v2/models/pair/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 100\r\n\r\n", b"1")}
-    limit = timeout + 3.0
+    limit = timeout + 8.0  # the server checks deadlines on a 1 s tick; the rest is room for a loaded machine
     outcomes = {}
 
     def trickle(label, first, byte):

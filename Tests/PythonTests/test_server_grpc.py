@@ -654,7 +654,8 @@ def test_client_deadline_drops_the_queued_request(slow_server):
         stub = Stub(chan)
         rows = calibrated_rows(stub)
         busy = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(rows, 1))]), timeout=120)
-        time.sleep(0.2)  # the busy request is computing now
+        wait_for(lambda: in_flight(server) >= 1, 10, "the busy request is in flight")
+        time.sleep(0.1)  # decoded and computing (it lasts >= 1 s)
         started = time.monotonic()
         expect_status(StatusCode.DEADLINE_EXCEEDED, stub.ModelInfer,
                       infer_request("slow", [("x", slow_input(3, 2))]), timeout=0.3)
@@ -678,7 +679,8 @@ def test_server_honours_grpc_timeout(slow_server):
         rows = calibrated_rows(stub)
         body = frame(infer_request("slow", [("x", slow_input(3, 2))]).SerializeToString())
         busy = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(rows, 1))]), timeout=120)
-        time.sleep(0.2)
+        wait_for(lambda: in_flight(server) >= 1, 10, "the busy request is in flight")
+        time.sleep(0.1)  # decoded and computing (it lasts >= 1 s)
         expired = nghttp(grpc_address(server), SERVICE + "ModelInfer", body, {**GRPC_HEADERS, "grpc-timeout": "300m"})
         assert expired.grpc_status == 4, expired.output  # instead of an answer once the busy request is done
         assert expired.seconds < 10, expired.seconds
@@ -700,9 +702,10 @@ def test_cancelled_request_is_dropped_and_server_stays_healthy(slow_server):
         rows = calibrated_rows(stub)
         before = batch_sizes(server, "slow")
         busy = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(rows, 1))]), timeout=120)
-        time.sleep(0.2)  # the busy request is computing now
+        wait_for(lambda: in_flight(server) >= 1, 10, "the busy request is in flight")
+        time.sleep(0.1)  # decoded and computing (it lasts >= 1 s)
         victim = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(3, 2))]), timeout=120)
-        time.sleep(0.2)  # queued behind it
+        wait_for(lambda: in_flight(server) >= 2, 10, "the victim is queued behind it")
         assert victim.cancel(), "the queued call had already finished"
         with pytest.raises(grpc.FutureCancelledError):
             victim.result()
@@ -756,6 +759,7 @@ def test_grpc_and_rest_requests_share_batches(server_factory, tmp_path):
     make_model_dir(repository / "digits", {1: digits_bytes()})
     (repository / "digits" / "config.pbtxt").write_text(
         "max_batch_size: 16\ndynamic_batching { max_queue_delay_microseconds: 3000 }\n")
+    make_model_dir(repository / "slow", {1: slow_bytes()})
     server = server_factory.start("--model_repository", repository, "--compute_threads", "1")
     rng = np.random.default_rng(23)
     grpc_inputs = [rng.uniform(0, 1, [1 + i % 3, 1, 8, 8]).astype(np.float32) for i in range(120)]
@@ -763,12 +767,18 @@ def test_grpc_and_rest_requests_share_batches(server_factory, tmp_path):
     chan = channel(grpc_address(server))
     try:
         stub = Stub(chan)
+        # The digits model runs in microseconds: requests queue (and so combine) only behind a
+        # long request of another model holding the one shared compute thread.
+        busy = stub.ModelInfer.future(infer_request("slow", [("x", slow_input(calibrated_rows(stub), 1))]), timeout=120)
+        wait_for(lambda: in_flight(server) >= 1, 10, "the long request is in flight")
+        time.sleep(0.1)  # decoded and computing (it lasts >= 1 s)
         with concurrent.futures.ThreadPoolExecutor(max_workers=12) as pool:
             rest_results = pool.map(lambda x: server.post("/v2/models/digits/infer", json=v2_json_request(x)),
                                     rest_inputs)
             grpc_futures = [stub.ModelInfer.future(infer_request("digits", [("image", x)]), timeout=120)
                             for x in grpc_inputs]
             rest_results = list(rest_results)
+        busy.result()
         for x, future in zip(grpc_inputs, grpc_futures):
             assert_close(response_arrays(future.result())["logits"], digits_reference(x))
     finally:
@@ -795,7 +805,7 @@ def test_sigterm_lets_in_flight_grpc_requests_finish(server_factory, tmp_path):
         inputs = [slow_input(rows, 100 + i) for i in range(4)]
         futures = [stub.ModelInfer.future(infer_request("slow", [("x", x)], request_id=str(i)), timeout=120)
                    for i, x in enumerate(inputs)]
-        time.sleep(0.3)
+        wait_for(lambda: in_flight(server) == 4, 10, "all four requests received")
         server.send_signal(signal.SIGTERM)
         for i, (x, future) in enumerate(zip(inputs, futures)):
             response = future.result()

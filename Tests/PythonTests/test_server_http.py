@@ -149,7 +149,7 @@ def test_expect_100_continue_curl(server, tmp_path):
     request = tmp_path / "request.json"
     request.write_text(json.dumps(v2_json_request(x)))
     result = curl(server, "/v2/models/digits/infer", "-H", "Content-Type: application/json",
-                  "-H", "Expect: 100-continue", "--data-binary", f"@{request}")
+                  "-H", "Expect: 100-continue", "--expect100-timeout", "30", "--data-binary", f"@{request}")
     assert "> Expect: 100-continue" in result.verbose
     assert "< HTTP/1.1 100 Continue" in result.verbose, result.verbose
     assert result.status == 200, result.body[:300]
@@ -204,7 +204,7 @@ def test_body_too_large_with_curl_is_413(server, tmp_path):
     request = tmp_path / "big.json"
     request.write_bytes(b'{"instances": [' + b"0.0, " * (MAX_BODY // 5) + b"0.0]}")
     result = curl(server, "/v1/models/digits:predict", "-H", "Content-Type: application/json",
-                  "-H", "Expect: 100-continue", "--data-binary", f"@{request}")
+                  "-H", "Expect: 100-continue", "--expect100-timeout", "30", "--data-binary", f"@{request}")
     assert "< HTTP/1.1 100 Continue" not in result.verbose  # refused before the body was sent
     assert result.status == 413, result.body[:300]
     assert json.loads(result.body)["error"]

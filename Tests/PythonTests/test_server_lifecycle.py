@@ -324,6 +324,7 @@ def test_hot_reload_under_traffic_has_zero_failed_requests(server_factory, tmp_p
         deadline = time.monotonic() + 90  # hard bound; normally stopped much earlier
         while not stop.is_set() and time.monotonic() < deadline:
             try:
+                sent = time.monotonic()
                 if protocol == "v2":
                     response = session.post(server.url("/v2/models/digits/infer"), json=v2_json_request(x),
                                             timeout=10)
@@ -340,7 +341,7 @@ def test_hot_reload_under_traffic_has_zero_failed_requests(server_factory, tmp_p
                     failures.append(f"{protocol} response matches no version: {body}")
                     continue
                 with lock:
-                    seen.append((time.monotonic(), version))
+                    seen.append((sent, version))
             except Exception as error:  # noqa: BLE001 - every failure counts
                 failures.append(f"{protocol} {error!r}")
         session.close()
@@ -372,7 +373,8 @@ def test_hot_reload_under_traffic_has_zero_failed_requests(server_factory, tmp_p
     assert failures == [], failures[:10]
     versions = [version for _, version in seen]
     assert versions[0] == 1 and 2 in versions
-    assert all(version == 2 for when, version in seen if when > switched + 0.5), "version 1 still answering"
+    # `switched` is after version 1 left the status; a request sent later must meet version 2.
+    assert all(version == 2 for sent, version in seen if sent > switched), "version 1 still answering"
     assert tf_status(server, "digits")["2"]["state"] == "AVAILABLE"
 
 
@@ -442,7 +444,7 @@ def test_sigterm_under_load_drains_in_flight_requests(server_factory, tmp_path, 
             thread.join(timeout=70)
     assert not any(thread.is_alive() for thread in threads)
 
-    margin = 0.05  # a request sent this close to the signal may still be unread in the socket
+    margin = 0.5  # a request sent this close to the signal may still be unread in the socket (loaded machine)
     problems = []
     for record in records:
         status, outcome = record.get("status"), record.get("outcome")

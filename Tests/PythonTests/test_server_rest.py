@@ -339,7 +339,8 @@ def test_curl_v2_binary_big_body_sends_expect_100_continue(mobilenet_server, ker
     request.write_bytes(body)
     result = curl(mobilenet_server, "/v2/models/mobilenet/infer",
                   "-H", f"Inference-Header-Content-Length: {json_length}",
-                  "-H", "Content-Type: application/octet-stream", "--data-binary", f"@{request}")
+                  "-H", "Content-Type: application/octet-stream", "--expect100-timeout", "30",
+                  "--data-binary", f"@{request}")
     assert "> Expect: 100-continue" in result.verbose, result.verbose
     assert "< HTTP/1.1 100 Continue" in result.verbose, result.verbose
     assert result.status == 200, result.body[:500]
