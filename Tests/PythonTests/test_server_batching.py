@@ -23,6 +23,24 @@ def batch_sizes(server, model):
     return sizes
 
 
+def long_request_rows(infer_seconds):
+    """Rows of a slow-model request lasting >= 0.5 s; infer_seconds(rows) sends one and times it."""
+    return calibrate_slow(infer_seconds, target=0.5, start=16)[0]
+
+
+def behind_long_request(server, infer_seconds, long_rows, call, inputs):
+    """Runs call(x) for every x of `inputs` from 16 threads while infer_seconds(long_rows)
+    holds the server's one compute thread: the calls queue behind it instead of each finding
+    an idle model. Returns the calls' results in order."""
+    with concurrent.futures.ThreadPoolExecutor(max_workers=17) as pool:
+        busy = pool.submit(infer_seconds, long_rows)
+        wait_until(lambda: in_flight(server) >= 1, 10, "the long request is in flight", interval=0.01)
+        time.sleep(0.1)  # decoded and computing
+        results = list(pool.map(call, inputs))
+        busy.result()
+    return results
+
+
 def test_concurrent_requests_are_batched_and_answered_correctly(server_factory, tmp_path):
     repository = tmp_path / "repo"
     make_model_dir(repository / "digits", {1: digits_bytes()})
@@ -45,16 +63,9 @@ def test_concurrent_requests_are_batched_and_answered_correctly(server_factory, 
         assert response.status_code == 200, response.text
         return time.monotonic() - started
 
-    # Requests queue (and so combine) only while the compute thread is busy, and the digits
-    # model runs in microseconds: a long request of another model on the one shared compute
-    # thread makes the burst's requests queue behind it.
-    long_rows, _ = calibrate_slow(slow_seconds, target=0.5, start=16)
-    with concurrent.futures.ThreadPoolExecutor(max_workers=17) as pool:
-        busy = pool.submit(slow_seconds, long_rows)
-        wait_until(lambda: in_flight(server) >= 1, 10, "the long request is in flight", interval=0.01)
-        time.sleep(0.1)  # decoded and computing (it lasts >= 0.5 s)
-        results = list(pool.map(one, inputs))
-        busy.result()
+    # The digits model runs in microseconds: its requests combine only while they queue
+    # behind a long request of another model on the one shared compute thread.
+    results = behind_long_request(server, slow_seconds, long_request_rows(slow_seconds), one, inputs)
     for x, result in zip(inputs, results):
         assert_close(np.asarray(result).reshape(x.shape[0], 10), digits_reference(x))
     sizes = batch_sizes(server, "digits")
@@ -94,16 +105,11 @@ def test_tf_serving_batching_parameters_file(server_factory, tmp_path):
         predict(np.random.default_rng(0).standard_normal((rows, 1024)).astype(np.float32))
         return time.monotonic() - started
 
-    # A request larger than max_batch_size runs alone; calibrate one that lasts >= 0.5 s.
-    long_rows, _ = calibrate_slow(infer_seconds, target=0.5, start=16)
+    # The long request is larger than max_batch_size, so it runs alone.
+    long_rows = long_request_rows(infer_seconds)
     before = batch_sizes(server, "slow")
     singles = [np.random.default_rng(10 + i).standard_normal((1, 1024)).astype(np.float32) for i in range(16)]
-    with concurrent.futures.ThreadPoolExecutor(max_workers=17) as pool:
-        busy = pool.submit(infer_seconds, long_rows)
-        wait_until(lambda: in_flight(server) >= 1, 10, "the long request is in flight", interval=0.01)
-        time.sleep(0.1)  # decoded and computing (it lasts >= 0.5 s)
-        results = list(pool.map(predict, singles))
-        busy.result()
+    results = behind_long_request(server, infer_seconds, long_rows, predict, singles)
     for x, result in zip(singles, results):
         np.testing.assert_allclose(result["y"], reference(model, {"x": x})["y"], atol=1e-3, rtol=1e-3)
     after = batch_sizes(server, "slow")
