@@ -3,24 +3,14 @@ request, batches larger than one actually run, and a full queue answers 503 with
 Retry-After while the server keeps serving."""
 import concurrent.futures
 import json
-import re
 import time
 
 import numpy as np
 
-from grpc_helpers import calibrate_slow, in_flight
+from grpc_helpers import batch_sizes, calibrate_slow, in_flight
 from server_fixtures import (assert_close, assert_still_serving, digits_bytes, digits_reference, make_model_dir,
                              mobilenet_bytes, reference, slow_bytes, v2_binary_request,
                              wait_until, v2_json_request, v2_output, v2_parse_response)
-
-
-def batch_sizes(server, model):
-    """{batch size: count} from /metrics."""
-    text = server.get("/metrics").text
-    sizes = {}
-    for match in re.finditer(r'model_server_batch_size_total\{model="%s",size="(\d+)"\} (\d+)' % re.escape(model), text):
-        sizes[int(match.group(1))] = int(match.group(2))
-    return sizes
 
 
 def long_request_rows(infer_seconds):
