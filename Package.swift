@@ -44,7 +44,7 @@ let package = Package(
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2"]),
-        .target(name: "ImageCodec", dependencies: ["CTurboJPEG"]),
+        .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),

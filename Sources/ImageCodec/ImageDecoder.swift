@@ -280,8 +280,9 @@ public final class ImageDecoder {
         let slotStride = length + 4
         let ringRows = ring.reserve(slots * slotStride)
         let sourceColumns = prepared.resizeColumns ? columns.sourceRange : plan.x.first ..< plan.x.first + plan.x.count
-        let wide = widened.reserve(sourceColumns.count * channels + 4)
-        wide.update(repeating: 0, count: sourceColumns.count * channels + 4)
+        let widePadding = prepared.resizeColumns ? Resample.rowPadding(columns, channels: channels) : 4
+        let wide = widened.reserve(sourceColumns.count * channels + widePadding)
+        wide.update(repeating: 0, count: sourceColumns.count * channels + widePadding)
         var computed = 0  // source rows below this are done (the last `slots` of them kept)
 
         func resampled(_ r: Int) -> UnsafePointer<Float> { UnsafePointer(ringRows + (r % slots) * slotStride) }

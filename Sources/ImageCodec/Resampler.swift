@@ -1,3 +1,6 @@
+import AVX2Kernels
+import CLinuxShims
+
 /// A growable raw buffer owned by one decoder; contents are scratch between calls.
 struct ScratchBuffer<Element> {
     private(set) var pointer: UnsafeMutablePointer<Element>?
@@ -113,6 +116,12 @@ struct CoefficientTable {
     var low = ScratchBuffer<Float>()
     var highLanes = ScratchBuffer<SIMD4<Float>>()
     var lowLanes = ScratchBuffer<SIMD4<Float>>()
+    /// With AVX2, the lanes for two samples at once (`AVX2Kernels.Resample.horizontalRGB`):
+    /// per pair q and tap, sample 2q's weight part four times, then sample 2q + 1's; and
+    /// per pair, the larger tap count.
+    var pairHigh = ScratchBuffer<Float>()
+    var pairLow = ScratchBuffer<Float>()
+    var pairTaps = ScratchBuffer<Int32>()
     private var work = ScratchBuffer<Double>()
     private(set) var stride = 0
     private(set) var count = 0
@@ -168,7 +177,25 @@ struct CoefficientTable {
             taps[j] = Int32(n)
         }
         hasLanes = lanes
-        if lanes {
+        if lanes && Resample.hasAVX2 {
+            let pairs = (count + 1) / 2
+            let pairHigh = self.pairHigh.reserve(pairs * stride * 8), pairLow = self.pairLow.reserve(pairs * stride * 8)
+            let pairTaps = self.pairTaps.reserve(pairs)
+            for q in 0..<pairs {
+                let second = 2 * q + 1 < count
+                pairTaps[q] = second ? max(taps[2 * q], taps[2 * q + 1]) : taps[2 * q]
+                for t in 0..<stride {
+                    let target = (q * stride + t) * 8
+                    let first = 2 * q * stride + t, next = first + stride
+                    for lane in 0..<4 {
+                        pairHigh[target + lane] = high[first]
+                        pairLow[target + lane] = low[first]
+                        pairHigh[target + 4 + lane] = second ? high[next] : 0
+                        pairLow[target + 4 + lane] = second ? low[next] : 0
+                    }
+                }
+            }
+        } else if lanes {
             let highLanes = self.highLanes.reserve(total), lowLanes = self.lowLanes.reserve(total)
             for i in 0..<total {
                 highLanes[i] = SIMD4(repeating: high[i])
@@ -201,6 +228,9 @@ struct CoefficientTable {
         low.release(above: limit)
         highLanes.release(above: limit)
         lowLanes.release(above: limit)
+        pairHigh.release(above: limit)
+        pairLow.release(above: limit)
+        pairTaps.release(above: limit)
         work.release(above: limit)
     }
 
@@ -210,6 +240,13 @@ struct CoefficientTable {
 }
 
 enum Resample {
+    /// Whether the AVX2 + FMA loops (`AVX2Kernels.Resample`) can run on this CPU.
+    static let hasAVX2 = cls_cpu_has_avx2_fma() != 0
+
+    /// Floats past a widened source row that `horizontal` may read (zero-filled): a pair's
+    /// partner runs up to `stride` taps past its own.
+    static func rowPadding(_ table: CoefficientTable, channels: Int) -> Int { (table.stride + 2) * channels + 4 }
+
     /// 8-bit samples to Float (vectorised by the compiler).
     @inline(__always)
     static func widen(_ bytes: UnsafePointer<UInt8>, into floats: UnsafeMutablePointer<Float>, count: Int) {
@@ -228,7 +265,11 @@ enum Resample {
     ) {
         guard let starts = table.starts.pointer, let taps = table.taps.pointer else { return }
         let stride = table.stride
-        if table.splitIsExact, channels == 3, table.hasLanes, let kh = table.highLanes.pointer, let kl = table.lowLanes.pointer {
+        if table.splitIsExact, channels == 3, table.hasLanes, hasAVX2, let pairHigh = table.pairHigh.pointer,
+           let pairLow = table.pairLow.pointer, let pairTaps = table.pairTaps.pointer {
+            AVX2Kernels.Resample.horizontalRGB(row: row, origin: origin, starts: starts, pairTaps: pairTaps, pairHigh: pairHigh,
+                                               pairLow: pairLow, stride: stride, count: table.count, output: output)
+        } else if table.splitIsExact, channels == 3, table.hasLanes, let kh = table.highLanes.pointer, let kl = table.lowLanes.pointer {
             for j in 0..<table.count {
                 let n = Int(taps[j])
                 let wh = kh + j * stride, wl = kl + j * stride
@@ -295,7 +336,13 @@ enum Resample {
     ) {
         guard let starts = table.starts.pointer, let tapCounts = table.taps.pointer else { return }
         let start = Int(starts[j]), taps = Int(tapCounts[j])
-        if table.splitIsExact, let kh = table.high.pointer, let kl = table.low.pointer {
+        if table.splitIsExact, hasAVX2, let kh = table.high.pointer, let kl = table.low.pointer {
+            withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: max(taps, 1)) { pointers in
+                for t in 0..<taps { pointers[t] = rows(start + t) }
+                AVX2Kernels.Resample.vertical(rows: UnsafePointer(pointers.baseAddress!), high: kh + j * table.stride,
+                                              low: kl + j * table.stride, taps: taps, length: length, output: output)
+            }
+        } else if table.splitIsExact, let kh = table.high.pointer, let kl = table.low.pointer {
             let wh = kh + j * table.stride, wl = kl + j * table.stride
             high.update(repeating: 0, count: length)
             low.update(repeating: 0, count: length)

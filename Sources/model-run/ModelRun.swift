@@ -106,7 +106,7 @@ struct ModelRun: ParsableCommand {
         if profile {
             let steps = try session.profile(batchSize: loaded.hasDynamicBatch ? ordered[0].shape[0] : loaded.maxBatchSize, inputs: buffers)
             let total = steps.reduce(0) { $0 + $1.milliseconds }
-            for step in steps.sorted(by: { $0.milliseconds > $1.milliseconds }).prefix(40) {
+            for step in steps.sorted(by: { $0.milliseconds > $1.milliseconds }) {
                 let rate = step.flops > 0 ? String(format: " %6.1f GFLOP/s", step.flops / step.milliseconds / 1e6) : ""
                 print(String(format: "%8.3f ms %5.1f%%  %@ %@", step.milliseconds, step.milliseconds / total * 100, step.opType, step.name) + rate)
             }
