@@ -4,7 +4,8 @@ import Testing
 @testable import Engine
 
 /// Conv through the engine's automatic kernels (the direct convolution, AVX-512 or AVX2 as the
-/// CPU has, for these ungrouped 2-D shapes) against a plain loop in double precision: asymmetric pads, strides,
+/// CPU has, for these ungrouped 2-D shapes; on AVX2 the larger 3x3 stride-1 cases run as
+/// Winograd F(2x2, 3x3)) against a plain loop in double precision: asymmetric pads, strides,
 /// dilations, output channels that are not multiples of 16 or 64, 1x1 and 1x7 windows, batches
 /// whose pixel counts leave partial register tiles, and fused clamp / non-clamp activations.
 @Suite(.enabled(if: VectorISA.detected != nil, "the CPU has neither AVX-512 nor AVX2"))
@@ -23,6 +24,12 @@ struct DirectConvTests {
         Case(batch: 1, channels: 5, height: 10, width: 10, outChannels: 48, kernel: (3, 3), dilations: (2, 2), pads: (2, 2, 2, 2), activation: "Sigmoid"),
         Case(batch: 2, channels: 7, height: 7, width: 18, outChannels: 100, kernel: (1, 7), pads: (0, 3, 0, 3), activation: "Relu"),
         Case(batch: 1, channels: 33, height: 17, width: 17, outChannels: 192, kernel: (3, 3), strides: (2, 2)),
+        // 3x3 stride 1 on planes of 400+ pixels, 32+ in and 64+ out channels: Winograd
+        // F(2x2, 3x3) on AVX2 (odd output sizes, several bands, asymmetric pads).
+        Case(batch: 2, channels: 32, height: 23, width: 21, outChannels: 70, kernel: (3, 3), pads: (1, 1, 1, 1), activation: "Relu"),
+        Case(batch: 1, channels: 40, height: 25, width: 30, outChannels: 64, kernel: (3, 3), activation: "Sigmoid"),
+        Case(batch: 1, channels: 33, height: 20, width: 41, outChannels: 96, kernel: (3, 3), pads: (0, 1, 2, 0)),
+        Case(batch: 1, channels: 32, height: 50, width: 50, outChannels: 64, kernel: (3, 3), pads: (1, 1, 1, 1), activation: "Relu"),
     ]
 
     @Test(arguments: cases)

@@ -21,6 +21,7 @@ final class PackedWeightsCache: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var packed: [ObjectIdentifier: HostTensor] = [:]
     private var directPlans: [ObjectIdentifier: DirectConvPlan] = [:]
+    private var winogradPlans: [ObjectIdentifier: WinogradPlan] = [:]
 
     init() { pthread_mutex_init(&mutex, nil) }
     deinit { pthread_mutex_destroy(&mutex) }
@@ -44,6 +45,15 @@ final class PackedWeightsCache: @unchecked Sendable {
 
     /// The direct-convolution plan for `weights` (M, C, kh, kw) under `geometry`; the geometry is
     /// the same for every batch size, so one plan serves all.
+    func winogradPlan(_ weights: HostTensor, geometry: ConvGeometry) -> WinogradPlan {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        if let hit = winogradPlans[ObjectIdentifier(weights)] { return hit }
+        let plan = WinogradPlan(geometry: geometry, weights: weights)
+        winogradPlans[ObjectIdentifier(weights)] = plan
+        return plan
+    }
+
     func directPlan(_ weights: HostTensor, geometry: ConvGeometry) -> DirectConvPlan {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
