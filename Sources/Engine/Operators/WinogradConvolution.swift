@@ -9,7 +9,8 @@
 /// read by all workers); then bands of tile rows are work items, each transformed into the
 /// worker's V (16 x C x tiles), multiplied by OpenBLAS into its M (16 x M x tiles) and
 /// transformed back into the output with bias and activation. Transforms run on 8 tiles
-/// at a time (one tile row segment) in vectors.
+/// at a time (one tile row segment) in vectors (no `addProduct`: this target is built
+/// without FMA, where it would call `fmaf` per lane).
 struct WinogradConvKernel: Kernel {
     let plan: WinogradPlan
     let batch: Int
@@ -27,17 +28,18 @@ struct WinogradConvKernel: Kernel {
             let xi = x + image * g.channels * g.inputPlane
             io.parallelRanges(g.channels) { channels, _ in plan.pad(xi, into: source, channels: channels) }
             let yi = y + image * plan.outChannels * g.outputPlane
-            io.parallelItems(plan.bands) { band, worker in
+            let bands = plan.bands(workers: io.width)
+            io.parallelItems(bands) { band, worker in
                 let scratch = io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self)
-                compute(band: band, source: UnsafePointer(source), v: scratch, m: scratch + plan.vFloats, bias: bias, y: yi)
+                compute(band: band, of: bands, source: UnsafePointer(source), v: scratch, m: scratch + plan.vFloats, bias: bias, y: yi)
             }
         }
     }
 
-    private func compute(band: Int, source: UnsafePointer<Float>, v: UnsafeMutablePointer<Float>, m: UnsafeMutablePointer<Float>,
-                         bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
+    private func compute(band: Int, of bands: Int, source: UnsafePointer<Float>, v: UnsafeMutablePointer<Float>,
+                         m: UnsafeMutablePointer<Float>, bias: UnsafePointer<Float>?, y: UnsafeMutablePointer<Float>) {
         let g = plan.geometry
-        let firstRow = band * plan.tilesH / plan.bands, endRow = (band + 1) * plan.tilesH / plan.bands
+        let firstRow = band * plan.tilesH / bands, endRow = (band + 1) * plan.tilesH / bands
         guard endRow > firstRow else { return }
         let tiles = (endRow - firstRow) * plan.tilesW
         plan.transformInput(source, rows: firstRow..<endRow, into: v)
@@ -63,8 +65,9 @@ final class WinogradPlan: @unchecked Sendable {
     let weights: HostTensor
     /// 2x2 output tiles per column and per row.
     let tilesH: Int, tilesW: Int
-    /// Tile rows are split into this many bands (work items) of nearly equal height.
-    let bands: Int
+    /// Tile rows are split into at least this many bands (work items) of nearly equal
+    /// height: enough that none has more than `bandTileTarget` tiles.
+    let minimumBands: Int
     /// Row stride (in tiles) of V and M: a band's tile count plus room for the 8-wide
     /// stores that run past a tile row's end.
     let ldTiles: Int
@@ -92,17 +95,20 @@ final class WinogradPlan: @unchecked Sendable {
             && g.dilationH == 1 && g.dilationW == 1 && g.outputPlane >= 400 && g.channels >= 32 && outChannels >= 64
     }
 
-    /// `weights`: (M, C, 3, 3) f32. `workers` is a hint for the number of bands.
-    init(geometry g: ConvGeometry, weights w: HostTensor, workers: Int = 2) {
+    /// Bands for `workers` threads: the minimum alone on one (wider GEMMs, one weight
+    /// packing each), else two per worker where the tile rows allow (even shares).
+    func bands(workers: Int) -> Int {
+        workers > 1 ? min(tilesH, max(minimumBands, 2 * workers)) : minimumBands
+    }
+
+    /// `weights`: (M, C, 3, 3) f32.
+    init(geometry g: ConvGeometry, weights w: HostTensor) {
         geometry = g
         outChannels = w.shape[0]
         tilesH = (g.outH + 1) / 2
         tilesW = (g.outW + 1) / 2
-        var bands = max(1, (tilesH * tilesW + Self.bandTileTarget - 1) / Self.bandTileTarget)
-        if bands < 2 * workers && tilesH >= 2 * workers { bands = 2 * workers }
-        bands = min(bands, tilesH)
-        self.bands = bands
-        ldTiles = (tilesH + bands - 1) / bands * tilesW + 8
+        minimumBands = min(tilesH, max(1, (tilesH * tilesW + Self.bandTileTarget - 1) / Self.bandTileTarget))
+        ldTiles = (tilesH + minimumBands - 1) / minimumBands * tilesW + 8
         sourceHeight = 2 * tilesH + 2
         sourceWidth = 2 * ((tilesW + 7) / 8 * 8) + 2
 
