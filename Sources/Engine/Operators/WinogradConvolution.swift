@@ -6,7 +6,8 @@
 ///
 /// x: (N, C, H, W), b: (M) optional; y: (N, M, outH, outW), f32. Per image: the input is
 /// copied into a zero-bordered source that covers every tile's window (worker 0's scratch,
-/// read by all workers); then bands of tile rows are work items, each transformed into the
+/// read by all workers; with at least as many images as workers, each worker takes whole
+/// images into its own source instead); then bands of tile rows are work items, each transformed into the
 /// worker's V (16 x C x tiles), multiplied by OpenBLAS into its M (16 x M x tiles) and
 /// transformed back into the output with bias and activation. Transforms run on 8 tiles
 /// at a time (one tile row segment) in vectors (no `addProduct`: this target is built
@@ -23,6 +24,19 @@ struct WinogradConvKernel: Kernel {
         let x = io.input(0, Float.self), y = io.output(0, Float.self)
         let bias = hasBias ? io.input(2, Float.self) : nil
         let g = plan.geometry
+        if batch >= io.width && io.width > 1 {
+            // Whole images per worker, each padded into the worker's own source area.
+            io.parallelItems(batch) { image, worker in
+                let scratch = io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self)
+                let source = scratch + plan.bandFloats
+                plan.pad(x + image * g.channels * g.inputPlane, into: source, channels: 0..<g.channels)
+                for band in 0..<plan.minimumBands {
+                    compute(band: band, of: plan.minimumBands, source: UnsafePointer(source), v: scratch, m: scratch + plan.vFloats,
+                            bias: bias, y: y + image * plan.outChannels * g.outputPlane)
+                }
+            }
+            return
+        }
         let source = io.scratch!.assumingMemoryBound(to: Float.self) + plan.bandFloats
         for image in 0..<batch {
             let xi = x + image * g.channels * g.inputPlane
@@ -77,7 +91,8 @@ final class WinogradPlan: @unchecked Sendable {
     var sourcePlane: Int { sourceHeight * sourceWidth }
     var vFloats: Int { 16 * geometry.channels * ldTiles }
     var mFloats: Int { 16 * outChannels * ldTiles }
-    /// Per worker: V and M of one band; worker 0's area then holds the source.
+    /// Per worker: V and M of one band, then a source (worker 0's is shared when workers split
+    /// one image).
     var bandFloats: Int { vFloats + mFloats }
     var scratchFloats: Int { bandFloats + geometry.channels * sourcePlane }
 
@@ -95,10 +110,10 @@ final class WinogradPlan: @unchecked Sendable {
             && g.dilationH == 1 && g.dilationW == 1 && g.outputPlane >= 400 && g.channels >= 32 && outChannels >= 64
     }
 
-    /// Bands for `workers` threads: the minimum alone on one (wider GEMMs, one weight
-    /// packing each), else two per worker where the tile rows allow (even shares).
+    /// Bands of one image for `workers` threads: the minimum (wider GEMMs, one weight
+    /// packing each), or one per worker where the tile rows allow.
     func bands(workers: Int) -> Int {
-        workers > 1 ? min(tilesH, max(minimumBands, 2 * workers)) : minimumBands
+        min(tilesH, max(minimumBands, workers))
     }
 
     /// `weights`: (M, C, 3, 3) f32.
