@@ -20,8 +20,11 @@ enum PackedConvolution {
 final class PackedWeightsCache: @unchecked Sendable {
     private var mutex = pthread_mutex_t()
     private var packed: [ObjectIdentifier: HostTensor] = [:]
-    private var directPlans: [ObjectIdentifier: DirectConvPlan] = [:]
-    private var winogradPlans: [ObjectIdentifier: WinogradPlan] = [:]
+    private struct PlanKey: Hashable {
+        let weights: ObjectIdentifier
+        let kind: ObjectIdentifier
+    }
+    private var plans: [PlanKey: AnyObject] = [:]
 
     init() { pthread_mutex_init(&mutex, nil) }
     deinit { pthread_mutex_destroy(&mutex) }
@@ -43,24 +46,26 @@ final class PackedWeightsCache: @unchecked Sendable {
         return result
     }
 
-    /// The direct-convolution plan for `weights` (M, C, kh, kw) under `geometry`; the geometry is
-    /// the same for every batch size, so one plan serves all.
-    func winogradPlan(_ weights: HostTensor, geometry: ConvGeometry) -> WinogradPlan {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        if let hit = winogradPlans[ObjectIdentifier(weights)] { return hit }
-        let plan = WinogradPlan(geometry: geometry, weights: weights)
-        winogradPlans[ObjectIdentifier(weights)] = plan
-        return plan
+    /// The direct-convolution plan for `weights` (M, C, kh, kw) under `geometry`.
+    func directPlan(_ weights: HostTensor, geometry: ConvGeometry) -> DirectConvPlan {
+        plan(for: weights) { DirectConvPlan(geometry: geometry, weights: weights) }
     }
 
-    func directPlan(_ weights: HostTensor, geometry: ConvGeometry) -> DirectConvPlan {
+    /// The Winograd plan for `weights` (M, C, 3, 3) under `geometry`.
+    func winogradPlan(_ weights: HostTensor, geometry: ConvGeometry) -> WinogradPlan {
+        plan(for: weights) { WinogradPlan(geometry: geometry, weights: weights) }
+    }
+
+    /// The plan of kind `Plan` for `weights`, made by `make` on first use. A node's geometry is
+    /// the same for every batch size, so one plan serves all.
+    private func plan<Plan: AnyObject>(for weights: HostTensor, _ make: () -> Plan) -> Plan {
         pthread_mutex_lock(&mutex)
         defer { pthread_mutex_unlock(&mutex) }
-        if let hit = directPlans[ObjectIdentifier(weights)] { return hit }
-        let plan = DirectConvPlan(geometry: geometry, weights: weights)
-        directPlans[ObjectIdentifier(weights)] = plan
-        return plan
+        let key = PlanKey(weights: ObjectIdentifier(weights), kind: ObjectIdentifier(Plan.self))
+        if let hit = plans[key] as? Plan { return hit }
+        let made = make()
+        plans[key] = made
+        return made
     }
 }
 
