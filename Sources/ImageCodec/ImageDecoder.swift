@@ -29,7 +29,14 @@ public final class ImageDecoder {
     private var columns = CoefficientTable()
     private var rows = CoefficientTable()
 
-    public init() throws(ImageError) {
+    /// Whether the resize runs its AVX2 + FMA loops (`AVX2Kernels.Resample`); both paths
+    /// give the same bytes.
+    let vectorLoops: Bool
+
+    /// `portableLoops` keeps the resize on its baseline loops even on an AVX2 CPU (tests run
+    /// both paths on one machine).
+    public init(portableLoops: Bool = false) throws(ImageError) {
+        vectorLoops = Resample.cpuHasAVX2 && !portableLoops
         _ = try decompressor()
     }
 
@@ -216,7 +223,7 @@ public final class ImageDecoder {
         let resizeRows = !(plan.y.virtualSize == dh && y0 == 0 && y1 == Double(dh))
         if resizeColumns {
             columns.compute(inSize: dw, in0: x0, in1: x1, outSize: plan.x.virtualSize, first: plan.x.first,
-                            count: plan.x.count, lanes: channels == 3)
+                            count: plan.x.count, lanes: channels == 3, pairs: vectorLoops)
         }
         if resizeRows {
             rows.compute(inSize: dh, in0: y0, in1: y1, outSize: plan.y.virtualSize, first: plan.y.first, count: plan.y.count)
@@ -312,7 +319,8 @@ public final class ImageDecoder {
             if prepared.resizeRows {
                 let start = Int(rows.starts.pointer![j]), taps = Int(rows.taps.pointer![j])
                 produce(upTo: start + taps, from: start)
-                Resample.vertical(resampled, table: rows, sample: j, length: length, high: high, low: low, into: bytesRow)
+                Resample.vertical(resampled, table: rows, sample: j, length: length, high: high, low: low, into: bytesRow,
+                                  vectorLoops: vectorLoops)
                 samples = UnsafePointer(bytesRow)
             } else if prepared.resizeColumns {
                 let r = plan.y.first + j

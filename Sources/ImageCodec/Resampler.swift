@@ -116,7 +116,7 @@ struct CoefficientTable {
     var low = ScratchBuffer<Float>()
     var highLanes = ScratchBuffer<SIMD4<Float>>()
     var lowLanes = ScratchBuffer<SIMD4<Float>>()
-    /// With AVX2, the lanes for two samples at once (`AVX2Kernels.Resample.horizontalRGB`):
+    /// With `pairs`, the lanes for two samples at once (`AVX2Kernels.Resample.horizontalRGB`):
     /// per pair q and tap, sample 2q's weight part four times, then sample 2q + 1's; and
     /// per pair, the larger tap count.
     var pairHigh = ScratchBuffer<Float>()
@@ -125,14 +125,16 @@ struct CoefficientTable {
     private var work = ScratchBuffer<Double>()
     private(set) var stride = 0
     private(set) var count = 0
-    /// Whether `highLanes` and `lowLanes` hold this table's weights.
+    /// Whether `highLanes` and `lowLanes` (or, with `hasPairs`, the pair tables) hold this
+    /// table's weights.
     private(set) var hasLanes = false
+    private(set) var hasPairs = false
 
     /// Whether the split Float arithmetic is exact for this table.
     var splitIsExact: Bool { stride <= exactTapLimit }
 
     mutating func compute(
-        inSize: Int, in0: Double, in1: Double, outSize: Int, first: Int, count: Int, lanes: Bool = false
+        inSize: Int, in0: Double, in1: Double, outSize: Int, first: Int, count: Int, lanes: Bool = false, pairs: Bool = false
     ) {
         let scale = (in1 - in0) / Double(outSize)
         let filterScale = max(scale, 1)
@@ -177,7 +179,8 @@ struct CoefficientTable {
             taps[j] = Int32(n)
         }
         hasLanes = lanes
-        if lanes && Resample.hasAVX2 {
+        hasPairs = lanes && pairs
+        if hasPairs {
             let pairs = (count + 1) / 2
             let pairHigh = self.pairHigh.reserve(pairs * stride * 8), pairLow = self.pairLow.reserve(pairs * stride * 8)
             let pairTaps = self.pairTaps.reserve(pairs)
@@ -241,7 +244,7 @@ struct CoefficientTable {
 
 enum Resample {
     /// Whether the AVX2 + FMA loops (`AVX2Kernels.Resample`) can run on this CPU.
-    static let hasAVX2 = cls_cpu_has_avx2_fma() != 0
+    static let cpuHasAVX2 = cls_cpu_has_avx2_fma() != 0
 
     /// Floats past a widened source row that `horizontal` may read (zero-filled): a pair's
     /// partner runs up to `stride` taps past its own.
@@ -255,17 +258,17 @@ enum Resample {
 
     /// Horizontal pass over one row: Pillow's 8-bit samples, as integer-valued Floats.
     /// `row` holds the row's pixels as Float from source column `origin` on (`channels`
-    /// interleaved values each) followed by at least one readable padding value; writes
+    /// interleaved values each) followed by `rowPadding(table, channels:)` zeros; writes
     /// `table.count * channels` values to `output`, which must have one padding value after
-    /// them (RGB is computed four lanes at a time, with the table's lanes: compute it with
-    /// `lanes: true`).
+    /// them (RGB is computed four lanes at a time with the table's lanes, or two pixels at a
+    /// time with its pairs: compute it with `lanes: true`, and `pairs: true` for AVX2).
     static func horizontal(
         _ row: UnsafePointer<Float>, origin: Int, channels: Int,
         table: CoefficientTable, into output: UnsafeMutablePointer<Float>
     ) {
         guard let starts = table.starts.pointer, let taps = table.taps.pointer else { return }
         let stride = table.stride
-        if table.splitIsExact, channels == 3, table.hasLanes, hasAVX2, let pairHigh = table.pairHigh.pointer,
+        if table.splitIsExact, channels == 3, table.hasPairs, let pairHigh = table.pairHigh.pointer,
            let pairLow = table.pairLow.pointer, let pairTaps = table.pairTaps.pointer {
             AVX2Kernels.Resample.horizontalRGB(row: row, origin: origin, starts: starts, pairTaps: pairTaps, pairHigh: pairHigh,
                                                pairLow: pairLow, stride: stride, count: table.count, output: output)
@@ -329,14 +332,15 @@ enum Resample {
 
     /// Vertical pass for one output row: sample `j` of `table` over `rows` (integer-valued
     /// Floats, `length` each), rounded like Pillow to bytes. `high` and `low` are scratch of
-    /// at least `length + 8` values.
+    /// at least `length + 8` values (unused with `vectorLoops`, which needs AVX2).
     static func vertical(
         _ rows: (Int) -> UnsafePointer<Float>, table: CoefficientTable, sample j: Int, length: Int,
-        high: UnsafeMutablePointer<Float>, low: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<UInt8>
+        high: UnsafeMutablePointer<Float>, low: UnsafeMutablePointer<Float>, into output: UnsafeMutablePointer<UInt8>,
+        vectorLoops: Bool
     ) {
         guard let starts = table.starts.pointer, let tapCounts = table.taps.pointer else { return }
         let start = Int(starts[j]), taps = Int(tapCounts[j])
-        if table.splitIsExact, hasAVX2, let kh = table.high.pointer, let kl = table.low.pointer {
+        if table.splitIsExact, vectorLoops, let kh = table.high.pointer, let kl = table.low.pointer {
             withUnsafeTemporaryAllocation(of: UnsafePointer<Float>.self, capacity: max(taps, 1)) { pointers in
                 for t in 0..<taps { pointers[t] = rows(start + t) }
                 AVX2Kernels.Resample.vertical(rows: UnsafePointer(pointers.baseAddress!), high: kh + j * table.stride,

@@ -3,7 +3,8 @@ import Testing
 @testable import ImageCodec
 
 /// The resampler (no JPEG) against a plain transcription of Pillow's 8-bit BILINEAR code
-/// (must be bit-identical) and against the continuous filter in Double (within 1).
+/// (must be bit-identical, with the AVX2 loops where the CPU has them and with the portable
+/// ones) and against the continuous filter in Double (within 1).
 @Suite struct ResampleTests {
     struct Case: CustomStringConvertible, Sendable {
         var source: (Int, Int)
@@ -31,9 +32,9 @@ import Testing
         Case(source: (3, 600), channels: 1, width: 3, height: 2, resize: .stretch),
     ]
 
-    @Test(arguments: cases)
-    func bitIdenticalToPillow(_ c: Case) throws {
-        let decoder = try ImageDecoder()
+    @Test(arguments: cases, [false, true])
+    func bitIdenticalToPillow(_ c: Case, portableLoops: Bool) throws {
+        let decoder = try ImageDecoder(portableLoops: portableLoops)
         let picture = Picture.random(width: c.source.0, height: c.source.1, channels: c.channels, seed: UInt64(c.width * 31 + c.height))
         let p = ImagePreprocessing(width: c.width, height: c.height, channels: c.channels, resize: c.resize)
         let ours = try decoder.preprocessBytes(picture, p)
