@@ -7,11 +7,11 @@
 /// x: (N, C, H, W), b: (M) optional; y: (N, M, outH, outW), f32. Per image: the input is
 /// copied into a zero-bordered source that covers every tile's window (worker 0's scratch,
 /// read by all workers; with at least as many images as workers, each worker takes whole
-/// images into its own source instead); then bands of tile rows are work items, each transformed into the
-/// worker's V (16 x C x tiles), multiplied by OpenBLAS into its M (16 x M x tiles) and
-/// transformed back into the output with bias and activation. Transforms run on 8 tiles
-/// at a time (one tile row segment) in vectors (no `addProduct`: this target is built
-/// without FMA, where it would call `fmaf` per lane).
+/// images into its own source instead); then bands of tile rows are work items, each
+/// transformed into the worker's V (16 x C x tiles), multiplied by OpenBLAS into its M
+/// (16 x M x tiles) and transformed back into the output with bias and activation.
+/// Transforms run on 8 tiles at a time (one tile row segment) in vectors (no `addProduct`:
+/// this target is built without FMA, where it would call `fmaf` per lane).
 struct WinogradConvKernel: Kernel {
     let plan: WinogradPlan
     let batch: Int
