@@ -2,19 +2,11 @@
 /// flags); call only on a CPU that has them. Arithmetic contract (see ImageCodec's
 /// `Resampler.swift`): samples are integer-valued Floats 0...255, each fixed-point weight is
 /// split as `high * 256 + low`, and both partial sums stay integers below 2^23, so every
-/// product, fused multiply-add and sum is exact in Float whatever the order.
+/// product, fused multiply-add and sum is exact in Float whatever the order. Rounding is
+/// `PillowArithmetic.swift`, the same source as ImageCodec's.
 public enum Resample {
     typealias V4 = SIMD4<Float>
     typealias V8 = SIMD8<Float>
-
-    /// Pillow's `(sum + 2^21) >> 22` from the exact split sums, in Int32 lanes.
-    @inline(__always)
-    static func round(high: V8, low: V8) -> SIMD8<Int32> {
-        let bias = V8(repeating: 8_388_608)  // 2^23: integer-valued x + 2^23 has bits 0x4B000000 | x
-        let h = unsafeBitCast(high + bias, to: SIMD8<Int32>.self) &- 0x4B00_0000
-        let l = unsafeBitCast(low + bias, to: SIMD8<Int32>.self) &- 0x4B00_0000
-        return ((h &<< 8) &+ l &+ (1 << 21)) &>> 22
-    }
 
     /// Horizontal pass over one RGB row, two output pixels per step (one per 128-bit half).
     ///
@@ -59,9 +51,7 @@ public enum Resample {
                 h.addProduct(a, UnsafeRawPointer(wh).loadUnaligned(as: V8.self))
                 l.addProduct(a, UnsafeRawPointer(wl).loadUnaligned(as: V8.self))
             }
-            let rounded = round(high: h + h1, low: l + l1)
-            // Back to an exact Float (0...255 | 2^23 bits, minus 2^23).
-            let value = unsafeBitCast(rounded | 0x4B00_0000, to: V8.self) - V8(repeating: 8_388_608)
+            let value = floatValue(pillowRound(high: h + h1, low: l + l1))
             UnsafeMutableRawPointer(output + 3 * j).storeBytes(of: value.lowHalf, as: V4.self)
             if hasSecond { UnsafeMutableRawPointer(output + 3 * j + 3).storeBytes(of: value.highHalf, as: V4.self) }
             q += 1
@@ -82,7 +72,7 @@ public enum Resample {
                 h.addProduct(x, V8(repeating: high[t]))
                 l.addProduct(x, V8(repeating: low[t]))
             }
-            UnsafeMutableRawPointer(output + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: round(high: h, low: l)), as: SIMD8<UInt8>.self)
+            UnsafeMutableRawPointer(output + i).storeBytes(of: SIMD8<UInt8>(truncatingIfNeeded: pillowRound(high: h, low: l)), as: SIMD8<UInt8>.self)
             i += 8
         }
         while i < length {
@@ -91,7 +81,7 @@ public enum Resample {
                 h += rows[t][i] * high[t]
                 l += rows[t][i] * low[t]
             }
-            output[i] = UInt8(truncatingIfNeeded: ((Int32(h) &<< 8) &+ Int32(l) &+ (1 << 21)) &>> 22)
+            output[i] = UInt8(truncatingIfNeeded: pillowRound(high: h, low: l))
             i += 1
         }
     }

@@ -19,6 +19,28 @@ struct ConvGeometry: Sendable {
         kernelD == 1 && kernelH == 1 && kernelW == 1 && strideD == 1 && strideH == 1 && strideW == 1
             && padFront == 0 && padTop == 0 && padLeft == 0 && outD == depth && outH == height && outW == width
     }
+
+    /// Copies `channels` of one planar image `x` (C, height, width) into `buffer`, planes of
+    /// `sourceHeight` x `sourceWidth`: input row r, column q at row r + padTop, column
+    /// q + padLeft; zero elsewhere (input beyond the buffer is dropped).
+    func copyZeroBordered(_ x: UnsafePointer<Float>, into buffer: UnsafeMutablePointer<Float>, sourceHeight: Int,
+                          sourceWidth: Int, channels range: Range<Int>) {
+        let rows = max(0, min(height, sourceHeight - padTop)), columns = max(0, min(width, sourceWidth - padLeft))
+        let plane = sourceHeight * sourceWidth
+        for c in range {
+            let target = buffer + c * plane, input = x + c * inputPlane
+            target.update(repeating: 0, count: padTop * sourceWidth)
+            for row in 0..<rows {
+                let line = target + (padTop + row) * sourceWidth
+                line.update(repeating: 0, count: padLeft)
+                (line + padLeft).update(from: input + row * width, count: columns)
+                let tail = sourceWidth - padLeft - columns
+                if tail > 0 { (line + padLeft + columns).update(repeating: 0, count: tail) }
+            }
+            let below = sourceHeight - padTop - rows
+            if below > 0 { (target + (padTop + rows) * sourceWidth).update(repeating: 0, count: below * sourceWidth) }
+        }
+    }
 }
 
 /// im2col for 3-D geometry, element by element (used only for volumetric convolutions).

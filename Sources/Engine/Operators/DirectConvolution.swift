@@ -214,20 +214,6 @@ final class DirectConvPlan: @unchecked Sendable {
 
     /// Copies channels `channels` of one image into the zero-bordered source buffer.
     func pad(_ x: UnsafePointer<Float>, into buffer: UnsafeMutablePointer<Float>, channels: Range<Int>) {
-        let g = geometry
-        let plane = sourceHeight * sourceWidth
-        for c in channels {
-            let target = buffer + c * plane, input = x + c * g.inputPlane
-            target.update(repeating: 0, count: g.padTop * sourceWidth)
-            for row in 0..<g.height {
-                let line = target + (g.padTop + row) * sourceWidth
-                line.update(repeating: 0, count: g.padLeft)
-                (line + g.padLeft).update(from: input + row * g.width, count: g.width)
-                let tail = sourceWidth - g.padLeft - g.width
-                if tail > 0 { (line + g.padLeft + g.width).update(repeating: 0, count: tail) }
-            }
-            let below = sourceHeight - g.padTop - g.height
-            if below > 0 { (target + (g.padTop + g.height) * sourceWidth).update(repeating: 0, count: below * sourceWidth) }
-        }
+        geometry.copyZeroBordered(x, into: buffer, sourceHeight: sourceHeight, sourceWidth: sourceWidth, channels: channels)
     }
 }

@@ -154,21 +154,7 @@ final class WinogradPlan: @unchecked Sendable {
     /// Copies channels `channels` of one image into the source: input row r, column q at
     /// source row r + padTop, column q + padLeft; zero elsewhere.
     func pad(_ x: UnsafePointer<Float>, into buffer: UnsafeMutablePointer<Float>, channels: Range<Int>) {
-        let g = geometry
-        let rows = min(g.height, sourceHeight - g.padTop), columns = min(g.width, sourceWidth - g.padLeft)
-        for c in channels {
-            let target = buffer + c * sourcePlane, input = x + c * g.inputPlane
-            target.update(repeating: 0, count: g.padTop * sourceWidth)
-            for row in 0..<max(rows, 0) {
-                let line = target + (g.padTop + row) * sourceWidth
-                line.update(repeating: 0, count: g.padLeft)
-                (line + g.padLeft).update(from: input + row * g.width, count: max(columns, 0))
-                let tail = sourceWidth - g.padLeft - max(columns, 0)
-                if tail > 0 { (line + g.padLeft + max(columns, 0)).update(repeating: 0, count: tail) }
-            }
-            let below = sourceHeight - g.padTop - max(rows, 0)
-            if below > 0 { (target + (g.padTop + max(rows, 0)) * sourceWidth).update(repeating: 0, count: below * sourceWidth) }
-        }
+        geometry.copyZeroBordered(x, into: buffer, sourceHeight: sourceHeight, sourceWidth: sourceWidth, channels: channels)
     }
 
     @inline(__always) private static func load8(_ p: UnsafePointer<Float>) -> V8 { UnsafeRawPointer(p).loadUnaligned(as: V8.self) }

@@ -1,0 +1,1 @@
+../ImageCodec/PillowArithmetic.swift
