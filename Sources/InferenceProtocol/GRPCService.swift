@@ -144,7 +144,9 @@ public final class GRPCService: Sendable {
             let request = try call.parse(Inference_RepositoryIndexRequest.self)
             call.reply(repositoryIndex(onlyReady: request.ready))
         case "/inference.GRPCInferenceService/RepositoryModelLoad":
-            let model = try call.parse(Inference_RepositoryModelLoadRequest.self).modelName
+            let request = try call.parse(Inference_RepositoryModelLoadRequest.self)
+            try RESTService.rejectLoadParameters(Array(request.parameters.keys))
+            let model = request.modelName
             changeRepository(call, answer: Inference_RepositoryModelLoadResponse()) { repository throws(ServingError) in
                 try repository.load(model: model)
             }
@@ -235,7 +237,7 @@ public final class GRPCService: Sendable {
             $0.versions = rest.availableVersions(version.name)
             $0.platform = RESTService.metadataPlatform
             $0.inputs = tensors(version.inputs)
-            $0.outputs = tensors(version.outputs)
+            $0.outputs = tensors(version.advertisedOutputs)
         }
     }
 
@@ -255,7 +257,7 @@ public final class GRPCService: Sendable {
                     $0.dims = dims(tensor.shape)
                 }
             }
-            config.output = version.outputs.map { tensor in
+            config.output = version.advertisedOutputs.map { tensor in
                 .with {
                     $0.name = tensor.name
                     $0.dataType = tritonType(tensor.datatype)
@@ -330,7 +332,7 @@ public final class GRPCService: Sendable {
         for input in version.inputs {
             inputs.append(try GRPCTensors.tensor(named: input.name, from: request.inputs[input.name]!, maxBytes: limit))
         }
-        let (outputs, keep) = try Self.outputSelection(request.outputFilter, version)
+        let outputs = try Self.outputSelection(request.outputFilter, version)
         let modelSpec = Tensorflow_Serving_ModelSpec.with {
             $0.name = version.name
             $0.version = Google_Protobuf_Int64Value(Int64(version.version))
@@ -339,29 +341,26 @@ public final class GRPCService: Sendable {
         infer(InferRequest(inputs: inputs, outputs: outputs), on: servable, protocolName: "grpc_tf", call) { response throws(ServingError) in
             var reply = Tensorflow_Serving_PredictResponse()
             reply.modelSpec = modelSpec
-            for output in response.outputs where keep.map({ $0.contains(output.name) }) ?? true {
+            for output in response.outputs {
                 reply.outputs[output.name] = try GRPCTensors.tensorProto(output)
             }
             return try GRPCReply.serialize(reply)
         }
     }
 
-    /// The outputs to request for `filter` (nil: all) and the names to keep from the response
-    /// (nil: all). With top-k classification configured, the signature's outputs are `classes`
-    /// and `scores` (derived from all outputs) besides the model's own.
-    static func outputSelection(_ filter: [String], _ version: LoadedVersion) throws(ServingError) -> ([RequestedOutput]?, Set<String>?) {
-        if filter.isEmpty { return (nil, nil) }
-        let own = Set(version.outputs.map(\.name))
-        let derived: Set<String> = version.classification?.topK != nil ? ["classes", "scores"] : []
+    /// The outputs to request for `filter` (empty: nil, all): TF Serving's output_filter,
+    /// checked against the signature's outputs (`advertisedOutputs`).
+    static func outputSelection(_ filter: [String], _ version: LoadedVersion) throws(ServingError) -> [RequestedOutput]? {
+        if filter.isEmpty { return nil }
+        let known = Set(version.advertisedOutputs.map(\.name))
         var seen = Set<String>()
         for name in filter {
-            guard own.contains(name) || derived.contains(name) else {
-                throw .invalidInput("output tensor alias not found in signature: \(name) Outputs expected to be in the set {\(own.union(derived).sorted().joined(separator: ","))}.")
+            guard known.contains(name) else {
+                throw .invalidInput("output tensor alias not found in signature: \(name) Outputs expected to be in the set {\(known.sorted().joined(separator: ","))}.")
             }
             guard seen.insert(name).inserted else { throw .invalidInput("duplicate output tensor alias: \(name)") }
         }
-        if filter.allSatisfy({ own.contains($0) }) { return (filter.map { RequestedOutput(name: $0) }, nil) }
-        return (nil, seen)
+        return filter.map { RequestedOutput(name: $0) }
     }
 
     private func modelMetadata(_ request: Tensorflow_Serving_GetModelMetadataRequest) throws(ServingError) -> Tensorflow_Serving_GetModelMetadataResponse {
@@ -399,7 +398,7 @@ public final class GRPCService: Sendable {
         return .with {
             $0.signatureDef[defaultSignature] = .with { signature in
                 signature.inputs = infos(version.inputs)
-                signature.outputs = infos(version.outputs)
+                signature.outputs = infos(version.advertisedOutputs)
                 signature.methodName = "tensorflow/serving/predict"
             }
         }

@@ -39,7 +39,7 @@ enum GRPCTensors {
                 data = try contentsData(input.contents, datatype: datatype, count: count, name: name)
             } else {
                 data = [UInt8](raw[index])
-                try checkRaw(data, datatype: datatype, shape: shape, count: count, name: name)
+                try InferTensor.checkBinaryData(data, datatype: datatype, shape: shape, count: count, name: name)
             }
             inputs.append(InferTensor(name: name, datatype: datatype, shape: shape, data: data, parameters: parameters(input.parameters)))
         }
@@ -54,23 +54,6 @@ enum GRPCTensors {
             throw .invalidInput("input '\(name)' has shape \(shape): dimensions must be non-negative and their product must fit")
         }
         return (shape, count)
-    }
-
-    /// Checks raw (binary extension) bytes against the shape.
-    static func checkRaw(_ data: [UInt8], datatype: TensorDataType, shape: [Int], count: Int, name: String) throws(ServingError) {
-        if let size = datatype.elementSize {
-            let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
-            guard !overflow, data.count == bytes else {
-                throw .invalidInput("input '\(name)': \(data.count) bytes of raw data, shape \(shape) of \(datatype.rawValue) needs \(overflow ? "more" : String(bytes))")
-            }
-        } else {
-            guard let elements = BytesElements.ranges(data) else {
-                throw .invalidInput("input '\(name)': raw BYTES data must be elements of a 4-byte little-endian length and that many bytes")
-            }
-            guard elements.count == count else {
-                throw .invalidInput("input '\(name)': \(elements.count) BYTES elements, shape \(shape) needs \(count)")
-            }
-        }
     }
 
     /// Typed `contents` in the binary layout: exactly `count` values in the datatype's field;

@@ -5,12 +5,15 @@ import Serving
 /// `binary_data_output`).
 extension RESTService {
     func inferV2(_ servable: BatchScheduler, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        // No Inference-Header-Content-Length: the whole body is JSON; 0: a raw binary request.
         var headerLength = request.body.count
+        var rawBinary = false
         if let text = request.header("inference-header-content-length") {
             guard let value = Int(text.trimmingCharacters(in: " \t")), value >= 0, value <= request.body.count else {
                 throw .invalidInput("Inference-Header-Content-Length '\(text)' must be a byte count within the body (\(request.body.count) bytes)")
             }
             headerLength = value
+            rawBinary = value == 0
         }
         let inferRequest: InferRequest
         var binaryOutputs = false
@@ -20,7 +23,7 @@ extension RESTService {
             var bytes: [UInt8] = []
             BytesElements.append(request.body, to: &bytes)
             inferRequest = InferRequest(inputs: [InferTensor(name: image.name, datatype: .bytes, shape: [1], data: bytes)])
-        } else if headerLength == 0 {
+        } else if rawBinary {
             // Raw binary request: the body is the single input's bytes, batch 1.
             guard servable.version.inputs.count == 1 else { throw .invalidInput("a raw binary request needs a model with one input") }
             let input = servable.version.inputs[0]
@@ -54,14 +57,15 @@ extension RESTService {
                 }
                 var data: [UInt8]
                 if let size = tensorParameters["binary_data_size"] {
-                    guard let bytes = size.intValue, bytes >= 0, Int(bytes) <= binary.count else {
-                        throw .invalidInput("input '\(name)': binary_data_size \(size) exceeds the \(binary.count) binary bytes left in the body")
+                    guard let bytes = size.intValue, bytes >= 0 else {
+                        throw .invalidInput("input '\(name)': binary_data_size must be a non-negative integer, got \(size.jsonText)")
+                    }
+                    guard Int(bytes) <= binary.count else {
+                        throw .invalidInput("input '\(name)': binary_data_size \(bytes) exceeds the \(binary.count) binary bytes left in the body")
                     }
                     data = Array(binary.prefix(Int(bytes)))
                     binary = binary.dropFirst(Int(bytes))
-                    if let elementSize = datatype.elementSize, data.count != count * elementSize {
-                        throw .invalidInput("input '\(name)': \(data.count) binary bytes, shape \(shape) of \(typeName) needs \(count * elementSize)")
-                    }
+                    try InferTensor.checkBinaryData(data, datatype: datatype, shape: shape, count: count, name: name)
                 } else {
                     guard let value = input["data"] else { throw .invalidInput("input '\(name)' has neither 'data' nor binary_data_size") }
                     data = try TensorJSON.decode(value, as: datatype, count: count, name: name).bytes

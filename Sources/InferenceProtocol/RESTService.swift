@@ -40,7 +40,7 @@ public final class RESTService: Sendable {
     static let configPlatform = "onnxruntime_onnx"
 
     /// The Open Inference Protocol extensions this server implements.
-    static let extensions = ["binary_tensor_data", "model_repository", "model_configuration", "parameters"]
+    static let extensions = ["binary_tensor_data", "classification", "model_repository", "model_configuration", "parameters"]
 
     public func errorResponse(status: Int, message: String) -> RESTResponse {
         var out = JSONBuilder()
@@ -113,8 +113,12 @@ public final class RESTService: Sendable {
         case .v2Infer(let model, let number):
             try inferV2(try repository.lookup(model: model, version: number.map { .number($0) } ?? .latest), request, completion)
         case .v2RepositoryIndex:
-            completion(repositoryIndex(request))
+            completion(try repositoryIndex(request))
         case .v2RepositoryLoad(let model):
+            if let parameters = try repositoryRequestBody(request.body)["parameters"] {
+                guard case .object(let object) = parameters else { throw .invalidInput("'parameters' must be an object") }
+                try Self.rejectLoadParameters(Array(object.keys))
+            }
             control { [self] in
                 do throws(ServingError) {
                     try repository.load(model: model)
@@ -133,8 +137,10 @@ public final class RESTService: Sendable {
                                     body: Array(metrics.render(loadedVersions: repository.loadedVersionCount).utf8)))
         case .notFound:
             throw .notFound("Not Found: \(request.method) \(request.path)")
-        case .methodNotAllowed:
-            throw .methodNotAllowed("Method Not Allowed: \(request.method) \(request.path)")
+        case .methodNotAllowed(let allow):
+            var response = error(.methodNotAllowed("Method Not Allowed: \(request.method) \(request.path) (allowed: \(allow))"))
+            response.headers.append(("Allow", allow))
+            completion(response)
         }
     }
 
@@ -215,7 +221,7 @@ public final class RESTService: Sendable {
             out.endObject()
             out.key("metadata"); out.beginObject(); out.key("signature_def"); out.beginObject(); out.key("signature_def"); out.beginObject()
             out.key("serving_default"); out.beginObject()
-            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.outputs)] {
+            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.advertisedOutputs)] {
                 out.key(key); out.beginObject()
                 for tensor in tensors {
                     out.key(tensor.name); out.beginObject()
@@ -250,7 +256,7 @@ public final class RESTService: Sendable {
             out.key("name"); out.string(version.name)
             out.key("versions"); out.beginArray(); for v in versions { out.string(v) }; out.endArray()
             out.key("platform"); out.string(Self.metadataPlatform)
-            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.outputs)] {
+            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.advertisedOutputs)] {
                 out.key(key); out.beginArray()
                 for tensor in tensors {
                     out.beginObject()
@@ -272,7 +278,7 @@ public final class RESTService: Sendable {
             out.key("platform"); out.string(Self.configPlatform)
             out.key("backend"); out.string(Self.serverName)
             out.key("max_batch_size"); out.int(version.maxBatchSize)
-            for (key, tensors) in [("input", version.inputs), ("output", version.outputs)] {
+            for (key, tensors) in [("input", version.inputs), ("output", version.advertisedOutputs)] {
                 out.key(key); out.beginArray()
                 for tensor in tensors {
                     out.beginObject()
@@ -286,9 +292,27 @@ public final class RESTService: Sendable {
         }
     }
 
-    private func repositoryIndex(_ request: RESTRequest) -> RESTResponse {
+    /// The JSON object of a repository request; an empty body is `null` (no members).
+    private func repositoryRequestBody(_ body: [UInt8]) throws(ServingError) -> JSONValue {
+        if body.allSatisfy({ $0 == 0x20 || $0 == 0x0A || $0 == 0x0D || $0 == 0x09 }) { return .null }
+        let value = try parseJSON(body[...])
+        guard case .object = value else { throw .invalidInput("the repository request must be a JSON object") }
+        return value
+    }
+
+    /// Models load from the model repository only: a load request's `config` and `file:`
+    /// overrides (Triton's) are refused rather than ignored.
+    static func rejectLoadParameters(_ names: [String]) throws(ServingError) {
+        guard let name = names.sorted().first else { return }
+        throw .invalidInput("load parameter '\(name)' is not supported: models load from the model repository as it is on disk")
+    }
+
+    private func repositoryIndex(_ request: RESTRequest) throws(ServingError) -> RESTResponse {
         var onlyReady = false
-        if !request.body.isEmpty, let body = try? JSONParser.parse(request.body), let ready = body["ready"]?.boolValue { onlyReady = ready }
+        if let ready = try repositoryRequestBody(request.body)["ready"] {
+            guard let flag = ready.boolValue else { throw .invalidInput("'ready' must be a boolean") }
+            onlyReady = flag
+        }
         var out = JSONBuilder()
         out.beginArray()
         for entry in repository.index() where !onlyReady || entry.state == "READY" {

@@ -59,14 +59,14 @@ enum Route: Equatable {
     case v2RepositoryLoad(String), v2RepositoryUnload(String)
     case metrics
     case notFound
-    /// The path exists but not for this method.
-    case methodNotAllowed
+    /// The path exists but not for this method; `allow` lists the methods it takes.
+    case methodNotAllowed(allow: String)
 
     static func parse(method: String, path rawPath: String) throws(ServingError) -> Route {
         let path = rawPath.count > 1 && rawPath.hasSuffix("/") ? String(rawPath.dropLast()) : rawPath
         let get = method == "GET" || method == "HEAD", post = method == "POST"
-        if path == "/" || path.isEmpty { return get ? .serverLive : .methodNotAllowed }
-        if path == "/metrics" { return get ? .metrics : .methodNotAllowed }
+        if path == "/" || path.isEmpty { return get ? .serverLive : .methodNotAllowed(allow: "GET, HEAD") }
+        if path == "/metrics" { return get ? .metrics : .methodNotAllowed(allow: "GET, HEAD") }
         let segments = path.split(separator: "/", omittingEmptySubsequences: false).dropFirst().map(String.init)
         guard let root = segments.first else { return .notFound }
         if root.lowercased() == "v1" { return try parseV1(get: get, post: post, Array(segments.dropFirst()), path: path, method: method) }
@@ -77,7 +77,7 @@ enum Route: Equatable {
     private static func parseV1(get: Bool, post: Bool, _ segments: [String], path: String, method: String) throws(ServingError) -> Route {
         guard let first = segments.first, first.lowercased() == "models" else { return .notFound }
         var rest = Array(segments.dropFirst())
-        if rest.isEmpty { return get ? .v1ListModels : .methodNotAllowed }
+        if rest.isEmpty { return get ? .v1ListModels : .methodNotAllowed(allow: "GET, HEAD") }
         // The last segment may carry ":verb".
         var verb: String?
         if let colon = rest[rest.count - 1].lastIndex(of: ":") {
@@ -102,33 +102,33 @@ enum Route: Equatable {
         if rest.count == 1 && rest[0].lowercased() == "metadata" { metadata = true; rest.removeFirst() }
         guard rest.isEmpty, !model.isEmpty else { throw .invalidInput("Malformed request: \(method) \(path)") }
         if let verb {
-            guard post else { return .methodNotAllowed }
+            guard post else { return .methodNotAllowed(allow: "POST") }
             switch verb {
             case "predict": return .v1Predict(model, selector)
             case "classify", "regress", "explain": return .v1Unimplemented(model, verb)
             default: throw .invalidInput("Malformed request: \(method) \(path)")
             }
         }
-        guard get else { return .methodNotAllowed }
+        guard get else { return .methodNotAllowed(allow: "GET, HEAD") }
         return metadata ? .v1ModelMetadata(model, selector) : .v1ModelStatus(model, selector)
     }
 
     private static func parseV2(get: Bool, post: Bool, _ segments: [String]) throws(ServingError) -> Route {
-        if segments.isEmpty { return get ? .v2Server : .methodNotAllowed }
+        if segments.isEmpty { return get ? .v2Server : .methodNotAllowed(allow: "GET, HEAD") }
         switch segments[0] {
         case "health":
             guard segments.count == 2 else { return .notFound }
-            guard get else { return .methodNotAllowed }
+            guard get else { return .methodNotAllowed(allow: "GET, HEAD") }
             switch segments[1] {
             case "live": return .v2Live
             case "ready": return .v2Ready
             default: return .notFound
             }
         case "repository":
-            if segments == ["repository", "index"] { return post ? .v2RepositoryIndex : .methodNotAllowed }
+            if segments == ["repository", "index"] { return post ? .v2RepositoryIndex : .methodNotAllowed(allow: "POST") }
             if segments.count == 4 && segments[1] == "models" {
                 let model = try percentDecoded(segments[2])
-                guard post else { return .methodNotAllowed }
+                guard post else { return .methodNotAllowed(allow: "POST") }
                 switch segments[3] {
                 case "load": return .v2RepositoryLoad(model)
                 case "unload": return .v2RepositoryUnload(model)
@@ -137,7 +137,7 @@ enum Route: Equatable {
             }
             return .notFound
         case "models":
-            if segments.count == 1 { return get ? .v2ListModels : .methodNotAllowed }
+            if segments.count == 1 { return get ? .v2ListModels : .methodNotAllowed(allow: "GET, HEAD") }
             let model = try percentDecoded(segments[1])
             var rest = Array(segments.dropFirst(2))
             var version: Int?
@@ -149,10 +149,10 @@ enum Route: Equatable {
                 rest.removeFirst(2)
             }
             switch rest {
-            case []: return get ? .v2ModelMetadata(model, version) : .methodNotAllowed
-            case ["ready"]: return get ? .v2ModelReady(model, version) : .methodNotAllowed
-            case ["config"]: return get ? .v2ModelConfig(model, version) : .methodNotAllowed
-            case ["infer"]: return post ? .v2Infer(model, version) : .methodNotAllowed
+            case []: return get ? .v2ModelMetadata(model, version) : .methodNotAllowed(allow: "GET, HEAD")
+            case ["ready"]: return get ? .v2ModelReady(model, version) : .methodNotAllowed(allow: "GET, HEAD")
+            case ["config"]: return get ? .v2ModelConfig(model, version) : .methodNotAllowed(allow: "GET, HEAD")
+            case ["infer"]: return post ? .v2Infer(model, version) : .methodNotAllowed(allow: "POST")
             default: return .notFound
             }
         default:

@@ -39,6 +39,7 @@ enum TensorJSON {
             if let expected, count != expected { throw .invalidInput("'\(name)' has \(count) elements of data, its shape needs \(expected)") }
             return (bytes, [elements.count])
         case .string(let text) where datatype == .bytes:
+            if let expected, expected != 1 { throw .invalidInput("'\(name)' has 1 element of data, its shape needs \(expected)") }
             var bytes: [UInt8] = []
             BytesElements.append(Array(text.utf8), to: &bytes)
             return (bytes, [])

@@ -5,6 +5,9 @@ import Foundation
 /// the model's config asks for top-k, and the V2 classification extension
 /// (`"classification": k` on a requested output: BYTES "score:index[:label]").
 public struct Classification: Sendable {
+    /// Names of the top-k outputs.
+    public static let classesOutput = "classes", scoresOutput = "scores"
+
     /// The float output that holds per-class scores or logits.
     public var output: String
     /// Apply softmax first (the model outputs logits).
@@ -58,8 +61,8 @@ public struct Classification: Sendable {
                 withUnsafeBytes(of: score) { scores.append(contentsOf: $0) }
             }
         }
-        return [InferTensor(name: "classes", datatype: .bytes, shape: [best.count, width], data: classes),
-                InferTensor(name: "scores", datatype: .fp32, shape: [best.count, width], data: scores)]
+        return [InferTensor(name: Self.classesOutput, datatype: .bytes, shape: [best.count, width], data: classes),
+                InferTensor(name: Self.scoresOutput, datatype: .fp32, shape: [best.count, width], data: scores)]
     }
 
     /// The V2 classification extension's BYTES tensor "score:index[:label]" [batch, k].

@@ -63,6 +63,9 @@ public struct ImageInput: Sendable {
             throw .invalidInput("BYTES data of '\(name)' ends inside an element or its length")
         }
         guard !images.isEmpty else { throw .invalidInput("'\(name)' holds no image") }
+        guard images.count == tensor.elementCount else {
+            throw .invalidInput("'\(name)' holds \(images.count) images, its shape \(tensor.shape) needs \(tensor.elementCount)")
+        }
         let perImage = preprocessing.elementCount
         var output = [UInt8](repeating: 0, count: images.count * perImage * 4)
         var failure: ServingError?

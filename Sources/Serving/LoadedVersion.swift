@@ -37,7 +37,12 @@ public final class LoadedVersion: @unchecked Sendable {
         public let shape: [Int]
     }
     public let inputs: [TensorMetadata]
+    /// The model's own outputs.
     public let outputs: [TensorMetadata]
+    /// Every output a request may name, as metadata lists them: the model's outputs, then,
+    /// with a configured top-k, `classes` (BYTES) and `scores` (FP32), both [batch, k], which
+    /// replace the classification output in the answer to a request that names no outputs.
+    public let advertisedOutputs: [TensorMetadata]
 
     /// Loads `<directory>/model.onnx`, checks it against `settings`, and runs it once on zeros.
     public init(name: String, version: Int, directory: String, settings: ModelSettings, workers: Int) throws {
@@ -77,7 +82,15 @@ public final class LoadedVersion: @unchecked Sendable {
             labels[output] = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         }
         self.labels = labels
-        classification = Classification.from(settings: settings, labels: labels, outputs: model.outputs.map(\.name))
+        let classification = Classification.from(settings: settings, labels: labels, outputs: model.outputs.map(\.name))
+        self.classification = classification
+        if let classification, let k = classification.topK, let source = outputs.first(where: { $0.name == classification.output }) {
+            let shape = [source.shape.first ?? 1, k]
+            advertisedOutputs = outputs + [TensorMetadata(name: Classification.classesOutput, datatype: .bytes, shape: shape),
+                                           TensorMetadata(name: Classification.scoresOutput, datatype: .fp32, shape: shape)]
+        } else {
+            advertisedOutputs = outputs
+        }
         imageInput = try ImageInput.from(parameters: settings.parameters, inputs: inputs)
         sessions = Array(repeating: nil, count: max(1, workers))
         // Warm-up: one run proves the plan executes before the version is marked ready.
@@ -153,8 +166,9 @@ public final class LoadedVersion: @unchecked Sendable {
         }
         var wanted: [String]? = nil
         if let requested = request.outputs, !requested.isEmpty {
-            for output in requested where !model.outputs.contains(where: { $0.name == output.name }) {
-                throw .invalidInput("unknown output '\(output.name)'; the model's outputs are \(model.outputs.map(\.name).joined(separator: ", "))")
+            let names = Set(advertisedOutputs.map(\.name))
+            for output in requested where !names.contains(output.name) {
+                throw .invalidInput("unknown output '\(output.name)'; the outputs are \(names.sorted().joined(separator: ", "))")
             }
             for output in requested {
                 guard let value = output.parameters["classification"] else { continue }
@@ -195,26 +209,38 @@ public final class LoadedVersion: @unchecked Sendable {
         return outputs
     }
 
-    /// The outputs `prepared` asked for, in its order, after classification post-processing:
-    /// a requested output with `"classification": k` becomes "score:index:label" strings; with
-    /// a configured top_k and no explicit output list, the scores output is answered as
-    /// `classes` and `scores`.
+    /// The outputs `prepared` asked for, in its order (none asked: all, top-k replacing the
+    /// classification output), after
+    /// classification post-processing: a requested output with `"classification": k` becomes
+    /// "score:index[:label]" strings (the configured softmax and labels apply to the configured
+    /// classification output only; other outputs use their own labels, if any).
     public func response(_ prepared: PreparedRequest, outputs: [InferTensor]) throws(ServingError) -> InferResponse {
+        var topK: [InferTensor]?
+        func classified() -> [InferTensor] {
+            if let topK { return topK }
+            var result: [InferTensor] = []
+            if let classification, let k = classification.topK, let scores = outputs.first(where: { $0.name == classification.output }) {
+                result = classification.topKOutputs(scores, k: k)
+            }
+            topK = result
+            return result
+        }
         var result: [InferTensor] = []
         if let requested = prepared.outputs, !requested.isEmpty {
             for output in requested {
-                guard var tensor = outputs.first(where: { $0.name == output.name }) else { continue }
+                guard var tensor = outputs.first(where: { $0.name == output.name }) ?? classified().first(where: { $0.name == output.name }) else { continue }
                 if let k = output.parameters["classification"]?.intValue {
                     guard k > 0, tensor.datatype == .fp32 else {
                         throw .invalidInput("classification of '\(output.name)' needs k > 0 and an FP32 output")
                     }
-                    let classifier = classification ?? Classification(output: output.name, softmax: false, topK: nil, labels: labels[output.name] ?? [])
+                    let classifier = classification.flatMap { $0.output == output.name ? $0 : nil }
+                        ?? Classification(output: output.name, softmax: false, topK: nil, labels: labels[output.name] ?? [])
                     tensor = classifier.extensionOutput(tensor, k: Int(k))
                 }
                 result.append(tensor)
             }
-        } else if let classification, let k = classification.topK, let scores = outputs.first(where: { $0.name == classification.output }) {
-            result = classification.topKOutputs(scores, k: k) + outputs.filter { $0.name != classification.output }
+        } else if let classification, !classified().isEmpty {
+            result = classified() + outputs.filter { $0.name != classification.output }
         } else {
             result = outputs
         }

@@ -64,6 +64,25 @@ public struct InferTensor: Sendable {
 
     public var elementCount: Int { Self.elementCount(shape) ?? Int.max }
 
+    /// Checks binary-layout `data` (the binary tensor extension, gRPC raw contents) against
+    /// `shape`, whose element count is `count`: fixed-size types need exactly that many bytes,
+    /// BYTES exactly that many whole length-prefixed elements.
+    public static func checkBinaryData(_ data: [UInt8], datatype: TensorDataType, shape: [Int], count: Int, name: String) throws(ServingError) {
+        if let size = datatype.elementSize {
+            let (bytes, overflow) = count.multipliedReportingOverflow(by: size)
+            guard !overflow, data.count == bytes else {
+                throw .invalidInput("input '\(name)': \(data.count) bytes of binary data, shape \(shape) of \(datatype.rawValue) needs \(overflow ? "more" : String(bytes))")
+            }
+        } else {
+            guard let elements = BytesElements.ranges(data) else {
+                throw .invalidInput("input '\(name)': binary BYTES data must be elements of a 4-byte little-endian length and that many bytes")
+            }
+            guard elements.count == count else {
+                throw .invalidInput("input '\(name)': \(elements.count) BYTES elements, shape \(shape) needs \(count)")
+            }
+        }
+    }
+
     /// The product of `shape`, or nil when a dimension is negative or the product overflows
     /// (client-supplied shapes must never trap).
     public static func elementCount(_ shape: [Int]) -> Int? {

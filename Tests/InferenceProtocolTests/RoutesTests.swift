@@ -13,7 +13,7 @@ struct RoutesTests {
         #expect(try Route.parse(method: "POST", path: "/v1/models/m/versions/2:predict") == .v1Predict("m", .number(2)))
         #expect(try Route.parse(method: "POST", path: "/v1/models/m:classify") == .v1Unimplemented("m", "classify"))
         #expect(try Route.parse(method: "POST", path: "/v1/models/my%20model:predict") == .v1Predict("my model", nil))
-        #expect(try Route.parse(method: "GET", path: "/v1/models/m:predict") == .methodNotAllowed)
+        #expect(try Route.parse(method: "GET", path: "/v1/models/m:predict") == .methodNotAllowed(allow: "POST"))
         #expect(throws: ServingError.self) { try Route.parse(method: "GET", path: "/v1/models/m/versions/x") }
         #expect(throws: ServingError.self) { try Route.parse(method: "POST", path: "/v1/models/m:bogus") }
     }
@@ -26,7 +26,8 @@ struct RoutesTests {
         #expect(try Route.parse(method: "GET", path: "/v2/models/m/versions/4/ready") == .v2ModelReady("m", 4))
         #expect(try Route.parse(method: "POST", path: "/v2/models/m/infer") == .v2Infer("m", nil))
         #expect(try Route.parse(method: "POST", path: "/v2/models/m/versions/1/infer") == .v2Infer("m", 1))
-        #expect(try Route.parse(method: "GET", path: "/v2/models/m/infer") == .methodNotAllowed)
+        #expect(try Route.parse(method: "GET", path: "/v2/models/m/infer") == .methodNotAllowed(allow: "POST"))
+        #expect(try Route.parse(method: "PUT", path: "/v2/models/m") == .methodNotAllowed(allow: "GET, HEAD"))
         #expect(try Route.parse(method: "POST", path: "/v2/repository/index") == .v2RepositoryIndex)
         #expect(try Route.parse(method: "POST", path: "/v2/repository/models/m/load") == .v2RepositoryLoad("m"))
         #expect(try Route.parse(method: "POST", path: "/v2/repository/models/m/unload") == .v2RepositoryUnload("m"))

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from server_fixtures import (assert_error, assert_still_serving, digits_batch, digits_bytes, make_model_dir,
-                             pair_bytes, v2_binary_request, v2_json_request)
+from server_fixtures import (DIGITS_SAMPLES, assert_error, assert_still_serving, digits_batch, digits_bytes,
+                             make_model_dir, pair_bytes, v2_binary_request, v2_json_request)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -73,6 +73,43 @@ def test_unknown_v2_route_is_404(server):
 def test_wrong_verb_on_v2_is_405(server):
     assert_error(server.request("PUT", "/v2/models/digits/infer", json=v2_json_request(X[:1])), 405)
     assert_error(server.request("DELETE", "/v2/models/digits"), 405)
+
+
+@pytest.mark.parametrize("method, path, allow", [
+    ("PUT", "/v2/models/digits/infer", "POST"), ("GET", "/v1/models/digits:predict", "POST"),
+    ("DELETE", "/v2/models/digits", "GET, HEAD"), ("POST", "/v1/models/digits", "GET, HEAD"),
+    ("GET", "/v2/repository/index", "POST")])
+def test_405_names_the_allowed_methods(server, method, path, allow):
+    """RFC 9110 15.5.6: a 405 carries Allow."""
+    response = server.request(method, path)
+    assert_error(response, 405)
+    assert response.headers.get("Allow") == allow, response.headers
+
+
+# --------------------------------------------------------------------------- repository extension
+
+@pytest.mark.parametrize("parameters", [{"config": '{"max_batch_size": 1}'}, {"file:1/model.onnx": "AAAA"}])
+def test_repository_load_overrides_are_refused(server, parameters):
+    """This server loads models from disk only: Triton's config / file overrides are refused
+    with 400 naming the parameter, not answered 200 and ignored."""
+    name = next(iter(parameters))
+    response = server.post("/v2/repository/models/pair/load", json={"parameters": parameters})
+    assert_error(response, 400, name)
+    assert server.get("/v2/models/pair/ready").status_code == 200
+
+
+@pytest.mark.parametrize("path, body", [
+    *[("/v2/repository/models/pair/load", body) for body in (b"garbage", b"[1]", b'{"parameters": 3}')],
+    *[("/v2/repository/index", body) for body in (b"garbage", b"[1]", b'{"ready": "yes"}')]])
+def test_repository_malformed_body_is_400(server, path, body):
+    assert_error(server.post(path, data=body, headers={"Content-Type": "application/json"}), 400)
+
+
+def test_repository_empty_bodies_are_accepted(server):
+    assert server.post("/v2/repository/index").status_code == 200
+    assert server.post("/v2/repository/index", json={"ready": True}).status_code == 200
+    assert server.post("/v2/repository/models/pair/load").status_code == 200
+    assert server.post("/v2/repository/models/pair/load", json={}).status_code == 200
 
 
 # --------------------------------------------------------------------------- malformed bodies
@@ -242,6 +279,40 @@ def test_v2_binary_bytes_without_header_is_400(server):
     body, _ = v2_binary_request([("image", X[:1])])
     assert_error(server.post("/v2/models/digits/infer", data=body,
                              headers={"Content-Type": "application/octet-stream"}), 400)
+
+
+def test_v2_empty_body_is_a_json_error(server):
+    """No Inference-Header-Content-Length: the (empty) body is JSON; only an explicit
+    Inference-Header-Content-Length: 0 makes a raw binary request."""
+    message = assert_error(server.post("/v2/models/pair/infer", data=b""), 400)
+    assert "raw" not in message and "binary" not in message, message
+
+
+def test_v2_binary_data_size_must_be_an_integer(server):
+    header = {"inputs": [{"name": "image", "shape": [1, 1, 8, 8], "datatype": "FP32",
+                          "parameters": {"binary_data_size": "256"}}]}
+    head = json.dumps(header).encode()
+    assert_error(_post_binary(server, head + bytes(256), len(head)), 400, "binary_data_size", "integer")
+
+
+def test_v2_bytes_element_count_must_match_shape(server_factory):
+    """BYTES tensors: as many elements as the shape says, in JSON and binary form."""
+    server = server_factory.start("--model_name", "digits", "--model_base_path", str(DIGITS_SAMPLES.parent))
+    image = (DIGITS_SAMPLES / "digit_3.jpg").read_bytes()
+    one = len(image).to_bytes(4, "little") + image
+    for shape, payload in (([2], one), ([1], one + one), ([3, 1], one + one)):
+        head = json.dumps({"inputs": [{"name": "image", "shape": shape, "datatype": "BYTES",
+                                       "parameters": {"binary_data_size": len(payload)}}]}).encode()
+        response = server.post("/v2/models/digits/infer", data=head + payload,
+                               headers={"Inference-Header-Content-Length": str(len(head))})
+        assert_error(response, 400, "BYTES elements", str(shape))
+    response = server.post("/v2/models/digits/infer",
+                           json={"inputs": [{"name": "image", "shape": [3], "datatype": "BYTES", "data": "abc"}]})
+    assert_error(response, 400, "1 element", "needs 3")
+    head = json.dumps({"inputs": [{"name": "image", "shape": [1], "datatype": "BYTES",
+                                   "parameters": {"binary_data_size": len(one)}}]}).encode()
+    ok = server.post("/v2/models/digits/infer", data=head + one, headers={"Inference-Header-Content-Length": str(len(head))})
+    assert ok.status_code == 200, ok.text
 
 
 def test_errors_are_json_on_every_protocol(server):
