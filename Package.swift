@@ -17,6 +17,7 @@ let package = Package(
         .systemLibrary(name: "COpenBLAS", pkgConfig: "openblas", providers: [.apt(["libopenblas-dev"])]),
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
+        .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         .target(name: "CLinuxShims"),
         .target(
             name: "ONNXProto",
@@ -43,7 +44,7 @@ let package = Package(
             name: "ServingProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2"]),
+        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib"]),
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),

@@ -18,6 +18,36 @@ public protocol HTTPHandler: Sendable {
     func errorResponse(status: Int, message: String) -> HTTPResponse
 }
 
+extension HTTPHandler {
+    /// Calls `handle` with the body decoded per its Content-Encoding (gzip, deflate) and that
+    /// header removed; answers itself when it cannot: 415 (with Accept-Encoding) for another
+    /// coding, 400 for corrupt data, 413 when the decoded body exceeds `maxBodyBytes`.
+    /// Event-loop thread.
+    func handleDecodingContent(_ request: HTTPRequest, maxBodyBytes: Int, responder: HTTPResponder) {
+        guard let coding = request.head.headers.first(name: "content-encoding"), !ContentCoding.isIdentity(coding) else {
+            handle(request, responder: responder)
+            return
+        }
+        do {
+            var decoded = request
+            decoded.body = try ContentCoding.decode(request.body, coding: coding, limit: maxBodyBytes)
+            decoded.head.headers.remove(name: "content-encoding")
+            decoded.head.contentLength = decoded.body.count
+            handle(decoded, responder: responder)
+        } catch {
+            var response: HTTPResponse
+            switch error {
+            case .unsupported:
+                response = errorResponse(status: 415, message: error.message)
+                response.headers.add(name: "Accept-Encoding", value: "gzip, deflate")
+            case .corrupt: response = errorResponse(status: 400, message: error.message)
+            case .tooLarge: response = errorResponse(status: 413, message: error.message)
+            }
+            responder.send(response)
+        }
+    }
+}
+
 /// Sends the response to one request (HTTP/1.1 or an HTTP/2 stream). Thread-safe; the
 /// response is written on the connection's loop thread. Call `send` once.
 public struct HTTPResponder: Sendable {
@@ -445,7 +475,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         inFlightHTTP10 = request.head.versionMinor == 0
         inFlightHEAD = request.head.method == "HEAD"
         let reference = reference
-        server.handler.handle(request, responder: HTTPResponder { response in
+        server.handler.handleDecodingContent(request, maxBodyBytes: server.configuration.limits.maxBodyBytes, responder: HTTPResponder { response in
             reference.loop.execute { reference.value?.complete(sequence: sequence, response: response) }
         })
     }

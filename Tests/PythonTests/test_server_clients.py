@@ -82,6 +82,34 @@ def test_triton_infer(triton, binary_in, binary_out):
     assert_close(result.as_numpy("logits"), digits_reference(X))
 
 
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_triton_compressed_requests(triton, server, algorithm):
+    """request_compression_algorithm: tritonclient sends Content-Encoding; the server inflates
+    (and ignores Accept-Encoding: an uncompressed response is always acceptable)."""
+    image = triton_http.InferInput("image", list(X.shape), "FP32")
+    image.set_data_from_numpy(X, binary_data=True)
+    result = triton.infer("digits", [image], request_compression_algorithm=algorithm,
+                          response_compression_algorithm=algorithm)
+    assert_close(result.as_numpy("logits"), digits_reference(X))
+
+
+def test_unsupported_or_corrupt_content_encoding(server):
+    import gzip
+    body = gzip.compress(b'{"inputs": []}')
+    response = httpx.post(f"http://{server.host_port}/v2/models/digits/infer", content=body,
+                          headers={"Content-Encoding": "br"})
+    assert response.status_code == 415 and "br" in response.json()["error"], response.text
+    assert response.headers["Accept-Encoding"] == "gzip, deflate"
+    response = httpx.post(f"http://{server.host_port}/v2/models/digits/infer", content=body[:-6],
+                          headers={"Content-Encoding": "gzip"})
+    assert response.status_code == 400 and "gzip" in response.json()["error"], response.text
+    # 64 MiB of zeros in 64 KiB: decoding stops at the body limit.
+    bomb = gzip.compress(bytes(65 << 20), compresslevel=9)
+    response = httpx.post(f"http://{server.host_port}/v2/models/digits/infer", content=bomb,
+                          headers={"Content-Encoding": "gzip"}, timeout=60)
+    assert response.status_code == 413 and "exceeds" in response.json()["error"], response.text
+
+
 def test_triton_infer_default_outputs_and_version(triton):
     """No outputs listed: tritonclient asks for binary_data_output = true."""
     image = triton_http.InferInput("image", [2, 1, 8, 8], "FP32")

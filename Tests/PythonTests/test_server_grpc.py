@@ -510,15 +510,15 @@ def test_custom_metadata_is_ignored(stub):
     assert_close(response_arrays(response)["logits"], digits_reference(X[:2]))
 
 
-def test_compressed_requests_are_unimplemented(server, stub, triton):
+@pytest.mark.parametrize("algorithm", ["gzip", "deflate"])
+def test_compressed_requests(stub, triton, algorithm):
+    """grpcio compresses each message (flag 1, grpc-encoding); the server inflates it."""
     request = infer_request("digits", [("image", X)])
-    expect_status(StatusCode.UNIMPLEMENTED, stub.ModelInfer, request, timeout=RPC_TIMEOUT,
-                  compression=grpc.Compression.Gzip)
-    with pytest.raises(InferenceServerException) as error:  # a real client with compression on
-        triton.infer("digits", [triton_input("image", X)], compression_algorithm="gzip")
-    assert error.value.status() == "StatusCode.UNIMPLEMENTED", error.value
-    message = error.value.message().lower()
-    assert "gzip" in message or "compress" in message or "encoding" in message, error.value
+    compression = {"gzip": grpc.Compression.Gzip, "deflate": grpc.Compression.Deflate}[algorithm]
+    answer = stub.ModelInfer(request, timeout=RPC_TIMEOUT, compression=compression)
+    assert_close(response_arrays(answer)["logits"], digits_reference(X))
+    result = triton.infer("digits", [triton_input("image", X)], compression_algorithm=algorithm)
+    assert_close(result.as_numpy("logits"), digits_reference(X))
     # The same connection goes on serving uncompressed calls.
     assert_close(response_arrays(stub.ModelInfer(request, timeout=RPC_TIMEOUT))["logits"], digits_reference(X))
 
@@ -549,10 +549,14 @@ def test_wire_grpc_message_is_percent_encoded(server):
     assert message.isascii() and "mod%C3%A8le-50%25" in message, message
 
 
-def test_wire_compressed_flag_is_unimplemented(server):
-    response = nghttp(grpc_address(server), SERVICE + "ServerLive", frame(b"\x1f\x8b", compressed=True),
-                      {**GRPC_HEADERS, "grpc-encoding": "gzip"})
-    assert response.grpc_status == 12, response.output
+def test_wire_compressed_messages_that_cannot_be_decoded(server):
+    """An unknown grpc-encoding is UNIMPLEMENTED; corrupt or unlabelled compressed data INTERNAL."""
+    import gzip
+    live = gzip.compress(b"")
+    for data, headers, status in [(live, {"grpc-encoding": "snappy"}, 12), (live[:-3], {"grpc-encoding": "gzip"}, 13),
+                                  (live, {}, 13), (live, {"grpc-encoding": "gzip"}, 0)]:
+        response = nghttp(grpc_address(server), SERVICE + "ServerLive", frame(data, compressed=True), {**GRPC_HEADERS, **headers})
+        assert response.grpc_status == status, (headers, response.output)
 
 
 # --------------------------------------------------------------------------- large messages, many streams

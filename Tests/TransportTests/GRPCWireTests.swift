@@ -2,8 +2,8 @@ import Testing
 @testable import Transport
 
 /// A request body as Transport receives it: the first 5 bytes apart from the rest.
-private func unframe(_ body: [UInt8], limit: Int) -> GRPCWire.Unframed {
-    GRPCWire.unframeUnary(prefix: Array(body.prefix(5)), message: Array(body.dropFirst(5)), maxMessageBytes: limit)
+private func unframe(_ body: [UInt8], limit: Int, encoding: String? = nil) -> GRPCWire.Unframed {
+    GRPCWire.unframeUnary(prefix: Array(body.prefix(5)), message: Array(body.dropFirst(5)), encoding: encoding, maxMessageBytes: limit)
 }
 
 @Suite struct GRPCWireTests {
@@ -45,6 +45,24 @@ private func unframe(_ body: [UInt8], limit: Int) -> GRPCWire.Unframed {
         #expect(empty.isEmpty)
     }
 
+    @Test func compressedMessagesAreDecoded() {
+        let compressed = ContentCodingTests.gzip
+        let body = [1] + Array(GRPCWire.prefix(length: compressed.count).dropFirst()) + compressed
+        guard case .message(let message) = unframe(body, limit: 1000, encoding: "gzip") else {
+            Issue.record("a gzip message must decode")
+            return
+        }
+        #expect(message == ContentCodingTests.text)
+        func status(_ encoding: String?, limit: Int = 1000) -> Int? {
+            if case .rejected(let response) = unframe(body, limit: limit, encoding: encoding) { return response.status }
+            return nil
+        }
+        #expect(status("snappy") == 12)  // unsupported encoding
+        #expect(status("identity") == 13)  // flagged compressed, but identity
+        #expect(status("deflate") == 13)  // not zlib or raw deflate data
+        #expect(status("gzip", limit: 100) == 8)  // decompressed above the limit
+    }
+
     @Test func badFramesAreRejectedWithStatus() {
         func status(_ body: [UInt8], limit: Int = 100) -> Int? {
             if case .rejected(let response) = unframe(body, limit: limit) { return response.status }
@@ -52,7 +70,7 @@ private func unframe(_ body: [UInt8], limit: Int) -> GRPCWire.Unframed {
         }
         #expect(status([]) == 12)  // no message on a unary call
         #expect(status([0, 0, 0]) == 12)  // truncated prefix
-        #expect(status([1, 0, 0, 0, 1, 7]) == 12)  // compressed
+        #expect(status([1, 0, 0, 0, 1, 7]) == 13)  // flagged compressed without a grpc-encoding
         #expect(status([0, 0, 0, 0, 3, 1]) == 13)  // fewer bytes than the prefix says
         #expect(status(GRPCWire.frame([1]) + GRPCWire.frame([2])) == 12)  // two messages
         #expect(status(GRPCWire.frame(Array(repeating: 0, count: 101))) == 8)  // above the limit

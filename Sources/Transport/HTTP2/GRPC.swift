@@ -114,8 +114,9 @@ public enum GRPCWire {
     }
 
     /// Checks a unary request body, received as its first 5 bytes (`prefix`, fewer when the
-    /// body was shorter) and the rest (`message`), and answers its one message or what is wrong.
-    static func unframeUnary(prefix: [UInt8], message: [UInt8], maxMessageBytes: Int) -> Unframed {
+    /// body was shorter) and the rest (`message`), and answers its one message (decompressed
+    /// per `encoding`, the grpc-encoding header, when the prefix flags it) or what is wrong.
+    static func unframeUnary(prefix: [UInt8], message: [UInt8], encoding: String?, maxMessageBytes: Int) -> Unframed {
         guard prefix.count == 5 else {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
                                          message: prefix.isEmpty ? "a unary call needs one request message; none was sent"
@@ -125,10 +126,6 @@ public enum GRPCWire {
         if length > maxMessageBytes {
             return .rejected(tooLarge(length, limit: maxMessageBytes))
         }
-        if prefix[0] != 0 {
-            return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
-                                         message: "compressed gRPC messages are not supported; send them uncompressed (grpc-encoding identity)"))
-        }
         guard message.count >= length else {
             return .rejected(GRPCResponse(status: GRPCResponse.internalError,
                                          message: "gRPC message truncated: prefix says \(length) bytes, \(message.count) arrived"))
@@ -137,7 +134,24 @@ public enum GRPCWire {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
                                          message: "a unary call takes exactly one request message; more were sent"))
         }
-        return .message(message)
+        guard prefix[0] != 0 else { return .message(message) }
+        guard let encoding, !ContentCoding.isIdentity(encoding) else {
+            return .rejected(GRPCResponse(status: GRPCResponse.internalError,
+                                         message: "the message is flagged compressed but grpc-encoding names no compression"))
+        }
+        do {
+            return .message(try ContentCoding.decode(message, coding: encoding, limit: maxMessageBytes))
+        } catch {
+            switch error {
+            case .unsupported:
+                return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
+                                             message: "grpc-encoding '\(encoding)' is not supported; use gzip, deflate or identity"))
+            case .corrupt(let text): return .rejected(GRPCResponse(status: GRPCResponse.internalError, message: "compressed gRPC message: \(text)"))
+            case .tooLarge:
+                return .rejected(GRPCResponse(status: GRPCResponse.resourceExhausted,
+                                             message: "decompressed gRPC message exceeds the server's limit of \(maxMessageBytes) bytes"))
+            }
+        }
     }
 
     /// The big-endian length in a message prefix; `bytes` holds at least 5 bytes.

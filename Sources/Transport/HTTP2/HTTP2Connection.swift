@@ -416,7 +416,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 return
             }
             let unary = stream.requestComplete
-            switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
+            switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, encoding: stream.headers.first(name: "grpc-encoding"),
+                                                           maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
             case .rejected(let response):
                 answerGRPC(stream, response)
             case .message(let message):
@@ -436,7 +437,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             stream.dispatched = true
             outstanding += 1
             let reference = reference, id = stream.id
-            server.handler.handle(request, responder: HTTPResponder { response in
+            server.handler.handleDecodingContent(request, maxBodyBytes: server.configuration.limits.maxBodyBytes, responder: HTTPResponder { response in
                 reference.loop.execute { reference.value?.completeHTTP(streamID: id, response) }
             })
         }
