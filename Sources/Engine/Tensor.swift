@@ -1,9 +1,42 @@
+import Glibc
+
 /// A tensor shape: dimension sizes, outermost first (row-major / C order).
 public typealias Shape = [Int]
 
 extension Array where Element == Int {
     /// Number of elements of a shape (1 for a scalar).
     @inlinable var elementCount: Int { reduce(1, *) }
+}
+
+/// What a model may make the engine allocate: checked wherever a shape comes from the model
+/// file (initializers, graph inputs, shapes computed at load), before anything multiplies or
+/// allocates with it.
+enum TensorSize {
+    /// The machine's physical memory in bytes: no tensor, and no plan's arena, may need more.
+    static let maxBytes: Int = {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return Int.max }
+        return pages.multipliedReportingOverflow(by: pageSize).overflow ? Int.max : pages * pageSize
+    }()
+
+    /// The byte count of a `dtype` tensor of `shape`; throws when a dimension is negative,
+    /// the count overflows, or it exceeds `maxBytes`. `what` names the tensor for the message.
+    static func bytes(_ shape: Shape, _ dtype: DType, _ what: @autoclosure () -> String) throws(EngineError) -> Int {
+        var count = 1
+        var overflow = false
+        for dimension in shape {
+            guard dimension >= 0 else { throw .invalidModel("\(what()) has a negative dimension in \(shape)") }
+            let (product, over) = count.multipliedReportingOverflow(by: dimension)
+            overflow = overflow || over
+            count = product
+        }
+        if shape.contains(0) { return 0 }
+        let (bytes, over) = count.multipliedReportingOverflow(by: dtype.size)
+        guard !overflow, !over, bytes <= maxBytes else {
+            throw .invalidModel("\(what()) of shape \(shape) (\(dtype)) needs \(overflow || over ? "more than 2^63" : String(bytes)) bytes, more than this machine's \(maxBytes) bytes of memory")
+        }
+        return bytes
+    }
 }
 
 /// Row-major strides (in elements) of a shape.

@@ -302,6 +302,65 @@ def test_corrupt_new_version_keeps_previous_serving(server_factory, tmp_path):
     assert_still_serving(server)
 
 
+def _oversized_models():
+    """Models whose shapes ask for more memory than any machine has or overflow: each must
+    fail to load with a message, never take the server down."""
+    import onnx
+    from onnx import TensorProto, helper
+    from server_fixtures import digits_bytes
+
+    def digits_with(change):
+        model = onnx.load_from_string(digits_bytes())
+        change(model.graph)
+        return model.SerializeToString()
+
+    def initializer(dims, **fields):
+        def change(graph):
+            tensor = graph.initializer.add()
+            tensor.name, tensor.data_type = "huge", TensorProto.FLOAT
+            tensor.dims.extend(dims)
+            for key, values in fields.items():
+                getattr(tensor, key).extend(values)
+        return change
+
+    def node_model(nodes, initializers):
+        graph = helper.make_graph(nodes, "huge", [helper.make_tensor_value_info("x", TensorProto.FLOAT, ["batch", 4])],
+                                  [helper.make_tensor_value_info("y", TensorProto.FLOAT, None)], initializers)
+        model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 13)])
+        model.ir_version = 7
+        return model.SerializeToString()
+
+    return {
+        "dims-overflow": digits_with(initializer([1 << 32, 1 << 32])),
+        "1-TiB-without-data": digits_with(initializer([1 << 38])),
+        "float-data-short": digits_with(initializer([1 << 36], float_data=[1.0])),
+        "pad-2^40": node_model([helper.make_node("Pad", ["x", "pads"], ["y"])],
+                               [helper.make_tensor("pads", TensorProto.INT64, [4], [0, 0, 1 << 40, 1 << 40])]),
+        "pad-overflow": node_model([helper.make_node("Pad", ["x", "pads"], ["y"])],
+                                   [helper.make_tensor("pads", TensorProto.INT64, [4], [0, 0, (1 << 62), (1 << 62)])]),
+        "constant-of-shape-2^50": node_model(
+            [helper.make_node("ConstantOfShape", ["shape"], ["c"]), helper.make_node("Add", ["x", "c"], ["y"])],
+            [helper.make_tensor("shape", TensorProto.INT64, [2], [1 << 25, 1 << 25])]),
+    }
+
+
+@pytest.mark.parametrize("case", list(_oversized_models()))
+def test_oversized_new_version_is_reported_and_previous_keeps_serving(server_factory, tmp_path, case):
+    base = make_model_dir(tmp_path / "digits", scaled_versions(1))
+    server = server_factory.start(*base_path_args("digits", base))
+    write_version(base, 2, _oversized_models()[case])
+
+    def failed():
+        status = tf_status(server, "digits")
+        return status if "2" in status and status["2"]["status"]["error_code"] != "OK" else None
+    status = wait_until(failed, 20, f"version 2 ({case})'s load error in GET /v1/models/digits")
+    assert status["2"]["state"] == "END", status
+    message = status["2"]["status"]["error_message"]
+    assert any(word in message for word in ("bytes", "overflow")), message
+    assert status["1"]["state"] == "AVAILABLE", status
+    assert_still_serving(server)
+
+
 # --------------------------------------------------------------------------- hot reload under traffic
 
 def test_hot_reload_under_traffic_has_zero_failed_requests(server_factory, tmp_path):

@@ -140,9 +140,8 @@ enum ONNXLoader {
             throw EngineError.invalidModel("tensor '\(proto.name)' has element type \(DType.onnxName(code)), which the engine does not support")
         }
         let shape = proto.dims.map { Int($0) }
-        if shape.contains(where: { $0 < 0 }) { throw EngineError.invalidModel("tensor '\(proto.name)' has a negative dimension \(shape)") }
-        let count = shape.elementCount
-        let byteCount = count * dtype.size
+        let byteCount = try TensorSize.bytes(shape, dtype, "tensor '\(proto.name)'")
+        let count = byteCount / dtype.size
         if proto.dataLocation == .external {
             let bytes = try readExternal(proto, byteCount: byteCount, directory: directory)
             return bytes.withUnsafeBytes { HostTensor(dtype: dtype, shape: shape, copying: $0) }
@@ -153,23 +152,24 @@ enum ONNXLoader {
             }
             return proto.rawData.withUnsafeBytes { HostTensor(dtype: dtype, shape: shape, copying: $0) }
         }
-        let tensor = HostTensor(dtype: dtype, shape: shape)
-        func fill<Source, Element>(_ values: [Source], field: String, _ convert: (Source) -> Element) throws {
+        // The typed field must hold every element: checked before the tensor is allocated.
+        func filled<Source, Element>(_ values: [Source], field: String, _ convert: (Source) -> Element) throws -> HostTensor {
             guard values.count == count else {
                 throw EngineError.invalidModel("tensor '\(proto.name)': \(field) has \(values.count) values, shape \(shape) needs \(count)")
             }
+            let tensor = HostTensor(dtype: dtype, shape: shape)
             let destination = tensor.pointer(as: Element.self)
             for index in 0..<count { destination[index] = convert(values[index]) }
+            return tensor
         }
         switch dtype {
-        case .float32: try fill(proto.floatData, field: "float_data") { $0 }
-        case .float64: try fill(proto.doubleData, field: "double_data") { $0 }
-        case .int64: try fill(proto.int64Data, field: "int64_data") { $0 }
-        case .int32: try fill(proto.int32Data, field: "int32_data") { $0 }
-        case .int8: try fill(proto.int32Data, field: "int32_data") { Int8(truncatingIfNeeded: $0) }
-        case .uint8, .bool: try fill(proto.int32Data, field: "int32_data") { UInt8(truncatingIfNeeded: $0) }
+        case .float32: return try filled(proto.floatData, field: "float_data") { $0 }
+        case .float64: return try filled(proto.doubleData, field: "double_data") { $0 }
+        case .int64: return try filled(proto.int64Data, field: "int64_data") { $0 }
+        case .int32: return try filled(proto.int32Data, field: "int32_data") { $0 }
+        case .int8: return try filled(proto.int32Data, field: "int32_data") { Int8(truncatingIfNeeded: $0) }
+        case .uint8, .bool: return try filled(proto.int32Data, field: "int32_data") { UInt8(truncatingIfNeeded: $0) }
         }
-        return tensor
     }
 
     static func readExternal(_ proto: Onnx_TensorProto, byteCount: Int, directory: String?) throws -> Data {

@@ -78,10 +78,19 @@ enum Planner {
             guard allConstant else { kept.append(node); continue }
             let context = context(for: node, graph: graph, consumed: consumed)
             let specs = node.inputs.map { $0.isEmpty ? nil : ValueSpec(graph.constants[$0]!) }
-            let values = try evaluate(op.prepare(specs, context), inputs: specs.map { $0?.value }, context)
+            let prepared = try op.prepare(specs, context)
+            try checkSizes(prepared, node)
+            let values = try evaluate(prepared, inputs: specs.map { $0?.value }, context)
             for (name, value) in zip(node.outputs, values) where !name.isEmpty { graph.constants[name] = value }
         }
         graph.nodes = kept
+    }
+
+    /// Throws when an output shape `node` computed is negative, overflows or exceeds memory.
+    static func checkSizes(_ prepared: Prepared, _ node: Node) throws {
+        for (index, spec) in prepared.outputs.enumerated() {
+            _ = try TensorSize.bytes(spec.shape, spec.dtype, "output \(index) of node '\(node.name)' (\(node.opType))")
+        }
     }
 
     /// Runs a prepared node on host tensors (plan-time evaluation).
@@ -123,6 +132,7 @@ enum Planner {
         var specs: [String: ValueSpec] = [:]
         for (name, value) in graph.constants { specs[name] = ValueSpec(value) }
         for (input, shape) in zip(graph.inputs, inputShapes) {
+            _ = try TensorSize.bytes(shape, input.dtype!, "input '\(input.name)'")
             specs[input.name] = ValueSpec(dtype: input.dtype!, shape: shape)
         }
         var runtime: [Pending] = []
@@ -136,9 +146,7 @@ enum Planner {
             guard prepared.outputs.count >= node.outputs.count else {
                 throw context.invalid("declares \(node.outputs.count) outputs, the operator produces \(prepared.outputs.count)")
             }
-            for spec in prepared.outputs where spec.shape.contains(where: { $0 < 0 }) {
-                throw context.invalid("computed a negative dimension \(spec.shape)")
-            }
+            try checkSizes(prepared, node)
             let allKnown = inputSpecs.allSatisfy { $0 == nil || $0!.value != nil }
             if allKnown || prepared.outputs.allSatisfy({ $0.value != nil }) {
                 let values = try evaluate(prepared, inputs: inputSpecs.map { $0?.value }, context)
@@ -218,6 +226,9 @@ enum Planner {
             return ExecutionPlan.Output(name: output.name, dtype: spec.dtype, shape: spec.shape, location: location)
         }
         let scratchOffset = allocator.high
+        guard scratchBytes <= TensorSize.maxBytes - scratchOffset else {
+            throw EngineError.invalidModel("running the model at input shapes \(inputShapes) needs \(scratchOffset) + \(scratchBytes) bytes of working memory, more than this machine's \(TensorSize.maxBytes)")
+        }
         return ExecutionPlan(inputShapes: inputShapes, inputOffsets: inputOffsets, steps: steps, outputs: outputs,
                              scratchOffset: scratchOffset,
                              scratchBytes: (scratchBytes + alignment - 1) / alignment * alignment,

@@ -133,6 +133,7 @@ struct ConstantOfShapeOperator: Operator {
         guard let shapeTensor = try node.known(inputs, 0, "input") else { throw node.invalid("missing input") }
         let shape = shapeTensor.integers
         guard shape.allSatisfy({ $0 >= 0 }) else { throw node.invalid("negative dimension in \(shape)") }
+        _ = try TensorSize.bytes(shape, fill.dtype, "the output of node '\(node.name)' (ConstantOfShape)")
         let result = HostTensor(dtype: fill.dtype, shape: shape)
         for i in 0..<result.count {
             (result.bytes + i * fill.dtype.size).copyMemory(from: fill.bytes, byteCount: fill.dtype.size)

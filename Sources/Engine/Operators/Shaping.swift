@@ -302,8 +302,14 @@ struct PadOperator: Operator {
         guard padList.count == 2 * axes.count else { throw node.invalid("pads has \(padList.count) values for \(axes.count) axes") }
         var before = [Int](repeating: 0, count: rank), after = [Int](repeating: 0, count: rank)
         for (i, axis) in axes.enumerated() { before[axis] = padList[i]; after[axis] = padList[i + axes.count] }
-        let outShape = (0..<rank).map { x.shape[$0] + before[$0] + after[$0] }
+        let outShape = try (0..<rank).map { axis in
+            let (padded, over1) = x.shape[axis].addingReportingOverflow(before[axis])
+            let (size, over2) = padded.addingReportingOverflow(after[axis])
+            guard !over1, !over2 else { throw node.invalid("pads \(padList) overflow the shape") }
+            return size
+        }
         guard outShape.allSatisfy({ $0 >= 0 }) else { throw node.invalid("pads \(padList) remove more than \(x.shape)") }
+        _ = try TensorSize.bytes(outShape, x.dtype, "the output of node '\(node.name)' (Pad)")
         var value = Double(valueAttribute)
         if let constant = try node.known(inputs, 2, "constant_value") {
             guard constant.dtype == x.dtype else { throw node.invalid("constant_value dtype \(constant.dtype) differs from data \(x.dtype)") }
