@@ -236,8 +236,27 @@ final class Listener: EventHandler, @unchecked Sendable {
         self.server = server
     }
 
+    /// Accepting stopped because the process is out of descriptors and has no spare left;
+    /// the next timer tick re-arms the spare and resumes.
+    private var acceptPaused = false
+
     func register() {
         registration = try? loop.register(fd, events: EPOLLIN.rawValue, handler: self)
+        loop.onTick { [weak self] _ in self?.resumeAccepting() }
+    }
+
+    private func pauseAccepting() {
+        guard !acceptPaused, let registration else { return }
+        acceptPaused = true
+        try? loop.modify(registration, events: 0)
+    }
+
+    private func resumeAccepting() {
+        guard acceptPaused, let registration else { return }
+        if spareFD < 0 { spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC) }
+        guard spareFD >= 0 else { return }  // still out of descriptors: try again next tick
+        acceptPaused = false
+        try? loop.modify(registration, events: EPOLLIN.rawValue)
     }
 
     func close() {
@@ -251,14 +270,21 @@ final class Listener: EventHandler, @unchecked Sendable {
             let client = cls_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
             if client < 0 {
                 if errno == EINTR || errno == ECONNABORTED { continue }
-                if (errno == EMFILE || errno == ENFILE) && spareFD >= 0 {
+                if errno == EMFILE || errno == ENFILE {
+                    // Release the spare to accept and close the waiting connection. Without a
+                    // spare (another loop took the freed slot), stop polling the level-triggered
+                    // listener until a tick finds a descriptor again: it would spin otherwise.
+                    guard spareFD >= 0 else { pauseAccepting(); return }
                     Glibc.close(spareFD)
                     let refused = cls_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
                     if refused >= 0 { Glibc.close(refused) }
                     spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                    if spareFD < 0 { pauseAccepting(); return }
+                    // accept4 reports EMFILE before looking at the queue: stop once it is empty.
+                    if refused < 0 { return }
                     continue
                 }
-                return  // EAGAIN (or out of descriptors without a spare): wait for the next event
+                return  // EAGAIN: wait for the next event
             }
             if server.draining.load(ordering: .acquiring) {
                 Glibc.close(client)

@@ -15,7 +15,7 @@ import pytest
 from server_fixtures import (HOST, RawReader, assert_close, assert_still_serving, base_path_args,
                              chunked, curl, digits_batch, digits_bytes, digits_reference, http_request_bytes,
                              make_model_dir, raw_connect, send_until_answered, v2_binary_request, v2_json_request,
-                             v2_output, v2_parse_response)
+                             v2_output, v2_parse_response, wait_until)
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -336,3 +336,38 @@ def test_rest_over_h2c_matches_http1(server):
     head_output = head.stdout.decode()
     assert head.returncode == 0 and ":status: 200" in head_output and "recv DATA frame" not in head_output, head_output
     assert "RST_STREAM" not in head_output, head_output
+
+
+def test_out_of_descriptors_does_not_spin(server_factory, tmp_path):
+    """With the process out of file descriptors, waiting connections are accepted and closed
+    (the reserved descriptor) and the listener does not busy-loop; serving resumes after."""
+    import os
+    server = server_factory.start(*base_path_args("digits", make_model_dir(tmp_path / "digits", {1: digits_bytes()})))
+    pid = server.process.pid
+    soft = next(line.split()[3] for line in open(f"/proc/{pid}/limits") if line.startswith("Max open files"))
+    subprocess.run(["prlimit", "--pid", str(pid), "--nofile=64:"], check=True)  # the soft limit only
+
+    def cpu_ticks():
+        fields = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+        return int(fields[11]) + int(fields[12])
+    clients = []
+    try:
+        for _ in range(100):
+            client = socket.socket()
+            client.settimeout(5)
+            try:
+                client.connect((HOST, server.rest_port))
+            except OSError:
+                client.close()
+                continue
+            clients.append(client)
+        time.sleep(0.5)
+        before = cpu_ticks()
+        time.sleep(2)
+        spent = cpu_ticks() - before
+        assert spent < 20, f"{spent} CPU ticks in 2 s while out of descriptors (busy loop)"
+    finally:
+        for client in clients:
+            client.close()
+    subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={soft}:"], check=True)
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 10, "serving again")
