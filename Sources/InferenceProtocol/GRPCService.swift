@@ -42,8 +42,9 @@ public struct GRPCReply: Sendable {
 /// Serving (`tensorflow.serving.PredictionService` Predict and GetModelMetadata,
 /// `ModelService` GetModelStatus) and `grpc.health.v1.Health/Check`. It shares the REST
 /// service's repository, inference pipeline, control queue and readiness, so both protocols
-/// see one server. Metadata is answered on the calling thread; inference runs on the compute
-/// executor and repository changes on the control queue.
+/// see one server. Metadata is answered on the calling thread; messages above
+/// `RESTService.inlineDecodeBytes` are parsed, and inference runs, on the compute executor;
+/// repository changes on the control queue.
 public final class GRPCService: Sendable {
     let rest: RESTService
 
@@ -61,11 +62,20 @@ public final class GRPCService: Sendable {
     /// `completion` runs exactly once, from any thread; the caller is never blocked.
     public func handle(path: String, message: [UInt8], deadline: Double?, isCancelled: @escaping @Sendable () -> Bool,
                        completion: @escaping @Sendable (GRPCReply) -> Void) {
+        let call = Call(message: message, deadline: deadline, isCancelled: isCancelled, completion: completion)
+        if message.count > RESTService.inlineDecodeBytes {
+            rest.pipeline.executor.submit { [self] _ in answer(path, call) }
+        } else {
+            answer(path, call)
+        }
+    }
+
+    /// Parses and answers `call` (on the event loop for small messages, else a compute worker).
+    private func answer(_ path: String, _ call: Call) {
         do throws(ServingError) {
-            let call = Call(message: message, deadline: deadline, isCancelled: isCancelled, completion: completion)
             try dispatch(path, call)
         } catch {
-            completion(.failure(error))
+            call.completion(.failure(error))
         }
     }
 

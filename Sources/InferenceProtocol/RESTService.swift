@@ -5,8 +5,9 @@ import Synchronization
 
 /// Answers every REST endpoint: KServe V1, TF Serving REST, Open Inference Protocol V2 (with
 /// the binary tensor and model repository extensions) and /metrics. Metadata requests are
-/// answered on the calling thread; inference runs on the compute executor and repository
-/// changes on the control queue, so an event loop never blocks here.
+/// answered on the calling thread; bodies above `inlineDecodeBytes` are parsed, and inference
+/// runs, on the compute executor; repository changes on the control queue, so an event loop
+/// never blocks here.
 public final class RESTService: Sendable {
     let repository: ModelRepository
     let metrics: Metrics
@@ -54,8 +55,20 @@ public final class RESTService: Sendable {
         return response
     }
 
+    /// Bodies up to this many bytes are decoded on the calling (event-loop) thread; larger ones
+    /// on a compute worker, so parsing a big request never stalls the loop's other connections.
+    static let inlineDecodeBytes = 64 * 1024
+
     /// Answers `request`; `completion` runs exactly once, on this thread or a worker's.
     public func handle(_ request: RESTRequest, completion: @escaping @Sendable (RESTResponse) -> Void) {
+        if request.body.count > Self.inlineDecodeBytes {
+            pipeline.executor.submit { [self] _ in answer(request, completion) }
+        } else {
+            answer(request, completion)
+        }
+    }
+
+    private func answer(_ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) {
         do {
             let route = try Route.parse(method: request.method, path: request.path)
             try dispatch(route, request, completion)
