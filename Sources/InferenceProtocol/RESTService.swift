@@ -55,9 +55,10 @@ public final class RESTService: Sendable {
         return response
     }
 
-    /// Bodies up to this many bytes are decoded on the calling (event-loop) thread; larger ones
-    /// on a compute worker, so parsing a big request never stalls the loop's other connections.
-    static let inlineDecodeBytes = 64 * 1024
+    /// Bodies up to this many bytes are decoded on the calling (event-loop) thread (tens of ms
+    /// at most, and no wait behind compute jobs: the usual request joins its batch at once);
+    /// larger ones on a compute worker, so parsing one never stalls the loop's connections.
+    static let inlineDecodeBytes = 4 << 20
 
     /// Answers `request`; `completion` runs exactly once, on this thread or a worker's.
     public func handle(_ request: RESTRequest, completion: @escaping @Sendable (RESTResponse) -> Void) {
