@@ -339,6 +339,12 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private var currentHead: HTTPRequestHead?
     private var currentBody: [UInt8] = []
     private var pending: [HTTPRequest] = []
+    /// Body bytes held in `pending`.
+    private var pendingBytes = 0
+    /// No more requests will be read: the peer shut down its side, or a request was rejected.
+    private var inputDone = false
+    /// The answer to a rejected request, written once the requests before it are answered.
+    private var rejection: HTTPResponse?
     /// Sequence number of the request the handler holds, if any.
     private var inFlight: Int?
     private var nextSequence = 0
@@ -368,11 +374,15 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private var interest: UInt32 {
         // Level-triggered: while reading is paused, a peer's half-close (RDHUP) must not be
         // reported over and over; it is seen when reading resumes.
-        var events: UInt32 = readPaused ? 0 : EPOLLRDHUP.rawValue
-        if !readPaused && !closeAfterFlush { events |= EPOLLIN.rawValue }
+        var events: UInt32 = readPaused || inputDone ? 0 : EPOLLRDHUP.rawValue
+        if !readPaused && !inputDone && !closeAfterFlush { events |= EPOLLIN.rawValue }
         if wantsWrite { events |= EPOLLOUT.rawValue }
         return events
     }
+
+    /// Unsent response bytes beyond which no further pipelined request is started (a client
+    /// that does not read must not make the server buffer its answers without bound).
+    static let maxUnsentBytes = 1 << 20
 
     private func updateInterest() {
         guard let registration, !closed else { return }
@@ -383,7 +393,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         if closed { return }
         if events & EPOLLOUT.rawValue != 0 { flush() }
         if closed { return }
-        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 && !readPaused {
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 && !readPaused && !inputDone {
             readAvailable()
         } else if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
             close()
@@ -402,8 +412,12 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 return
             }
             if count == 0 {
-                // Peer closed its side: finish what is in flight only if it can still read.
-                close()
+                // The peer shut down its sending side: answer the whole requests it sent (it may
+                // still read), then close; a request cut short cannot be answered.
+                inputDone = true
+                readPaused = false
+                updateInterest()
+                closeWhenAnswered()
                 return
             }
             lastActivity = monotonicSeconds()
@@ -423,15 +437,15 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                     let held = sniffed.dropLast(min(count, HTTP2Connection.preface.count))
                     sniffed = []
                     if !held.isEmpty { Array(held).withUnsafeBytes { parseBytes($0) } }
-                    if closed || closeAfterFlush { return }
+                    if closed || inputDone || closeAfterFlush { return }
                 }
             }
             parseBytes(bytes)
-            if closed { return }
+            if closed || inputDone { return }
             // A request's clock starts at its first byte, so a client trickling a header
             // (slowloris) meets the request timeout too.
             if requestStarted == nil && (parser.hasPartialHead || parser.isMidRequest) { requestStarted = lastActivity }
-            if readPaused || closed || closeAfterFlush { return }
+            if readPaused || inputDone || closed || closeAfterFlush { return }
             if count < buffer.count { return }
         }
     }
@@ -476,10 +490,12 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         case .end:
             guard let head = currentHead else { return }
             pending.append(HTTPRequest(head: head, body: currentBody))
+            pendingBytes += currentBody.count
             currentHead = nil
             currentBody = []
             requestStarted = nil
-            if pending.count >= server.configuration.maxPipelined && !readPaused {
+            let limits = server.configuration
+            if (pending.count >= limits.maxPipelined || pendingBytes > limits.limits.maxBodyBytes) && !readPaused {
                 readPaused = true
                 updateInterest()
             }
@@ -488,9 +504,10 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     }
 
     private func dispatch() {
-        guard inFlight == nil, !closed, !pending.isEmpty else { return }
+        guard inFlight == nil, !closed, !pending.isEmpty, output.count - outputOffset <= Self.maxUnsentBytes else { return }
         let request = pending.removeFirst()
-        if readPaused && pending.count < server.configuration.maxPipelined / 2 {
+        pendingBytes -= request.body.count
+        if readPaused && pending.count < server.configuration.maxPipelined / 2 && pendingBytes <= server.configuration.limits.maxBodyBytes / 2 {
             readPaused = false
             updateInterest()
         }
@@ -525,23 +542,40 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         lastActivity = monotonicSeconds()
         flush()
         if !closed && !closeAfterFlush { dispatch() }
+        if !closed { writeRejectionIfDue() }
+        if !closed { closeWhenAnswered() }
         if draining && inFlight == nil && pending.isEmpty && !closed && output.count == outputOffset { close() }
     }
 
-    /// Answers a request Transport rejects and closes the connection.
+    /// Rejects the request being read (malformed, too large, too slow): no more requests are
+    /// read; the requests before it are still answered, then the rejection, then the
+    /// connection closes.
     private func reject(status: Int, message: String) {
-        pending.removeAll()
-        let response = server.handler.errorResponse(status: status, message: message)
-        if inFlight == nil {
-            HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
-            closeAfterFlush = true
-            updateInterest()
-            flush()
-        } else {
-            // A response is still owed for an earlier request: write the rejection after it.
-            closeAfterFlush = true
-            updateInterest()
-        }
+        guard rejection == nil, !closeAfterFlush, !closed else { return }
+        rejection = server.handler.errorResponse(status: status, message: message)
+        inputDone = true
+        currentHead = nil
+        currentBody = []
+        requestStarted = nil
+        updateInterest()
+        writeRejectionIfDue()
+    }
+
+    private func writeRejectionIfDue() {
+        guard let response = rejection, inFlight == nil, pending.isEmpty else { return }
+        rejection = nil
+        HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
+        closeAfterFlush = true
+        updateInterest()
+        flush()
+    }
+
+    /// After the peer's half-close: close once every whole request it sent is answered.
+    private func closeWhenAnswered() {
+        guard inputDone, rejection == nil, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
+        closeAfterFlush = true
+        updateInterest()
+        flush()
     }
 
     private func flush() {
@@ -559,11 +593,14 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 return
             }
             outputOffset += written
+            lastActivity = monotonicSeconds()
         }
         output.removeAll(keepingCapacity: output.capacity <= 1 << 20)
         outputOffset = 0
         if wantsWrite { wantsWrite = false; updateInterest() }
-        if closeAfterFlush && inFlight == nil { close() }
+        if closeAfterFlush && inFlight == nil { close(); return }
+        // Drained: a pipelined request held back by unsent output may start now.
+        if !closeAfterFlush && inFlight == nil && !pending.isEmpty { dispatch() }
     }
 
     func beginDrain() {
@@ -579,6 +616,8 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         }
         if inFlight == nil && pending.isEmpty && currentHead == nil && now - lastActivity > Double(server.configuration.idleTimeout) {
             close()
+        } else if output.count > outputOffset && now - lastActivity > Double(server.configuration.idleTimeout) {
+            close()  // the client has read nothing of its answers for the idle timeout
         }
     }
 

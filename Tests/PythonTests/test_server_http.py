@@ -3,6 +3,7 @@ request bodies, Expect: 100-continue, body and header limits (413, 431), malform
 requests (400 and close), and clients that vanish mid-request. The server must keep
 serving after each test (checked after every test)."""
 import json
+import re
 import socket
 import struct
 import subprocess
@@ -371,3 +372,33 @@ def test_out_of_descriptors_does_not_spin(server_factory, tmp_path):
             client.close()
     subprocess.run(["prlimit", "--pid", str(pid), f"--nofile={soft}:"], check=True)
     wait_until(lambda: server.get("/v2/health/ready").status_code == 200, 10, "serving again")
+
+
+def _read_to_eof(sock):
+    data = b""
+    while True:
+        chunk = sock.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
+def test_half_closed_client_gets_its_answers(server):
+    """A client that shuts down its sending side after the requests (nc -N) still reads
+    every answer; then the server closes."""
+    sock = raw_connect(server)
+    sock.sendall(http_request_bytes("GET", "/v2/health/ready") + http_request_bytes("GET", "/v2/health/live"))
+    sock.shutdown(socket.SHUT_WR)
+    data = _read_to_eof(sock)
+    sock.close()
+    assert data.count(b"HTTP/1.1 200 ") == 2, data
+
+
+def test_malformed_request_after_pipelined_ones(server):
+    """Requests before a malformed one are answered in order, then a 400, then the close."""
+    sock = raw_connect(server)
+    sock.sendall(http_request_bytes("GET", "/v2/health/ready") * 3 + b"BAD\x01 / HTTP/1.1\r\n\r\n")
+    data = _read_to_eof(sock)
+    sock.close()
+    statuses = re.findall(rb"HTTP/1\.1 (\d{3}) ", data)
+    assert statuses == [b"200", b"200", b"200", b"400"], data
