@@ -28,7 +28,7 @@ extension RESTService {
         if let instances {
             rowFormat = true
             guard let rows = instances.arrayElements, !rows.isEmpty else { throw .invalidInput("'instances' must be a non-empty list") }
-            let named = rows[0].objectValue != nil && Self.encodedImage(rows[0]) == nil
+            let named = rows[0].objectValue != nil && !Self.isEncodedImage(rows[0])
             if !named {
                 guard inputs.count == 1 else {
                     throw .invalidInput("the model has \(inputs.count) inputs (\(inputs.map(\.name).joined(separator: ", "))): each instance must be an object naming them")
@@ -49,7 +49,7 @@ extension RESTService {
             }
         } else if let columns {
             rowFormat = false
-            if let named = columns.objectValue, TensorJSON.base64Object(columns) == nil {
+            if let named = columns.objectValue, !TensorJSON.isBase64Object(columns) {
                 for input in inputs {
                     guard let value = named[input.name] else { throw .invalidInput("Missing named input: \(input.name) in 'inputs' object.") }
                     tensors.append(try imagesOr(value.arrayElements ?? [value], input, imageName) { () throws(ServingError) in
@@ -77,7 +77,7 @@ extension RESTService {
     /// (any input, or a tensor sent to the image input) whatever `tensor` decodes.
     private func imagesOr(_ values: [JSONValue], _ input: LoadedVersion.TensorMetadata, _ imageName: String?,
                           _ tensor: () throws(ServingError) -> InferTensor) throws(ServingError) -> InferTensor {
-        if input.name == imageName, let first = values.first, Self.encodedImage(first) != nil {
+        if input.name == imageName, let first = values.first, Self.isEncodedImage(first) {
             return try Self.images(values, input: input.name)
         }
         return try tensor()
@@ -85,17 +85,23 @@ extension RESTService {
 
     /// The encoded image in `{"b64": ...}` or `{"image_bytes": {"b64": ...}}` (the classic
     /// Inception client's form).
-    static func encodedImage(_ value: JSONValue) -> [UInt8]? {
-        if let bytes = TensorJSON.base64Object(value) { return bytes }
-        if case .object(let object) = value, object.count == 1, let inner = object["image_bytes"] { return TensorJSON.base64Object(inner) }
+    static func encodedImage(_ value: JSONValue) throws(ServingError) -> [UInt8]? {
+        if let bytes = try TensorJSON.base64Object(value) { return bytes }
+        if case .object(let object) = value, object.count == 1, let inner = object["image_bytes"] { return try TensorJSON.base64Object(inner) }
         return nil
+    }
+
+    static func isEncodedImage(_ value: JSONValue) -> Bool {
+        if TensorJSON.isBase64Object(value) { return true }
+        if case .object(let object) = value, object.count == 1, let inner = object["image_bytes"] { return TensorJSON.isBase64Object(inner) }
+        return false
     }
 
     /// A BYTES tensor [N] of the encoded images in `values`.
     static func images(_ values: [JSONValue], input: String) throws(ServingError) -> InferTensor {
         var bytes: [UInt8] = []
         for (index, value) in values.enumerated() {
-            guard let image = encodedImage(value) else {
+            guard let image = try encodedImage(value) else {
                 throw .invalidInput("instance \(index) of image input '\(input)' must be {\"b64\": \"<base64 JPEG>\"} (or {\"image_bytes\": {\"b64\": ...}}), got \(value.kindName)")
             }
             BytesElements.append(image, to: &bytes)

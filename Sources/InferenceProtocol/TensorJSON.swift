@@ -30,7 +30,7 @@ enum TensorJSON {
                 case .string(let text): BytesElements.append(Array(text.utf8), to: &bytes); count += 1
                 case .array(let nested): for item in nested { try append(item) }
                 default:
-                    if let data = base64Object(element) { BytesElements.append(data, to: &bytes); count += 1 } else {
+                    if let data = try base64Object(element) { BytesElements.append(data, to: &bytes); count += 1 } else {
                         throw .invalidInput("BYTES data of '\(name)' must be strings, got \(element.kindName)")
                     }
                 }
@@ -48,10 +48,27 @@ enum TensorJSON {
         }
     }
 
-    /// `{"b64": "..."}` decoded, if `value` is exactly that.
-    static func base64Object(_ value: JSONValue) -> [UInt8]? {
-        guard case .object(let object) = value, object.count == 1, let text = object["b64"]?.stringValue,
-              let data = Data(base64Encoded: text) else { return nil }
+    /// Whether `value` is a `{"b64": ...}` object, the JSON form of binary data.
+    static func isBase64Object(_ value: JSONValue) -> Bool {
+        guard case .object(let object) = value, object.count == 1, object["b64"] != nil else { return false }
+        return true
+    }
+
+    /// `{"b64": "..."}` decoded; nil when `value` is not such an object, an error when its text
+    /// is not base64 (standard or URL-safe alphabet, padding optional, as TF Serving accepts).
+    static func base64Object(_ value: JSONValue) throws(ServingError) -> [UInt8]? {
+        guard isBase64Object(value) else { return nil }
+        guard let text = value["b64"]?.stringValue else { throw .invalidInput("the value of 'b64' must be a base64 string") }
+        var normalized = text
+        if text.utf8.contains(where: { $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) {
+            normalized = String(decoding: text.utf8.map { $0 == UInt8(ascii: "-") ? UInt8(ascii: "+") : $0 == UInt8(ascii: "_") ? UInt8(ascii: "/") : $0 },
+                                as: UTF8.self)
+        }
+        let remainder = normalized.utf8.count % 4
+        if remainder != 0 { normalized += String(repeating: "=", count: 4 - remainder) }
+        guard let data = Data(base64Encoded: normalized) else {
+            throw .invalidInput("the value of 'b64' is not valid base64 (\(text.utf8.count) characters starting '\(text.prefix(16))')")
+        }
         return [UInt8](data)
     }
 

@@ -320,3 +320,19 @@ def test_errors_are_json_on_every_protocol(server):
                      server.post("/v2/models/digits/infer", data=b"{")):
         assert response.headers["Content-Type"].startswith("application/json")
         assert isinstance(response.json()["error"], str)
+
+
+def test_b64_images_invalid_and_unpadded(server_factory):
+    """{"b64"} that is not base64 gets 400 saying so; unpadded and URL-safe base64 are
+    accepted (TF Serving decodes both)."""
+    import base64
+    server = server_factory.start("--model_name", "digits", "--model_base_path", str(DIGITS_SAMPLES.parent))
+    image = (DIGITS_SAMPLES / "digit_3.jpg").read_bytes()
+    for bad in ("not base64 at all!", "QUJD=QUJD", "A"):
+        response = server.post("/v1/models/digits:predict", json={"instances": [{"b64": bad}]})
+        assert_error(response, 400, "not valid base64")
+    standard = server.post("/v1/models/digits:predict", json={"instances": [{"b64": base64.b64encode(image).decode()}]})
+    assert standard.status_code == 200, standard.text
+    for text in (base64.b64encode(image).decode().rstrip("="), base64.urlsafe_b64encode(image).decode()):
+        response = server.post("/v1/models/digits:predict", json={"instances": [{"b64": text}]})
+        assert response.status_code == 200 and response.json() == standard.json(), response.text

@@ -247,6 +247,8 @@ fileprivate let invalidCorpus: [HTTP1InvalidCase] = [
     HTTP1InvalidCase(name: "TE gzip", input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: gzip\r\n\r\n"), status: 501),
     HTTP1InvalidCase(name: "TE gzip, chunked", input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: gzip, chunked\r\n\r\n"), status: 501),
     HTTP1InvalidCase(name: "TE identity", input: bytes("POST / HTTP/1.1\r\nTransfer-Encoding: identity\r\n\r\n"), status: 501),
+    HTTP1InvalidCase(name: "Expect other than 100-continue", input: bytes("POST / HTTP/1.1\r\nExpect: 200-ok\r\nContent-Length: 0\r\n\r\n"), status: 417),
+    HTTP1InvalidCase(name: "two Host fields", input: bytes("GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n"), status: 400),
     // Chunked framing.
     HTTP1InvalidCase(name: "chunk size not hex", input: chunkedRequest("zz\r\n"), status: 400),
     HTTP1InvalidCase(name: "chunk size empty", input: chunkedRequest("\r\n"), status: 400),

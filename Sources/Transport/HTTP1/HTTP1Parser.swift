@@ -282,7 +282,8 @@ public struct HTTP1Parser: Sendable {
         headers.reserveCapacity(lines - 1)
         var contentLength: Int?
         var hasTransferEncoding = false, chunked = false, unsupportedCoding = false
-        var connectionClose = false, connectionKeepAlive = false, expectContinue = false
+        var connectionClose = false, connectionKeepAlive = false, expectContinue = false, unknownExpectation = false
+        var hostCount = 0
         var count = 0
         while true {
             let first = p[i]
@@ -332,13 +333,19 @@ public struct HTTP1Parser: Sendable {
                     if e - s == 10 && nameIs(p, s, "keep-alive") { connectionKeepAlive = true }
                 }
             case 6 where nameIs(p, nameStart, "expect"):
-                if valueEnd - valueStart == 12 && nameIs(p, valueStart, "100-continue") { expectContinue = true }
+                if valueEnd - valueStart == 12 && nameIs(p, valueStart, "100-continue") { expectContinue = true } else { unknownExpectation = true }
+            case 4 where nameIs(p, nameStart, "host"):
+                hostCount += 1
             default:
                 break
             }
             headers.add(name: string(p, nameStart, nameEnd), value: string(p, valueStart, valueEnd))
         }
 
+        // RFC 9112 3.2: at most one Host. (A missing Host on HTTP/1.1 is tolerated: the server
+        // has one authority, and some load-balancer health checks omit it.)
+        if hostCount > 1 { throw HTTPParseError.badRequest("more than one Host header field") }
+        if unknownExpectation { throw HTTPParseError(status: 417, reason: "only 'Expect: 100-continue' is supported") }
         if hasTransferEncoding {
             if contentLength != nil { throw HTTPParseError.badRequest("both Content-Length and Transfer-Encoding") }
             if unsupportedCoding { throw HTTPParseError(status: 501, reason: "unsupported transfer coding") }
