@@ -549,6 +549,16 @@ def test_wire_grpc_message_is_percent_encoded(server):
     assert message.isascii() and "mod%C3%A8le-50%25" in message, message
 
 
+def test_wire_other_codecs_are_unimplemented(server):
+    """application/grpc+json and gRPC-Web are not protobuf: UNIMPLEMENTED, not a parse attempt."""
+    body = frame(b"")
+    for content_type in ("application/grpc+json", "application/grpc-web"):
+        response = nghttp(grpc_address(server), SERVICE + "ServerLive", body, {**GRPC_HEADERS, "content-type": content_type})
+        assert response.grpc_status == 12, (content_type, response.output)
+    ok = nghttp(grpc_address(server), SERVICE + "ServerLive", body, {**GRPC_HEADERS, "content-type": "application/grpc+proto"})
+    assert ok.grpc_status == 0, ok.output
+
+
 def test_wire_compressed_messages_that_cannot_be_decoded(server):
     """An unknown grpc-encoding is UNIMPLEMENTED; corrupt or unlabelled compressed data INTERNAL."""
     import gzip

@@ -45,6 +45,15 @@ private func unframe(_ body: [UInt8], limit: Int, encoding: String? = nil) -> GR
         #expect(empty.isEmpty)
     }
 
+    @Test func onlyProtobufPostsAreServed() {
+        #expect(GRPCWire.checkRequest(method: "POST", contentType: "application/grpc") == nil)
+        #expect(GRPCWire.checkRequest(method: "POST", contentType: "application/grpc+proto") == nil)
+        #expect(GRPCWire.checkRequest(method: "POST", contentType: "Application/GRPC; charset=utf-8") == nil)
+        #expect(GRPCWire.checkRequest(method: "POST", contentType: "application/grpc+json")?.status == 12)
+        #expect(GRPCWire.checkRequest(method: "POST", contentType: "application/grpc-web")?.status == 12)
+        #expect(GRPCWire.checkRequest(method: "GET", contentType: "application/grpc")?.status == 12)
+    }
+
     @Test func compressedMessagesAreDecoded() {
         let compressed = ContentCodingTests.gzip
         let body = [1] + Array(GRPCWire.prefix(length: compressed.count).dropFirst()) + compressed

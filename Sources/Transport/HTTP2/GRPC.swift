@@ -113,6 +113,21 @@ public enum GRPCWire {
         case rejected(GRPCResponse)
     }
 
+    /// Why a gRPC request (content-type application/grpc...) cannot be served, if it cannot:
+    /// calls are POSTs of protobuf (`application/grpc`, `+proto`, optional parameters); JSON
+    /// and gRPC-Web codecs are not spoken.
+    static func checkRequest(method: String, contentType: String) -> GRPCResponse? {
+        if method != "POST" {
+            return GRPCResponse(status: GRPCResponse.unimplemented, message: "gRPC calls are POST requests, not \(method)")
+        }
+        let subtype = (contentType.split(separator: ";", maxSplits: 1).first ?? "").filter { $0 != " " && $0 != "\t" }.lowercased()
+        if subtype != "application/grpc" && subtype != "application/grpc+proto" {
+            return GRPCResponse(status: GRPCResponse.unimplemented,
+                                message: "content-type '\(contentType)' is not supported: send application/grpc (protobuf messages)")
+        }
+        return nil
+    }
+
     /// Checks a unary request body, received as its first 5 bytes (`prefix`, fewer when the
     /// body was shorter) and the rest (`message`), and answers its one message (decompressed
     /// per `encoding`, the grpc-encoding header, when the prefix flags it) or what is wrong.

@@ -415,6 +415,10 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 answerGRPC(stream, GRPCResponse(status: GRPCResponse.unimplemented, message: "this port does not serve gRPC"))
                 return
             }
+            if let refusal = GRPCWire.checkRequest(method: stream.method, contentType: stream.headers.first(name: "content-type") ?? "") {
+                answerGRPC(stream, refusal)
+                return
+            }
             let unary = stream.requestComplete
             switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, encoding: stream.headers.first(name: "grpc-encoding"),
                                                            maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
