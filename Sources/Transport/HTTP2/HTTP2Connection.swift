@@ -79,6 +79,11 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private var bufferedBytes = 0
     /// Requests handed to a handler whose responder has not fired yet (reset streams included).
     private var outstanding = 0
+    /// Answer bytes queued on streams and not yet handed to nghttp2. Above
+    /// `maxBufferedResponseBytes` new streams are refused (REFUSED_STREAM, safe to retry), so a
+    /// client that opens streams but never reads cannot grow this without bound.
+    private var bufferedResponseBytes = 0
+    static let maxBufferedResponseBytes = 64 << 20
     /// mem_send output is not taken while this much is waiting for the socket.
     private static let outputHighWater = 1 << 20
 
@@ -265,6 +270,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     fileprivate func beginHeaders(streamID: Int32) -> Bool {
         // Streams the client reset still hold their handler's work: bound that too.
         if outstanding >= server.configuration.maxConcurrentStreams || draining { return false }
+        if bufferedResponseBytes > Self.maxBufferedResponseBytes { return false }
         streams[streamID] = HTTP2Stream(id: streamID, started: monotonicSeconds())
         return true
     }
@@ -371,6 +377,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         releaseBody(stream)
+        bufferedResponseBytes -= stream.responseLength - stream.responseOffset
         // The client reset it (or the connection ends) before the answer left: drop the work.
         if !stream.answered || stream.responseOffset < stream.responseLength { stream.cancellation.cancel() }
     }
@@ -392,6 +399,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             stream.responseBody.withUnsafeBufferPointer { (buffer + copied).update(from: $0.baseAddress! + bodyOffset, count: count - copied) }
         }
         stream.responseOffset += count
+        bufferedResponseBytes -= count
         if stream.responseOffset == stream.responseLength {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if let trailers = stream.trailers, let session {
@@ -503,6 +511,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     private func submitResponse(_ stream: HTTP2Stream, _ fields: [(String, String)], hasBody: Bool) {
         guard let session else { return }
+        bufferedResponseBytes += stream.responseLength
         let result = withHeaderFields(fields) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadResponse)
