@@ -6,6 +6,10 @@ import SwiftProtobuf
 /// relative to the model's directory, and checks the graph is well formed (every input
 /// produced before use, topological order). Operator semantics are checked later, per node.
 enum ONNXLoader {
+    /// The newest default-domain operator set whose semantics the operators implement (ONNX
+    /// 1.17, whose backend node tests the engine is checked against).
+    static let newestOpset = 22
+
     static func load(path: String) throws -> Graph {
         let url = URL(fileURLWithPath: path)
         let data: Data
@@ -38,6 +42,9 @@ enum ONNXLoader {
             if model.opsetImport.isEmpty { opset = 1 } else {
                 throw EngineError.invalidModel("'\(label)' imports no default ONNX operator set")
             }
+        }
+        guard opset <= Self.newestOpset else {
+            throw EngineError.invalidModel("'\(label)' uses ONNX opset \(opset); this engine implements the operators' semantics up to opset \(Self.newestOpset) (ONNX 1.17), and newer sets may change them: re-export with opset <= \(Self.newestOpset)")
         }
         let protoGraph = model.graph
         var constants: [String: HostTensor] = [:]
