@@ -549,6 +549,29 @@ def test_wire_grpc_message_is_percent_encoded(server):
     assert message.isascii() and "mod%C3%A8le-50%25" in message, message
 
 
+def test_wire_half_closed_client_gets_its_answer(server):
+    """Raw HTTP/2: a ModelInfer call (answered later, from a compute worker), then the client
+    shuts down its sending side; the answer still arrives, then the server ends the connection."""
+    def frame_bytes(kind, flags, stream, payload):
+        return len(payload).to_bytes(3, "big") + bytes([kind, flags]) + stream.to_bytes(4, "big") + payload
+
+    def literal(name, value):  # HPACK literal header field without indexing, new name
+        return b"\x00" + bytes([len(name)]) + name + bytes([len(value)]) + value
+    fields = [(b":method", b"POST"), (b":scheme", b"http"), (b":path", SERVICE.encode() + b"ModelInfer"),
+              (b":authority", b"x"), (b"content-type", b"application/grpc"), (b"te", b"trailers")]
+    request = (b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + frame_bytes(4, 0, 0, b"")
+               + frame_bytes(1, 0x4, 1, b"".join(literal(n, v) for n, v in fields))
+               + frame_bytes(0, 0x1, 1, frame(infer_request("digits", [("image", X[:1])]).SerializeToString())))
+    sock = socket.create_connection((HOST, server.grpc_port), timeout=10)
+    sock.sendall(request)
+    sock.shutdown(socket.SHUT_WR)
+    data = b""
+    while chunk := sock.recv(65536):
+        data += chunk
+    sock.close()
+    assert b"logits" in data, data
+
+
 def test_wire_other_codecs_are_unimplemented(server):
     """application/grpc+json and gRPC-Web are not protobuf: UNIMPLEMENTED, not a parse attempt."""
     body = frame(b"")

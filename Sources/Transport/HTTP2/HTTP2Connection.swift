@@ -69,6 +69,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private var wantsWrite = false
     private var closed = false
     private var draining = false
+    /// The peer shut down its sending side (read returned 0): nothing more is read.
+    private var inputClosed = false
     /// Our side is shut down (FIN sent); reading and discarding until the client closes or
     /// `lingerUntil`, so unread client bytes cannot turn the close into a reset that destroys
     /// the last responses.
@@ -143,7 +145,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     }
 
     private var interest: UInt32 {
-        var events = EPOLLIN.rawValue | EPOLLRDHUP.rawValue
+        var events = inputClosed ? 0 : EPOLLIN.rawValue | EPOLLRDHUP.rawValue
         if wantsWrite { events |= EPOLLOUT.rawValue }
         return events
     }
@@ -158,7 +160,9 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         if lingerUntil != nil { return discardUntilClosed() }
         if events & EPOLLOUT.rawValue != 0 { flush() }
         if closed { return }
-        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
+        if inputClosed {
+            if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 { close() }
+        } else if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
             readAvailable()
         }
     }
@@ -174,8 +178,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 return
             }
             if count == 0 {
-                close()
-                return
+                // The peer shut down its sending side: finish the streams it completed (their
+                // answers can still be read), then end the connection.
+                inputClosed = true
+                draining = true
+                updateInterest()
+                break
             }
             lastActivity = monotonicSeconds()
             receive(UnsafeRawBufferPointer(rebasing: buffer[0..<count]))
