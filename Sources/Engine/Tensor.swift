@@ -4,8 +4,17 @@ import Glibc
 public typealias Shape = [Int]
 
 extension Array where Element == Int {
-    /// Number of elements of a shape (1 for a scalar).
-    @inlinable var elementCount: Int { reduce(1, *) }
+    /// Number of elements of a shape (1 for a scalar); Int.max when the product overflows
+    /// (such a shape never passes `TensorSize.bytes`, so it is never allocated or run).
+    @inlinable var elementCount: Int {
+        var count = 1
+        for dimension in self {
+            let (product, overflow) = count.multipliedReportingOverflow(by: dimension)
+            if overflow { return Int.max }
+            count = product
+        }
+        return count
+    }
 }
 
 /// What a model may make the engine allocate: checked wherever a shape comes from the model
@@ -30,7 +39,6 @@ enum TensorSize {
             overflow = overflow || over
             count = product
         }
-        if shape.contains(0) { return 0 }
         let (bytes, over) = count.multipliedReportingOverflow(by: dtype.size)
         guard !overflow, !over, bytes <= maxBytes else {
             throw .invalidModel("\(what()) of shape \(shape) (\(dtype)) needs \(overflow || over ? "more than 2^63" : String(bytes)) bytes, more than this machine's \(maxBytes) bytes of memory")
@@ -45,7 +53,7 @@ func contiguousStrides(_ shape: Shape) -> [Int] {
     var running = 1
     for axis in stride(from: shape.count - 1, through: 0, by: -1) {
         strides[axis] = running
-        running *= shape[axis]
+        running = running &* shape[axis]  // wraps only for shapes TensorSize.bytes refuses
     }
     return strides
 }

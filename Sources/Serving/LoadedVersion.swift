@@ -85,7 +85,9 @@ public final class LoadedVersion: @unchecked Sendable {
         let classification = Classification.from(settings: settings, labels: labels, outputs: model.outputs.map(\.name))
         self.classification = classification
         if let classification, let k = classification.topK, let source = outputs.first(where: { $0.name == classification.output }) {
-            let shape = [source.shape.first ?? 1, k]
+            // As `topKOutputs` answers: [rows, min(k, classes)]; a rank-1 output is one row.
+            let classes = source.shape.last ?? 1
+            let shape = [source.shape.count > 1 ? source.shape[0] : 1, classes > 0 ? min(k, classes) : k]
             advertisedOutputs = outputs + [TensorMetadata(name: Classification.classesOutput, datatype: .bytes, shape: shape),
                                            TensorMetadata(name: Classification.scoresOutput, datatype: .fp32, shape: shape)]
         } else {

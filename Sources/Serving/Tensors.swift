@@ -74,11 +74,11 @@ public struct InferTensor: Sendable {
                 throw .invalidInput("input '\(name)': \(data.count) bytes of binary data, shape \(shape) of \(datatype.rawValue) needs \(overflow ? "more" : String(bytes))")
             }
         } else {
-            guard let elements = BytesElements.ranges(data) else {
+            guard let elements = BytesElements.count(data) else {
                 throw .invalidInput("input '\(name)': binary BYTES data must be elements of a 4-byte little-endian length and that many bytes")
             }
-            guard elements.count == count else {
-                throw .invalidInput("input '\(name)': \(elements.count) BYTES elements, shape \(shape) needs \(count)")
+            guard elements == count else {
+                throw .invalidInput("input '\(name)': \(elements) BYTES elements, shape \(shape) needs \(count)")
             }
         }
     }
@@ -109,15 +109,26 @@ public enum BytesElements {
     /// elements (it ends inside a length or inside an element).
     public static func ranges(_ data: [UInt8]) -> [Range<Int>]? {
         var ranges: [Range<Int>] = []
+        return forEach(data) { ranges.append($0) } ? ranges : nil
+    }
+
+    /// The number of elements, or nil as for `ranges` (nothing allocated).
+    public static func count(_ data: [UInt8]) -> Int? {
+        var count = 0
+        return forEach(data) { _ in count += 1 } ? count : nil
+    }
+
+    /// Calls `body` with each element's content range; false when `data` is not whole.
+    private static func forEach(_ data: [UInt8], _ body: (Range<Int>) -> Void) -> Bool {
         var offset = 0
         while offset < data.count {
-            guard data.count - offset >= 4 else { return nil }
+            guard data.count - offset >= 4 else { return false }
             let length = Int(UInt32(data[offset]) | UInt32(data[offset + 1]) << 8 | UInt32(data[offset + 2]) << 16 | UInt32(data[offset + 3]) << 24)
-            guard data.count - offset - 4 >= length else { return nil }
-            ranges.append(offset + 4 ..< offset + 4 + length)
+            guard data.count - offset - 4 >= length else { return false }
+            body(offset + 4 ..< offset + 4 + length)
             offset += 4 + length
         }
-        return ranges
+        return true
     }
 }
 

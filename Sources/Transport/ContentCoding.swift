@@ -21,16 +21,16 @@ public enum ContentCoding {
         }
     }
 
-    /// Whether `coding` (a header value) means no compression.
+    /// Whether `coding` (a header value; the parsers strip surrounding whitespace) means no
+    /// compression.
     public static func isIdentity(_ coding: String) -> Bool {
-        let name = coding.trimmed.lowercased()
-        return name.isEmpty || name == "identity"
+        coding.isEmpty || asciiCaseInsensitiveEquals(coding, "identity")
     }
 
     /// `data` decoded per `coding` ("gzip" / "x-gzip", "deflate": the zlib format, or raw
     /// deflate as some clients send it, "identity"), at most `limit` bytes of output.
     public static func decode(_ data: [UInt8], coding: String, limit: Int) throws(Failure) -> [UInt8] {
-        switch coding.trimmed.lowercased() {
+        switch coding.lowercased() {
         case "", "identity":
             guard data.count <= limit else { throw .tooLarge(limit: limit) }
             return data
@@ -41,11 +41,14 @@ public enum ContentCoding {
                 return try inflate(data, windowBits: 15, name: "deflate", limit: limit)
             } catch {
                 // Not the zlib format: perhaps raw deflate, as some clients send it.
-                guard case .corrupt = error, let raw = try? inflate(data, windowBits: -15, name: "deflate", limit: limit) else { throw error }
-                return raw
+                guard case .corrupt = error else { throw error }
+                do { return try inflate(data, windowBits: -15, name: "deflate", limit: limit) } catch {
+                    if case .tooLarge = error { throw error }
+                }
+                throw error
             }
         default:
-            throw .unsupported(coding.trimmed)
+            throw .unsupported(coding)
         }
     }
 
@@ -53,6 +56,7 @@ public enum ContentCoding {
     /// zlib, -15 raw). Concatenated gzip members decode one after the other.
     private static func inflate(_ data: [UInt8], windowBits: Int32, name: String, limit: Int) throws(Failure) -> [UInt8] {
         guard !data.isEmpty else { throw .corrupt("the \(name) body is empty") }
+        guard data.count <= Int(UInt32.max) else { throw .tooLarge(limit: limit) }
         var stream = z_stream()
         guard czlib_inflate_init(&stream, windowBits) == Z_OK else { throw .corrupt("cannot start \(name) decoding") }
         defer { inflateEnd(&stream) }
@@ -91,14 +95,5 @@ public enum ContentCoding {
         }
         if let failure { throw failure }
         return output
-    }
-}
-
-extension String {
-    fileprivate var trimmed: String {
-        var text = Substring(self)
-        while let first = text.first, first == " " || first == "\t" { text = text.dropFirst() }
-        while let last = text.last, last == " " || last == "\t" { text = text.dropLast() }
-        return String(text)
     }
 }

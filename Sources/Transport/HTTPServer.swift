@@ -24,7 +24,7 @@ extension HTTPHandler {
     /// coding, 400 for corrupt data, 413 when the decoded body exceeds `maxBodyBytes`.
     /// Event-loop thread.
     func handleDecodingContent(_ request: HTTPRequest, maxBodyBytes: Int, responder: HTTPResponder) {
-        guard let coding = request.head.headers.first(name: "content-encoding"), !ContentCoding.isIdentity(coding) else {
+        guard let coding = request.head.headers.first(name: "content-encoding"), !ContentCoding.isIdentity(coding), !request.body.isEmpty else {
             handle(request, responder: responder)
             return
         }
@@ -416,6 +416,8 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 // still read), then close; a request cut short cannot be answered.
                 inputDone = true
                 readPaused = false
+                currentHead = nil
+                requestStarted = nil
                 updateInterest()
                 closeWhenAnswered()
                 return
@@ -504,7 +506,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     }
 
     private func dispatch() {
-        guard inFlight == nil, !closed, !pending.isEmpty, output.count - outputOffset <= Self.maxUnsentBytes else { return }
+        guard inFlight == nil, !closed, !closeAfterFlush, !pending.isEmpty, output.count - outputOffset <= Self.maxUnsentBytes else { return }
         let request = pending.removeFirst()
         pendingBytes -= request.body.count
         if readPaused && pending.count < server.configuration.maxPipelined / 2 && pendingBytes <= server.configuration.limits.maxBodyBytes / 2 {
@@ -562,7 +564,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     }
 
     private func writeRejectionIfDue() {
-        guard let response = rejection, inFlight == nil, pending.isEmpty else { return }
+        guard let response = rejection, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
         rejection = nil
         HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
         closeAfterFlush = true

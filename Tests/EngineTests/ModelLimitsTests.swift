@@ -57,13 +57,36 @@ struct ModelLimitsTests {
         do { _ = try load(proto); return nil } catch { return "\(error)" }
     }
 
+    /// y = Reshape(x, target) with the target shape an initializer.
+    static func reshape(_ target: [Int64]) -> Onnx_ModelProto {
+        var model = model(opset: 13)
+        var shape = Onnx_TensorProto()
+        shape.name = "target"
+        shape.dataType = 7  // INT64
+        shape.dims = [Int64(target.count)]
+        shape.int64Data = target
+        var node = Onnx_NodeProto()
+        node.opType = "Reshape"; node.name = "reshape"; node.input = ["x", "target"]; node.output = ["y"]
+        model.graph.node = [node]
+        model.graph.initializer = [shape]
+        model.graph.output[0].type.tensorType.clearShape()
+        return model
+    }
+
+    @Test(arguments: [[-1, Int64(1) << 62, 4], [Int64(1) << 62, 4, 0], [Int64(1) << 31, Int64(1) << 31, Int64(1) << 31]])
+    func oversizedReshapeTargetsAreLoadErrors(target: [Int64]) throws {
+        _ = try Self.load(Self.reshape([-1, 2, 2]))
+        let message = try #require(Self.loadError(Self.reshape(target)))
+        #expect(message.contains("bytes") || message.contains("reshape"), "\(message)")
+    }
+
     @Test func newestImplementedOpsetLoadsNewerIsRefused() throws {
         _ = try Self.load(Self.model(opset: Int64(ONNXLoader.newestOpset)))
         let message = try #require(Self.loadError(Self.model(opset: Int64(ONNXLoader.newestOpset) + 1)))
         #expect(message.contains("opset \(ONNXLoader.newestOpset + 1)"), "\(message)")
     }
 
-    @Test(arguments: [[Int64(1) << 32, Int64(1) << 32], [Int64(1) << 62, 4], [Int64(1) << 40]])
+    @Test(arguments: [[Int64(1) << 32, Int64(1) << 32], [Int64(1) << 62, 4], [Int64(1) << 40], [Int64(1) << 62, 4, 0]])
     func oversizedInitializersAreLoadErrors(dims: [Int64]) throws {
         let message = try #require(Self.loadError(Self.model(opset: 13, constantDims: dims)))
         #expect(message.contains("bytes"), "\(message)")

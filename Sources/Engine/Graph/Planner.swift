@@ -91,6 +91,7 @@ enum Planner {
         for (index, spec) in prepared.outputs.enumerated() {
             _ = try TensorSize.bytes(spec.shape, spec.dtype, "output \(index) of node '\(node.name)' (\(node.opType))")
         }
+        _ = try TensorSize.bytes([prepared.scratchBytes], .uint8, "the working memory of node '\(node.name)' (\(node.opType))")
     }
 
     /// Runs a prepared node on host tensors (plan-time evaluation).

@@ -67,6 +67,7 @@ struct MatMulOperator: Operator {
         var outShape = batchShape
         if a.shape.count > 1 { outShape.append(m) }
         if b.shape.count > 1 { outShape.append(n) }
+        _ = try TensorSize.bytes(outShape, .float32, "the output of node '\(node.name)' (MatMul)")
         let batches = batchShape.elementCount
         // Per batch index, the element offsets of its A and B matrices.
         let aStrides = broadcastStrides(aBatch, to: batchShape), bStrides = broadcastStrides(bBatch, to: batchShape)

@@ -58,6 +58,7 @@ struct ReshapeOperator: Operator {
                     throw node.invalid("shape \(target.integers) has a negative dimension")
                 }
             }
+            _ = try TensorSize.bytes(result.map { max($0, 1) }, .float32, "the shape of node '\(node.name)' (\(node.opType))")
             if let inferred {
                 let known = result.enumerated().filter { $0.offset != inferred }.reduce(1) { $0 * $1.element }
                 guard known > 0, shape.elementCount % known == 0 else {
