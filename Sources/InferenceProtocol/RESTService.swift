@@ -69,6 +69,12 @@ public final class RESTService: Sendable {
         }
     }
 
+    /// Runs `work` on a compute worker (CPU-heavy request handling that must not hold an
+    /// event loop, such as inflating a compressed body).
+    public func offload(_ work: @escaping @Sendable () -> Void) {
+        pipeline.executor.submit { _ in work() }
+    }
+
     private func answer(_ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) {
         do {
             let route = try Route.parse(method: request.method, path: request.path)

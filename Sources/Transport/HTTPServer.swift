@@ -11,23 +11,35 @@ public struct HTTPRequest: Sendable {
 
 /// Answers requests. Transport knows nothing about what requests mean.
 public protocol HTTPHandler: Sendable {
-    /// Called on an event-loop thread for each complete request, in order per connection.
-    /// Must not block; call `responder.send` exactly once, from any thread.
+    /// Called for each complete request, in order per connection, on an event-loop thread
+    /// (or, for a compressed body, the thread `offload` ran it on). Must not block; call
+    /// `responder.send` exactly once, from any thread.
     func handle(_ request: HTTPRequest, responder: HTTPResponder)
     /// The response for a request Transport rejects itself (malformed, too large, timeout).
     func errorResponse(status: Int, message: String) -> HTTPResponse
+    /// Runs `work` (decompressing a request body: up to the body limit of CPU time) off the
+    /// event loop. The default runs it on the calling thread.
+    func offload(_ work: @escaping @Sendable () -> Void)
 }
 
 extension HTTPHandler {
-    /// Calls `handle` with the body decoded per its Content-Encoding (gzip, deflate) and that
-    /// header removed; answers itself when it cannot: 415 (with Accept-Encoding) for another
-    /// coding, 400 for corrupt data, 413 when the decoded body exceeds `maxBodyBytes`.
-    /// Event-loop thread.
+    public func offload(_ work: @escaping @Sendable () -> Void) { work() }
+}
+
+extension HTTPHandler {
+    /// Calls `handle` with the body decoded per its Content-Encoding (gzip, deflate; decoded
+    /// in `offload`) and that header removed; answers itself when it cannot: 415 (with
+    /// Accept-Encoding) for another coding, 400 for corrupt data, 413 when the decoded body
+    /// exceeds `maxBodyBytes`. Event-loop thread.
     func handleDecodingContent(_ request: HTTPRequest, maxBodyBytes: Int, responder: HTTPResponder) {
         guard let coding = request.head.headers.first(name: "content-encoding"), !ContentCoding.isIdentity(coding), !request.body.isEmpty else {
             handle(request, responder: responder)
             return
         }
+        offload { decodeAndHandle(request, coding: coding, maxBodyBytes: maxBodyBytes, responder: responder) }
+    }
+
+    private func decodeAndHandle(_ request: HTTPRequest, coding: String, maxBodyBytes: Int, responder: HTTPResponder) {
         do {
             var decoded = request
             decoded.body = try ContentCoding.decode(request.body, coding: coding, limit: maxBodyBytes)

@@ -182,6 +182,9 @@ struct RESTBridge: HTTPHandler {
         let response = service.errorResponse(status: status, message: message)
         return HTTPResponse(status: response.status, headers: HTTPHeaders(response.headers), body: response.body)
     }
+
+    /// Compressed bodies are inflated on a compute worker, not an event loop.
+    func offload(_ work: @escaping @Sendable () -> Void) { service.offload(work) }
 }
 
 

@@ -2,8 +2,13 @@ import Testing
 @testable import Transport
 
 /// A request body as Transport receives it: the first 5 bytes apart from the rest.
+/// Compressed messages are inflated as the connection does (`decompress` after `unframeUnary`).
 private func unframe(_ body: [UInt8], limit: Int, encoding: String? = nil) -> GRPCWire.Unframed {
-    GRPCWire.unframeUnary(prefix: Array(body.prefix(5)), message: Array(body.dropFirst(5)), encoding: encoding, maxMessageBytes: limit)
+    let unframed = GRPCWire.unframeUnary(prefix: Array(body.prefix(5)), message: Array(body.dropFirst(5)), encoding: encoding, maxMessageBytes: limit)
+    if case .message(let message, let compression?) = unframed {
+        return GRPCWire.decompress(message, encoding: compression, maxMessageBytes: limit)
+    }
+    return unframed
 }
 
 @Suite struct GRPCWireTests {
@@ -33,12 +38,12 @@ private func unframe(_ body: [UInt8], limit: Int, encoding: String? = nil) -> GR
         let message: [UInt8] = Array(0..<200).map { UInt8($0) }
         let framed = GRPCWire.frame(message)
         #expect(framed.prefix(5) == [0, 0, 0, 0, 200])
-        guard case .message(let back) = unframe(framed, limit: 1000) else {
+        guard case .message(let back, nil) = unframe(framed, limit: 1000) else {
             Issue.record("a framed message must unframe")
             return
         }
         #expect(back == message)
-        guard case .message(let empty) = unframe([0, 0, 0, 0, 0], limit: 10) else {
+        guard case .message(let empty, nil) = unframe([0, 0, 0, 0, 0], limit: 10) else {
             Issue.record("an empty message is a message")
             return
         }
@@ -57,7 +62,7 @@ private func unframe(_ body: [UInt8], limit: Int, encoding: String? = nil) -> GR
     @Test func compressedMessagesAreDecoded() {
         let compressed = ContentCodingTests.gzip
         let body = [1] + Array(GRPCWire.prefix(length: compressed.count).dropFirst()) + compressed
-        guard case .message(let message) = unframe(body, limit: 1000, encoding: "gzip") else {
+        guard case .message(let message, nil) = unframe(body, limit: 1000, encoding: "gzip") else {
             Issue.record("a gzip message must decode")
             return
         }

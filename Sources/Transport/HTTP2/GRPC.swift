@@ -50,6 +50,8 @@ public struct GRPCResponder: Sendable {
 
 /// Answers gRPC calls. Called on an event-loop thread; must not block.
 public protocol GRPCHandler: Sendable {
+    /// Called once per call on an event-loop thread (for a compressed message: on the thread
+    /// the server's `HTTPHandler.offload` ran its inflation on). Must not block.
     func handle(_ request: GRPCRequest, responder: GRPCResponder)
     /// False for client- or bidi-streaming methods: those are handed over as soon as their
     /// headers arrive (with an empty message), so the handler can refuse them at once.
@@ -109,7 +111,8 @@ public enum GRPCWire {
     public static func frame(_ message: [UInt8]) -> [UInt8] { prefix(length: message.count) + message }
 
     enum Unframed {
-        case message([UInt8])
+        /// The message, still compressed with `compressedWith` (a grpc-encoding) if not nil.
+        case message([UInt8], compressedWith: String?)
         case rejected(GRPCResponse)
     }
 
@@ -129,8 +132,9 @@ public enum GRPCWire {
     }
 
     /// Checks a unary request body, received as its first 5 bytes (`prefix`, fewer when the
-    /// body was shorter) and the rest (`message`), and answers its one message (decompressed
-    /// per `encoding`, the grpc-encoding header, when the prefix flags it) or what is wrong.
+    /// body was shorter) and the rest (`message`), and answers its one message (with
+    /// `encoding`, the grpc-encoding header, when the prefix flags it compressed: inflate it
+    /// with `decompress`) or what is wrong.
     static func unframeUnary(prefix: [UInt8], message: [UInt8], encoding: String?, maxMessageBytes: Int) -> Unframed {
         guard prefix.count == 5 else {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
@@ -149,13 +153,19 @@ public enum GRPCWire {
             return .rejected(GRPCResponse(status: GRPCResponse.unimplemented,
                                          message: "a unary call takes exactly one request message; more were sent"))
         }
-        guard prefix[0] != 0 else { return .message(message) }
+        guard prefix[0] != 0 else { return .message(message, compressedWith: nil) }
         guard let encoding, !ContentCoding.isIdentity(encoding) else {
             return .rejected(GRPCResponse(status: GRPCResponse.internalError,
                                          message: "the message is flagged compressed but grpc-encoding names no compression"))
         }
+        return .message(message, compressedWith: encoding)
+    }
+
+    /// A compressed message inflated per `encoding` (gzip, deflate), or the status saying why
+    /// not. CPU-heavy for large messages: call it off the event loop.
+    static func decompress(_ message: [UInt8], encoding: String, maxMessageBytes: Int) -> Unframed {
         do {
-            return .message(try ContentCoding.decode(message, coding: encoding, limit: maxMessageBytes))
+            return .message(try ContentCoding.decode(message, coding: encoding, limit: maxMessageBytes), compressedWith: nil)
         } catch {
             switch error {
             case .unsupported:

@@ -437,18 +437,32 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             }
             let unary = stream.requestComplete
             switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, encoding: stream.headers.first(name: "grpc-encoding"),
-                                                           maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([]) {
+                                                           maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([], compressedWith: nil) {
             case .rejected(let response):
                 answerGRPC(stream, response)
-            case .message(let message):
+            case .message(let message, let encoding):
                 stream.dispatched = true
                 outstanding += 1
-                let request = GRPCRequest(path: stream.path, headers: stream.headers, message: message,
-                                          deadline: stream.deadline, cancellation: stream.cancellation)
-                let reference = reference, id = stream.id
-                handler.handle(request, responder: GRPCResponder { response in
+                let reference = reference, id = stream.id, limit = server.configuration.maxGRPCMessageBytes
+                let path = stream.path, headers = stream.headers, deadline = stream.deadline, cancellation = stream.cancellation
+                let responder = GRPCResponder { response in
                     reference.loop.execute { reference.value?.completeGRPC(streamID: id, response) }
-                })
+                }
+                guard let encoding else {
+                    handler.handle(GRPCRequest(path: path, headers: headers, message: message, deadline: deadline,
+                                               cancellation: cancellation), responder: responder)
+                    return
+                }
+                // Inflating takes up to the message limit of CPU time: off the event loop.
+                server.handler.offload {
+                    switch GRPCWire.decompress(message, encoding: encoding, maxMessageBytes: limit) {
+                    case .message(let decoded, _):
+                        handler.handle(GRPCRequest(path: path, headers: headers, message: decoded, deadline: deadline,
+                                                   cancellation: cancellation), responder: responder)
+                    case .rejected(let response):
+                        responder.send(response)
+                    }
+                }
             }
         } else {
             let head = HTTPRequestHead(method: stream.method, target: stream.path, headers: stream.headers,
