@@ -360,6 +360,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) {
+        if type == UInt8(NGHTTP2_HEADERS.rawValue), let stream = streams[streamID], stream.isGRPC, !stream.dispatched, !stream.answered,
+           let refusal = GRPCWire.checkRequest(method: stream.method, contentType: stream.headers.first(name: "content-type") ?? "") {
+            // Not a call this server speaks (codec, method): refused before any body is buffered.
+            answerGRPC(stream, refusal)
+            return
+        }
         if type == UInt8(NGHTTP2_HEADERS.rawValue), flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) == 0,
            let stream = streams[streamID], stream.isGRPC, !stream.dispatched, !stream.answered,
            let handler = server.grpcHandler, !handler.isUnary(path: stream.path) {
@@ -429,10 +435,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         if stream.isGRPC {
             guard let handler = server.grpcHandler else {
                 answerGRPC(stream, GRPCResponse(status: GRPCResponse.unimplemented, message: "this port does not serve gRPC"))
-                return
-            }
-            if let refusal = GRPCWire.checkRequest(method: stream.method, contentType: stream.headers.first(name: "content-type") ?? "") {
-                answerGRPC(stream, refusal)
                 return
             }
             let unary = stream.requestComplete
