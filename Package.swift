@@ -67,6 +67,7 @@ let package = Package(
             dependencies: ["Engine", "Workers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
+        .testTarget(name: "WorkersTests", dependencies: ["Workers"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "CTurboJPEG"]),
         .testTarget(

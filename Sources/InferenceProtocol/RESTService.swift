@@ -15,13 +15,17 @@ public final class RESTService: Sendable {
     /// Inference for every protocol (the gRPC service shares it).
     let pipeline: InferencePipeline
     private let draining = Atomic<Bool>(false)
+    /// Seconds a REST inference may take from the moment it is queued (TF Serving's
+    /// --rest_api_timeout_in_ms); nil: no limit. Past it the answer is 504.
+    let inferenceTimeout: Double?
 
     public static let serverName = "swift-model-server"
     public static let serverVersion = "0.1.0"
 
-    public init(repository: ModelRepository, executor: any ComputeExecutor, metrics: Metrics,
+    public init(repository: ModelRepository, executor: any ComputeExecutor, metrics: Metrics, inferenceTimeout: Double? = nil,
                 control: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) {
         self.repository = repository
+        self.inferenceTimeout = inferenceTimeout
         self.metrics = metrics
         self.control = control
         pipeline = InferencePipeline(executor: executor, metrics: metrics)
@@ -354,7 +358,8 @@ public final class RESTService: Sendable {
     func run(_ request: InferRequest, on servable: BatchScheduler, protocolName: String,
              encode: @escaping @Sendable (InferResponse) throws(ServingError) -> RESTResponse,
              completion: @escaping @Sendable (RESTResponse) -> Void) {
-        pipeline.run(request, on: servable, protocolName: protocolName, encode: encode) { [self] result in
+        let deadline = inferenceTimeout.map { monotonicNow() + $0 }
+        pipeline.run(request, on: servable, protocolName: protocolName, deadline: deadline, encode: encode) { [self] result in
             switch result {
             case .success(let response): completion(response)
             case .failure(let error): completion(self.error(error))

@@ -110,10 +110,16 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
 /// (v2 `cpu.max`, v1 `cpu.cfs_quota_us` / `cpu.cfs_period_us`) when one is set.
 public enum CPUBudget {
     public static func available() -> Int {
-        var count = Int(sysconf(Int32(_SC_NPROCESSORS_ONLN)))
-        let affinity = Int(cls_affinity_cpu_count())
+        budget(online: Int(sysconf(Int32(_SC_NPROCESSORS_ONLN))), affinity: Int(cls_affinity_cpu_count()), quota: cgroupQuota())
+    }
+
+    /// Threads for `online` CPUs, an affinity mask of `affinity` CPUs (0: unknown) and a cgroup
+    /// quota of `quota` CPUs: the quota rounds down (1.5 CPUs -> 1), since a thread more than
+    /// the quota pays for itself in CFS throttling at the tail; at least 1.
+    static func budget(online: Int, affinity: Int, quota: Double?) -> Int {
+        var count = online
         if affinity > 0 { count = min(count, affinity) }
-        if let quota = cgroupQuota() { count = min(count, max(1, Int(quota.rounded(.up)))) }
+        if let quota { count = min(count, Int(quota.rounded(.down))) }
         return max(1, count)
     }
 

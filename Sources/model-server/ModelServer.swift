@@ -59,6 +59,9 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("request_timeout_seconds"), help: "Seconds a client has to send a whole request (408 after).")
     var requestTimeout: Int = 30
 
+    @Option(name: .customLong("rest_api_timeout_in_ms"), help: "REST inference deadline in ms from when a request is queued (504 after; TF Serving's flag; 0: none).")
+    var restTimeoutMilliseconds: Int = 0
+
     @Option(name: .customLong("shutdown_grace_seconds"), help: "On SIGTERM/SIGINT: seconds in-flight requests get to finish.")
     var graceSeconds: Int = 30
 
@@ -107,6 +110,7 @@ struct ModelServer: ParsableCommand {
         let repository = ModelRepository(sources: sources, repositoryDirectory: modelRepository, executor: compute, metrics: metrics,
                                          batchingDefaults: batchingDefaults) { log($0) }
         let service = RESTService(repository: repository, executor: compute, metrics: metrics,
+                                  inferenceTimeout: restTimeoutMilliseconds > 0 ? Double(restTimeoutMilliseconds) / 1000 : nil,
                                   control: { job in control.async(job) })
 
         var configuration = HTTPServerConfiguration()

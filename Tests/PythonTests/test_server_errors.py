@@ -336,3 +336,19 @@ def test_b64_images_invalid_and_unpadded(server_factory):
     for text in (base64.b64encode(image).decode().rstrip("="), base64.urlsafe_b64encode(image).decode()):
         response = server.post("/v1/models/digits:predict", json={"instances": [{"b64": text}]})
         assert response.status_code == 200 and response.json() == standard.json(), response.text
+
+
+def test_rest_api_timeout_in_ms(server_factory, tmp_path):
+    """TF Serving's --rest_api_timeout_in_ms (KServe's TF Serving runtime passes it): a REST
+    inference not answered within it gets 504 with a JSON error; the server goes on."""
+    import numpy as np
+    from server_fixtures import slow_bytes
+    make_model_dir(tmp_path / "slow", {1: slow_bytes()})
+    server = server_factory.start("--model_name", "slow", "--model_base_path", str(tmp_path / "slow"),
+                                  "--rest_api_timeout_in_ms", "5")
+    x = np.zeros((16, 1024), np.float32)  # 16 rows x 128 layers of 1024 x 1024: far more than 5 ms
+    response = server.post("/v2/models/slow/infer",
+                           json={"inputs": [{"name": "x", "shape": [16, 1024], "datatype": "FP32", "data": x.ravel().tolist()}]})
+    assert_error(response, 504, "deadline")
+    assert server.post("/v1/models/slow:predict", json={"instances": x[:16].tolist()}).status_code == 504
+    assert server.get("/v2/health/ready").status_code == 200
