@@ -62,6 +62,9 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("rest_api_timeout_in_ms"), help: "REST inference deadline in ms from when a request is queued (504 after; TF Serving's flag; 0: none).")
     var restTimeoutMilliseconds: Int = 0
 
+    @Option(name: .customLong("drain_delay_seconds"), help: "On SIGTERM/SIGINT: seconds to keep accepting and serving with readiness false (for load balancers to notice) before draining; a second signal ends the wait.")
+    var drainDelaySeconds: Int = 0
+
     @Option(name: .customLong("shutdown_grace_seconds"), help: "On SIGTERM/SIGINT: seconds in-flight requests get to finish.")
     var graceSeconds: Int = 30
 
@@ -156,8 +159,17 @@ struct ModelServer: ParsableCommand {
 
         var received: Int32 = 0
         repeat { sigwait(&signals, &received) } while received == SIGPIPE
-        log("model-server: signal \(received): draining (up to \(graceSeconds) s)")
         service.beginShutdown()
+        if drainDelaySeconds > 0 {
+            // Readiness is false now; keep serving while endpoints controllers and load
+            // balancers take the pod out of rotation, then drain.
+            log("model-server: signal \(received): not ready; serving \(drainDelaySeconds) s more before draining")
+            var timeout = timespec(tv_sec: drainDelaySeconds, tv_nsec: 0)
+            var second: Int32
+            repeat { second = sigtimedwait(&signals, nil, &timeout) } while second == SIGPIPE || (second < 0 && errno == EINTR)
+            if second > 0 { log("model-server: signal \(second): draining now") }
+        }
+        log("model-server: signal \(received): draining (up to \(graceSeconds) s)")
         let done = DispatchSemaphore(value: 0)
         for server in servers { server.shutdown(gracePeriod: graceSeconds) { done.signal() } }
         for _ in servers { done.wait() }

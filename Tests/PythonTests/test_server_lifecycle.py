@@ -546,3 +546,32 @@ def test_sigterm_with_idle_keep_alive_connection_exits_zero(server_factory, tmp_
         server.send_signal(signal.SIGTERM)
         assert server.wait_exit(STOP_TIMEOUT) == 0, server.describe()
     assert time.monotonic() - started < STOP_TIMEOUT
+
+
+def test_drain_delay_keeps_serving_while_not_ready(server_factory, tmp_path):
+    """--drain_delay_seconds: after SIGTERM the server reports not ready (REST and gRPC health)
+    yet still accepts new connections and answers inference, so a Kubernetes rolling update
+    loses no request while endpoints catch up; then it drains and exits 0. A second signal
+    ends the wait."""
+    from grpc_helpers import HEALTH_CHECK, SERVING, channel, grpc_address, raw_method
+    base = make_model_dir(tmp_path / "digits", scaled_versions(1))
+    server = server_factory.start(*base_path_args("digits", base), "--drain_delay_seconds", "3")
+    server.send_signal(signal.SIGTERM)
+    wait_until(lambda: server.get("/v2/health/ready").status_code == 503, 5, "readiness false after SIGTERM")
+    chan = channel(grpc_address(server))
+    try:
+        answer = raw_method(chan, HEALTH_CHECK)(b"", timeout=5)  # HealthCheckResponse{status = 1}
+        assert answer != bytes([0x08, SERVING]) and answer in (b"", b"\x08\x02"), answer  # NOT_SERVING (2)
+    finally:
+        chan.close()
+    fresh = http.client.HTTPConnection(HOST, server.rest_port, timeout=10)  # a new connection, after the signal
+    version, logits = infer_v2(server, "/v2/models/digits/infer")
+    assert_close(logits, digits_reference(X[:3]))
+    fresh.request("GET", "/v2/health/live")
+    assert fresh.getresponse().status == 200
+    fresh.close()
+    assert server.process.poll() is None, "exited before the drain delay"
+    server.send_signal(signal.SIGTERM)  # the second signal: drain now
+    started = time.monotonic()
+    assert server.wait_exit(STOP_TIMEOUT) == 0, server.describe()
+    assert time.monotonic() - started < 2.5
