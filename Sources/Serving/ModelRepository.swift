@@ -32,6 +32,8 @@ public final class ModelRepository: @unchecked Sendable {
         var failed: [Int: (signature: String, error: String)] = [:]
         var loading: Set<Int> = []
         var settingsError: String?
+        /// Why no version can be found (no numbered directories), reported like a settings error.
+        var layoutError: String?
     }
 
     private var mutex = pthread_mutex_t()
@@ -118,7 +120,7 @@ public final class ModelRepository: @unchecked Sendable {
                 result.append(VersionStatus(version: version, state: .failed, error: failure.error))
             }
         }
-        if let error = entry.settingsError, result.isEmpty {
+        if let error = entry.settingsError ?? entry.layoutError, result.isEmpty {
             result.append(VersionStatus(version: 0, state: .failed, error: error))
         }
         return result
@@ -156,6 +158,16 @@ public final class ModelRepository: @unchecked Sendable {
             return
         }
         let onDisk = versionsOnDisk(base)
+        var layoutError: String?
+        if onDisk.isEmpty {
+            layoutError = FileManager.default.fileExists(atPath: base + "/model.onnx")
+                ? "no version directories in \(base): its model.onnx must be in a numbered directory, such as \(base)/1/model.onnx"
+                : "no version directories in \(base) (expected \(base)/<version>/model.onnx)"
+        }
+        if locked({ entries[name]?.layoutError }) != layoutError {
+            if let layoutError { log("model \(name): \(layoutError)") }
+            locked { entries[name]?.layoutError = layoutError }
+        }
         let aspired = (entry.source.policy ?? settings.versionPolicy ?? .latest(1)).select(Array(onDisk.keys))
         // Load aspired versions that are neither loaded nor failed with the same files.
         for version in aspired.sorted(by: >) {

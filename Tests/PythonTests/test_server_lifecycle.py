@@ -575,3 +575,26 @@ def test_drain_delay_keeps_serving_while_not_ready(server_factory, tmp_path):
     started = time.monotonic()
     assert server.wait_exit(STOP_TIMEOUT) == 0, server.describe()
     assert time.monotonic() - started < 2.5
+
+
+def test_model_file_without_version_directory_is_reported(server_factory, tmp_path):
+    """<base>/model.onnx (no numbered directory, as a storage initializer may leave it) is
+    reported in the status with how to fix it; once moved to <base>/1/ it is served."""
+    import os
+    base = tmp_path / "digits"
+    base.mkdir()
+    (base / "model.onnx").write_bytes(digits_bytes())
+    server = server_factory.start(*base_path_args("digits", base), wait_ready=False)
+
+    def reported():
+        try:
+            status = tf_status(server, "digits")
+        except Exception:  # not listening yet
+            return None
+        return status if any("numbered directory" in s["status"]["error_message"] for s in status.values()) else None
+    wait_until(reported, 10, "the missing version directory in GET /v1/models/digits")
+    assert server.get("/v2/models/digits/ready").status_code != 200
+    (base / "1").mkdir()
+    os.rename(base / "model.onnx", base / "1" / "model.onnx")
+    wait_until(lambda: server.get("/v2/models/digits/ready").status_code == 200, 20, "version 1 served")
+    assert_still_serving(server)
