@@ -22,16 +22,21 @@ struct InferencePipeline: Sendable {
         let metrics = metrics, version = servable.version
         let received = monotonicNow()
         metrics.requestStarted()
-        let finish: @Sendable (Result<Reply, ServingError>, Double?, Double?) -> Void = { result, queueSeconds, computeSeconds in
-            let outcome: String
-            switch result {
-            case .success: outcome = "success"
-            case .failure(let error): outcome = ErrorMapping.outcome(error)
+        /// The completion that records the request's metrics (`preprocess`: image decoding seconds).
+        @Sendable func finishing(preprocess: Double?) -> @Sendable (Result<Reply, ServingError>, Double?, Double?) -> Void {
+            { result, queueSeconds, computeSeconds in
+                let outcome: String
+                switch result {
+                case .success: outcome = "success"
+                case .failure(let error): outcome = ErrorMapping.outcome(error)
+                }
+                metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName, outcome: outcome,
+                                        preprocessSeconds: preprocess, queueSeconds: queueSeconds, computeSeconds: computeSeconds,
+                                        totalSeconds: monotonicNow() - received)
+                completion(result)
             }
-            metrics.requestFinished(model: version.name, version: version.version, protocolName: protocolName, outcome: outcome,
-                                    queueSeconds: queueSeconds, computeSeconds: computeSeconds, totalSeconds: monotonicNow() - received)
-            completion(result)
         }
+        let finish = finishing(preprocess: nil)
         var timeout = 0.0
         if let microseconds = request.parameters["timeout"]?.intValue, microseconds > 0 { timeout = Double(microseconds) / 1e6 }
         let limits = Limits(timeout: timeout, deadline: deadline, isCancelled: isCancelled, model: version.name)
@@ -48,13 +53,14 @@ struct InferencePipeline: Sendable {
                     return
                 }
                 var decoded = request
+                let started = monotonicNow()
                 do throws(ServingError) {
                     try version.decodeImages(&decoded)
                 } catch {
-                    finish(.failure(error), nil, nil)
+                    finishing(preprocess: monotonicNow() - started)(.failure(error), nil, nil)
                     return
                 }
-                enqueue(decoded, servable, limits, encode: encode, finish: finish)
+                enqueue(decoded, servable, limits, encode: encode, finish: finishing(preprocess: monotonicNow() - started))
             }
             return
         }

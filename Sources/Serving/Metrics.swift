@@ -3,7 +3,9 @@ import Glibc
 /// Request counters and latency histograms, rendered in the Prometheus text format.
 /// Thread-safe (one mutex; updates are a few additions).
 public final class Metrics: @unchecked Sendable {
-    public enum Phase: String, Sendable, CaseIterable { case queue, compute, total }
+    /// preprocess: decoding and preprocessing encoded images; queue: waiting for a batch;
+    /// compute: the batch's run; total: receipt to answer.
+    public enum Phase: String, Sendable, CaseIterable { case preprocess, queue, compute, total }
 
     private struct Key: Hashable {
         let model: String
@@ -13,6 +15,7 @@ public final class Metrics: @unchecked Sendable {
     }
     private struct HistogramKey: Hashable {
         let model: String
+        let version: String
         let phase: Phase
     }
     /// Upper bounds in seconds.
@@ -37,14 +40,16 @@ public final class Metrics: @unchecked Sendable {
     public func requestStarted() { locked { inFlight += 1 } }
 
     /// Records a finished request. `outcome` is "success" or an error class; times in seconds.
-    public func requestFinished(model: String, version: Int?, protocolName: String, outcome: String,
+    public func requestFinished(model: String, version: Int?, protocolName: String, outcome: String, preprocessSeconds: Double? = nil,
                                 queueSeconds: Double?, computeSeconds: Double?, totalSeconds: Double) {
+        let versionLabel = version.map(String.init) ?? ""
         locked {
             inFlight -= 1
-            requests[Key(model: model, version: version.map(String.init) ?? "", protocolName: protocolName, outcome: outcome), default: 0] += 1
-            if let queueSeconds { observe(model, .queue, queueSeconds) }
-            if let computeSeconds { observe(model, .compute, computeSeconds) }
-            observe(model, .total, totalSeconds)
+            requests[Key(model: model, version: versionLabel, protocolName: protocolName, outcome: outcome), default: 0] += 1
+            if let preprocessSeconds { observe(model, versionLabel, .preprocess, preprocessSeconds) }
+            if let queueSeconds { observe(model, versionLabel, .queue, queueSeconds) }
+            if let computeSeconds { observe(model, versionLabel, .compute, computeSeconds) }
+            observe(model, versionLabel, .total, totalSeconds)
         }
     }
 
@@ -54,8 +59,8 @@ public final class Metrics: @unchecked Sendable {
     /// Records a request refused because the queue was full.
     public func queueRejected(model: String) { locked { rejected[model, default: 0] += 1 } }
 
-    private func observe(_ model: String, _ phase: Phase, _ seconds: Double) {
-        let key = HistogramKey(model: model, phase: phase)
+    private func observe(_ model: String, _ version: String, _ phase: Phase, _ seconds: Double) {
+        let key = HistogramKey(model: model, version: version, phase: phase)
         var histogram = histograms[key] ?? (Array(repeating: 0, count: Self.buckets.count), 0, 0)
         if let index = Self.buckets.firstIndex(where: { seconds <= $0 }) { histogram.counts[index] += 1 }
         histogram.sum += seconds
@@ -63,19 +68,21 @@ public final class Metrics: @unchecked Sendable {
         histograms[key] = histogram
     }
 
-    /// The Prometheus text exposition of everything recorded, plus `loadedVersions`.
-    public func render(loadedVersions: Int) -> String {
-        locked {
+    /// The Prometheus text exposition of everything recorded, plus `loadedVersions`, the
+    /// queue length of each loaded version and the process's own resource figures.
+    public func render(loadedVersions: Int, queued: [(model: String, version: Int, count: Int)] = []) -> String {
+        let process = ProcessFigures.read()
+        return locked {
             var text = ""
             text += "# HELP model_server_requests_total Inference requests by model, version, protocol and outcome.\n"
             text += "# TYPE model_server_requests_total counter\n"
             for (key, count) in requests.sorted(by: { "\($0.key)" < "\($1.key)" }) {
                 text += "model_server_requests_total{model=\"\(escape(key.model))\",version=\"\(key.version)\",protocol=\"\(key.protocolName)\",outcome=\"\(key.outcome)\"} \(count)\n"
             }
-            text += "# HELP model_server_request_duration_seconds Request latency by phase (queue, compute, total).\n"
+            text += "# HELP model_server_request_duration_seconds Request latency by model, version and phase (preprocess, queue, compute, total).\n"
             text += "# TYPE model_server_request_duration_seconds histogram\n"
-            for (key, histogram) in histograms.sorted(by: { ($0.key.model, $0.key.phase.rawValue) < ($1.key.model, $1.key.phase.rawValue) }) {
-                let labels = "model=\"\(escape(key.model))\",phase=\"\(key.phase.rawValue)\""
+            for (key, histogram) in histograms.sorted(by: { ($0.key.model, $0.key.version, $0.key.phase.rawValue) < ($1.key.model, $1.key.version, $1.key.phase.rawValue) }) {
+                let labels = "model=\"\(escape(key.model))\",version=\"\(key.version)\",phase=\"\(key.phase.rawValue)\""
                 var cumulative = 0
                 for (bound, count) in zip(Self.buckets, histogram.counts) {
                     cumulative += count
@@ -101,6 +108,12 @@ public final class Metrics: @unchecked Sendable {
             text += "# TYPE model_server_loaded_versions gauge\nmodel_server_loaded_versions \(loadedVersions)\n"
             text += "# HELP model_server_requests_in_flight Requests received and not yet answered.\n"
             text += "# TYPE model_server_requests_in_flight gauge\nmodel_server_requests_in_flight \(inFlight)\n"
+            text += "# HELP model_server_queue_size Requests waiting for a batch, by model and version.\n"
+            text += "# TYPE model_server_queue_size gauge\n"
+            for entry in queued {
+                text += "model_server_queue_size{model=\"\(escape(entry.model))\",version=\"\(entry.version)\"} \(entry.count)\n"
+            }
+            text += process.exposition
             return text
         }
     }
@@ -114,4 +127,78 @@ private extension String {
     func replacingOccurrences(of target: String, with replacement: String) -> String {
         split(separator: Character(target), omittingEmptySubsequences: false).joined(separator: replacement)
     }
+}
+
+/// The process's resource figures in the standard Prometheus `process_*` metrics, from /proc.
+struct ProcessFigures {
+    var residentBytes: Int?
+    var cpuSeconds: Double?
+    var startTimeSeconds: Double?
+    var openFileDescriptors: Int?
+
+    static func read() -> ProcessFigures {
+        var figures = ProcessFigures()
+        let pageSize = Int(sysconf(Int32(_SC_PAGESIZE))), ticks = Double(sysconf(Int32(_SC_CLK_TCK)))
+        if let statm = contents("/proc/self/statm")?.split(separator: " "), statm.count > 1, let pages = Int(statm[1]) {
+            figures.residentBytes = pages * pageSize
+        }
+        // /proc/self/stat: fields after the parenthesised name; utime, stime are 14 and 15,
+        // starttime (ticks after boot) 22.
+        if let stat = contents("/proc/self/stat"), let close = stat.lastIndex(of: ")") {
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 19, let user = Double(fields[11]), let system = Double(fields[12]), ticks > 0 {
+                figures.cpuSeconds = (user + system) / ticks
+                if let start = Double(fields[19]), let uptime = contents("/proc/uptime")?.split(separator: " ").first.flatMap({ Double($0) }) {
+                    var now = timespec()
+                    clock_gettime(CLOCK_REALTIME, &now)
+                    figures.startTimeSeconds = (Double(now.tv_sec) - uptime + start / ticks).rounded()
+                }
+            }
+        }
+        if let directory = opendir("/proc/self/fd") {
+            var count = 0
+            while readdir(directory) != nil { count += 1 }
+            closedir(directory)
+            figures.openFileDescriptors = max(0, count - 3)  // ".", "..", and this directory's own descriptor
+        }
+        return figures
+    }
+
+    var exposition: String {
+        var text = ""
+        if let residentBytes {
+            text += "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n"
+            text += "process_resident_memory_bytes \(residentBytes)\n"
+        }
+        if let cpuSeconds {
+            text += "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\n"
+            text += "process_cpu_seconds_total \(cpuSeconds)\n"
+        }
+        if let startTimeSeconds {
+            text += "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
+            text += "process_start_time_seconds \(Int(startTimeSeconds))\n"
+        }
+        if let openFileDescriptors {
+            text += "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n"
+            text += "process_open_fds \(openFileDescriptors)\n"
+        }
+        return text
+    }
+
+    private static func contents(_ path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var bytes: [UInt8] = []
+        var buffer = [UInt8](repeating: 0, count: 4096)
+        while true {
+            let count = fread(&buffer, 1, buffer.count, file)
+            if count <= 0 { break }
+            bytes.append(contentsOf: buffer[..<count])
+        }
+        return String(decoding: bytes, as: UTF8.self).trimmingNewline
+    }
+}
+
+private extension String {
+    var trimmingNewline: String { hasSuffix("\n") ? String(dropLast()) : self }
 }

@@ -80,6 +80,11 @@ public final class ModelRepository: @unchecked Sendable {
 
     public var loadedVersionCount: Int { locked { entries.values.reduce(0) { $0 + $1.available.count } } }
 
+    /// Every loaded version's scheduler, for per-version gauges.
+    public var loadedSchedulers: [BatchScheduler] {
+        locked { order.compactMap { entries[$0] }.flatMap { entry in entry.available.keys.sorted().map { entry.available[$0]! } } }
+    }
+
     /// The version a request should run on.
     public func lookup(model: String, version selector: VersionSelector) throws(ServingError) -> BatchScheduler {
         pthread_mutex_lock(&mutex)

@@ -2,6 +2,7 @@
 Protocol V2 (JSON and the binary tensor extension), driven with `requests` and real curl;
 every result equals onnxruntime's. Also the startup line and /metrics."""
 import json
+import time
 
 import numpy as np
 import pytest
@@ -425,3 +426,31 @@ def test_metrics_count_requests_by_model_version_protocol_outcome(server_factory
     assert loaded and sum(sample.value for sample in loaded[0].samples) >= 1, sorted(gauges)
     in_flight = [family for name, family in gauges.items() if "flight" in name]
     assert in_flight and all(sample.value >= 0 for sample in in_flight[0].samples), sorted(gauges)
+
+
+def test_metrics_versions_preprocess_queue_and_process(server_factory, tmp_path):
+    """Latency histograms carry the version; JPEG requests record a preprocess phase; every
+    loaded version has a queue-size gauge; the standard process_* figures match /proc."""
+    import os
+    import shutil
+    root = tmp_path / "digits"
+    shutil.copytree(DIGITS_SAMPLES.parent, root)
+    server = server_factory.start("--model_name", "digits", "--model_base_path", str(root))
+    image = (DIGITS_SAMPLES / "digit_3.jpg").read_bytes()
+    for _ in range(5):
+        response = server.post("/v1/models/digits:predict", data=image, headers={"Content-Type": "image/jpeg"})
+        assert response.status_code == 200, response.text
+    families = {family.name: family for family in _scrape(server)}
+    durations = families["model_server_request_duration_seconds"]
+    counts = {(s.labels["version"], s.labels["phase"]): s.value for s in durations.samples
+              if s.name.endswith("_count") and s.labels["model"] == "digits"}
+    assert counts[("1", "preprocess")] == 5 and counts[("1", "total")] == 5, counts
+    queue = [s for s in families["model_server_queue_size"].samples if s.labels == {"model": "digits", "version": "1"}]
+    assert len(queue) == 1 and queue[0].value == 0, families["model_server_queue_size"].samples
+    rss = families["process_resident_memory_bytes"].samples[0].value
+    status_rss = int(next(line for line in open(f"/proc/{server.process.pid}/status") if line.startswith("VmRSS")).split()[1]) * 1024
+    assert abs(rss - status_rss) < 0.2 * status_rss, (rss, status_rss)
+    fds = families["process_open_fds"].samples[0].value
+    assert abs(fds - len(os.listdir(f"/proc/{server.process.pid}/fd"))) <= 4, fds
+    assert families["process_cpu_seconds"].samples[0].value > 0
+    assert abs(families["process_start_time_seconds"].samples[0].value - time.time()) < 600

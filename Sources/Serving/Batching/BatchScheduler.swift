@@ -37,6 +37,13 @@ public final class BatchScheduler: @unchecked Sendable {
 
     deinit { pthread_mutex_destroy(&mutex) }
 
+    /// Requests waiting for a batch (not those running).
+    public var queuedCount: Int {
+        pthread_mutex_lock(&mutex)
+        defer { pthread_mutex_unlock(&mutex) }
+        return queue.count
+    }
+
     /// Queues a prepared request; throws `queueFull` when the queue is at its bound.
     /// `timeout` (seconds, 0: the configuration's) bounds the time spent queued, and so does
     /// `deadline` (absolute CLOCK_MONOTONIC seconds): still queued past either, the request
