@@ -8,6 +8,9 @@ public enum VersionSelector: Sendable, Equatable {
     case label(String)
 }
 
+/// How much a repository event matters to an operator.
+public enum LogLevel: String, Sendable { case info, error }
+
 /// The state of one version, as the status endpoints report it.
 public struct VersionStatus: Sendable {
     public enum State: String, Sendable { case loading = "LOADING", available = "AVAILABLE", unloading = "UNLOADING", end = "END", failed = "FAILED" }
@@ -43,12 +46,12 @@ public final class ModelRepository: @unchecked Sendable {
     private let executor: any ComputeExecutor
     private let metrics: Metrics?
     private let batchingDefaults: BatchingParameters?
-    private let log: @Sendable (String) -> Void
+    private let log: @Sendable (LogLevel, String) -> Void
     /// For a Triton-style repository: new model directories found there are added.
     private let repositoryDirectory: String?
 
     public init(sources: [ModelSource], repositoryDirectory: String? = nil, executor: any ComputeExecutor, metrics: Metrics?,
-                batchingDefaults: BatchingParameters? = nil, log: @escaping @Sendable (String) -> Void) {
+                batchingDefaults: BatchingParameters? = nil, log: @escaping @Sendable (LogLevel, String) -> Void) {
         self.workers = executor.workerCount
         self.executor = executor
         self.metrics = metrics
@@ -144,7 +147,7 @@ public final class ModelRepository: @unchecked Sendable {
             for source in sources where entries[source.name] == nil {
                 entries[source.name] = Entry(source: source)
                 order.append(source.name)
-                log("model \(source.name): found in the repository")
+                log(.info, "model \(source.name): found in the repository")
             }
         }
     }
@@ -158,7 +161,7 @@ public final class ModelRepository: @unchecked Sendable {
             locked { entries[name]?.settingsError = nil }
         } catch {
             let message = "\(error)"
-            if locked({ entries[name]?.settingsError }) != message { log("model \(name): \(message)") }
+            if locked({ entries[name]?.settingsError }) != message { log(.error, "model \(name): \(message)") }
             locked { entries[name]?.settingsError = message }
             return
         }
@@ -170,7 +173,7 @@ public final class ModelRepository: @unchecked Sendable {
                 : "no version directories in \(base) (expected \(base)/<version>/model.onnx)"
         }
         if locked({ entries[name]?.layoutError }) != layoutError {
-            if let layoutError { log("model \(name): \(layoutError)") }
+            if let layoutError { log(.error, "model \(name): \(layoutError)") }
             locked { entries[name]?.layoutError = layoutError }
         }
         let aspired = (entry.source.policy ?? settings.versionPolicy ?? .latest(1)).select(Array(onDisk.keys))
@@ -186,7 +189,7 @@ public final class ModelRepository: @unchecked Sendable {
             }
             if known { continue }
             locked { _ = entries[name]?.loading.insert(version) }
-            log("model \(name): loading version \(version) from \(directory)")
+            log(.info, "model \(name): loading version \(version) from \(directory)")
             do {
                 let servable = try LoadedVersion(name: name, version: version, directory: directory, settings: settings, workers: workers)
                 let batching = settings.batching(defaults: batchingDefaults, maxBatchSize: max(1, servable.maxBatchSize), workers: workers)
@@ -196,14 +199,14 @@ public final class ModelRepository: @unchecked Sendable {
                     entries[name]?.failed[version] = nil
                     entries[name]?.available[version] = loaded
                 }
-                log("model \(name): version \(version) is available")
+                log(.info, "model \(name): version \(version) is available")
             } catch {
                 let message = "\(error)"
                 locked {
                     entries[name]?.loading.remove(version)
                     entries[name]?.failed[version] = (signature, message)
                 }
-                log("model \(name): version \(version) failed to load: \(message)")
+                log(.error, "model \(name): version \(version) failed to load: \(message)")
             }
         }
         // Unload what is no longer aspired, but never leave the model without a version while
@@ -215,7 +218,7 @@ public final class ModelRepository: @unchecked Sendable {
                 let stillOnDisk = onDisk[version] != nil
                 if aspiredAvailable || !stillOnDisk {
                     current.available[version] = nil
-                    log("model \(name): unloaded version \(version)")
+                    log(.info, "model \(name): unloaded version \(version)")
                 }
             }
             for version in current.failed.keys where onDisk[version] == nil { current.failed[version] = nil }
@@ -273,7 +276,7 @@ public final class ModelRepository: @unchecked Sendable {
             return true
         }
         guard exists else { throw .modelNotFound(model) }
-        log("model \(model): unloaded (repository request)")
+        log(.info, "model \(model): unloaded (repository request)")
     }
 
     /// Repository index: (name, version, state, reason) for every model.

@@ -65,6 +65,9 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("drain_delay_seconds"), help: "On SIGTERM/SIGINT: seconds to keep accepting and serving with readiness false (for load balancers to notice) before draining; a second signal ends the wait.")
     var drainDelaySeconds: Int = 0
 
+    @Option(name: .customLong("log_format"), help: "text, or json: one JSON object per line (time, level, message) for log collectors.")
+    var logFormatOption: LogFormat = .text
+
     @Option(name: .customLong("shutdown_grace_seconds"), help: "On SIGTERM/SIGINT: seconds in-flight requests get to finish.")
     var graceSeconds: Int = 30
 
@@ -81,6 +84,7 @@ struct ModelServer: ParsableCommand {
     }
 
     func run() throws {
+        logFormat = logFormatOption
         BLASKernels.relaunchWithAVX512KernelsIfBetter()
         // Signals go to the main thread's sigwait; every thread started below inherits the mask.
         var signals = sigset_t()
@@ -100,7 +104,7 @@ struct ModelServer: ParsableCommand {
             else if let modelRepository { sources = try ModelSource.fromRepository(modelRepository) }
             else { sources = [ModelSource(name: modelName!, basePath: modelBasePath!)] }
         } catch {
-            log("model-server: \(error)")
+            log("model-server: \(error)", level: .error)
             throw ExitCode(2)
         }
 
@@ -111,7 +115,7 @@ struct ModelServer: ParsableCommand {
         let control = ControlQueue()
         let metrics = Metrics()
         let repository = ModelRepository(sources: sources, repositoryDirectory: modelRepository, executor: compute, metrics: metrics,
-                                         batchingDefaults: batchingDefaults) { log($0) }
+                                         batchingDefaults: batchingDefaults) { level, message in log(message, level: level) }
         let service = RESTService(repository: repository, executor: compute, metrics: metrics,
                                   inferenceTimeout: restTimeoutMilliseconds > 0 ? Double(restTimeoutMilliseconds) / 1000 : nil,
                                   control: { job in control.async(job) })
@@ -135,7 +139,7 @@ struct ModelServer: ParsableCommand {
             do {
                 servers.append(try HTTPServer(configuration: settings, loops: loops, handler: restBridge, grpcHandler: grpcBridge))
             } catch {
-                log("model-server: cannot listen for \(name) on \(host):\(settings.port): \(error)")
+                log("model-server: cannot listen for \(name) on \(host):\(settings.port): \(error)", level: .error)
                 throw ExitCode(1)
             }
         }
@@ -178,8 +182,33 @@ struct ModelServer: ParsableCommand {
     }
 }
 
-func log(_ message: String) {
-    FileHandle.standardError.write(Data((message + "\n").utf8))
+/// How `log` writes: plain lines, or one JSON object per line (`time` RFC 3339 UTC with
+/// milliseconds, `level`, `message`) for log collectors. Set once at start, before any thread.
+nonisolated(unsafe) var logFormat = LogFormat.text
+
+enum LogFormat: String, ExpressibleByArgument, CaseIterable { case text, json }
+
+func log(_ message: String, level: LogLevel = .info) {
+    var line: String
+    switch logFormat {
+    case .text:
+        line = message
+    case .json:
+        var now = timeval()
+        gettimeofday(&now, nil)
+        var seconds = now.tv_sec, parts = tm()
+        gmtime_r(&seconds, &parts)
+        let time = String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
+                          parts.tm_hour, parts.tm_min, parts.tm_sec, Int32(now.tv_usec / 1000))
+        var writer = JSONWriter(reservingCapacity: message.utf8.count + 64)
+        writer.beginObject()
+        writer.key("time"); writer.value(time)
+        writer.key("level"); writer.value(level.rawValue)
+        writer.key("message"); writer.value(message)
+        writer.endObject()
+        line = String(decoding: writer.bytes, as: UTF8.self)
+    }
+    FileHandle.standardError.write(Data((line + "\n").utf8))
 }
 
 /// Joins Transport and the protocol layer: HTTP requests in, REST responses out.

@@ -55,7 +55,7 @@ enum ServingFixtures {
         let base = temporaryDirectory() + "/relu"
         try writeReluModel(base: base, dims: dims, config: config)
         let metrics = Metrics()
-        let repository = ModelRepository(sources: [ModelSource(name: "relu", basePath: base)], executor: executor, metrics: metrics) { _ in }
+        let repository = ModelRepository(sources: [ModelSource(name: "relu", basePath: base)], executor: executor, metrics: metrics) { _, _ in }
         repository.poll()
         let rest = RESTService(repository: repository, executor: executor, metrics: metrics, control: { $0() })
         return (rest, GRPCService(rest: rest), repository)

@@ -598,3 +598,23 @@ def test_model_file_without_version_directory_is_reported(server_factory, tmp_pa
     os.rename(base / "model.onnx", base / "1" / "model.onnx")
     wait_until(lambda: server.get("/v2/models/digits/ready").status_code == 200, 20, "version 1 served")
     assert_still_serving(server)
+
+
+def test_json_log_format(server_factory, tmp_path):
+    """--log_format json: every stderr line is one JSON object (time, level, message); a
+    version that fails to load is an error line naming the model and version."""
+    import datetime
+    import json
+    base = make_model_dir(tmp_path / "digits", scaled_versions(1))
+    server = server_factory.start(*base_path_args("digits", base), "--log_format", "json")
+    write_version(base, 2, b"not an ONNX model\n" * 10)
+    wait_until(lambda: '"level":"error"' in server.stderr(), 20, "the failed version 2 in the log")
+    server.send_signal(signal.SIGTERM)
+    assert server.wait_exit(STOP_TIMEOUT) == 0, server.describe()
+    lines = [json.loads(line) for line in server.stderr().splitlines() if line.strip()]
+    assert lines and all(set(line) == {"time", "level", "message"} for line in lines), lines
+    for line in lines:
+        datetime.datetime.strptime(line["time"], "%Y-%m-%dT%H:%M:%S.%fZ")
+    errors = [line["message"] for line in lines if line["level"] == "error"]
+    assert any("digits" in message and "version 2" in message for message in errors), errors
+    assert any("stopped" in line["message"] for line in lines), lines
