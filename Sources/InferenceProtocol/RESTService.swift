@@ -158,8 +158,7 @@ public final class RESTService: Sendable {
             }
         case .metrics:
             completion(RESTResponse(status: 200, headers: [("Content-Type", "text/plain; version=0.0.4")],
-                                    body: Array(metrics.render(loadedVersions: repository.loadedVersionCount,
-                                                               queued: repository.loadedSchedulers.map { ($0.version.name, $0.version.version, $0.queuedCount) }).utf8)))
+                                    body: Array(metrics.render(queued: repository.loadedSchedulers.map { ($0.version.name, $0.version.version, $0.queuedCount) }).utf8)))
         case .notFound:
             throw .notFound("Not Found: \(request.method) \(request.path)")
         case .methodNotAllowed(let allow):

@@ -94,26 +94,22 @@ public final class LoadedVersion: @unchecked Sendable {
             advertisedOutputs = outputs
         }
         imageInput = try ImageInput.from(parameters: settings.parameters, inputs: inputs)
-        // Warm-up: every worker's session runs once on zeros before the version is marked
-        // ready, which proves the plan executes and spares each worker's first request the
-        // session's allocation and first touch of its memory.
+        // Warm-up: one run on zeros proves the plan executes before the version is marked
+        // ready; its session becomes worker 0's. Other workers build theirs on first use, so
+        // a version's memory follows the workers that actually serve it.
         let zeros = model.inputs.map { info -> [UInt8] in
             let count = info.shape.map { $0 == -1 ? 1 : $0 }.reduce(1, *)
             return [UInt8](repeating: 0, count: count * info.dtype.size)
         }
-        var sessions: [Session?] = []
-        for _ in 0..<max(1, workers) {
-            let session = model.makeSession()
-            do {
-                try zeros.withUnsafeBufferPointers { buffers in
-                    _ = try session.run(batchSize: model.hasDynamicBatch ? 1 : model.maxBatchSize, inputs: buffers) { _ in 0 }
-                }
-            } catch {
-                throw ServingError.invalidInput("warm-up run of \(name) version \(version) failed: \(error)")
+        let session = model.makeSession()
+        do {
+            try zeros.withUnsafeBufferPointers { buffers in
+                _ = try session.run(batchSize: model.hasDynamicBatch ? 1 : model.maxBatchSize, inputs: buffers) { _ in 0 }
             }
-            sessions.append(session)
+        } catch {
+            throw ServingError.invalidInput("warm-up run of \(name) version \(version) failed: \(error)")
         }
-        self.sessions = sessions
+        sessions = [session] + Array(repeating: nil, count: max(1, workers) - 1)
     }
 
     /// Largest batch one request may carry.

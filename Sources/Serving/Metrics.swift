@@ -53,6 +53,13 @@ public final class Metrics: @unchecked Sendable {
         }
     }
 
+    /// Drops the latency series of an unloaded version (label cardinality follows the
+    /// versions loaded, not every version ever served).
+    public func forget(model: String, version: Int) {
+        let label = String(version)
+        locked { histograms = histograms.filter { !($0.key.model == model && $0.key.version == label) } }
+    }
+
     /// Records one executed batch of `size` rows.
     public func batchExecuted(model: String, size: Int) { locked { batchSizes[model, default: [:]][size, default: 0] += 1 } }
 
@@ -68,9 +75,10 @@ public final class Metrics: @unchecked Sendable {
         histograms[key] = histogram
     }
 
-    /// The Prometheus text exposition of everything recorded, plus `loadedVersions`, the
-    /// queue length of each loaded version and the process's own resource figures.
-    public func render(loadedVersions: Int, queued: [(model: String, version: Int, count: Int)] = []) -> String {
+    /// The Prometheus text exposition of everything recorded, plus the loaded versions (one
+    /// entry each in `queued`, with its queue length) and the process's own resource figures.
+    public func render(queued: [(model: String, version: Int, count: Int)]) -> String {
+        let loadedVersions = queued.count
         let process = ProcessFigures.read()
         return locked {
             var text = ""

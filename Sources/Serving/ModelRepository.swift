@@ -81,8 +81,6 @@ public final class ModelRepository: @unchecked Sendable {
         locked { entries.values.allSatisfy { !$0.enabled || !$0.available.isEmpty } }
     }
 
-    public var loadedVersionCount: Int { locked { entries.values.reduce(0) { $0 + $1.available.count } } }
-
     /// Every loaded version's scheduler, for per-version gauges.
     public var loadedSchedulers: [BatchScheduler] {
         locked { order.compactMap { entries[$0] }.flatMap { entry in entry.available.keys.sorted().map { entry.available[$0]! } } }
@@ -218,6 +216,7 @@ public final class ModelRepository: @unchecked Sendable {
                 let stillOnDisk = onDisk[version] != nil
                 if aspiredAvailable || !stillOnDisk {
                     current.available[version] = nil
+                    metrics?.forget(model: name, version: version)
                     log(.info, "model \(name): unloaded version \(version)")
                 }
             }
@@ -272,6 +271,7 @@ public final class ModelRepository: @unchecked Sendable {
         let exists = locked { () -> Bool in
             guard entries[model] != nil else { return false }
             entries[model]!.enabled = false
+            for version in entries[model]!.available.keys { metrics?.forget(model: model, version: version) }
             entries[model]!.available = [:]
             return true
         }

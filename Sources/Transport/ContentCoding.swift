@@ -4,6 +4,10 @@ import CZlib
 /// 8.4.1: `Content-Encoding: gzip | deflate`, as tritonclient's request_compression_algorithm
 /// sends them) and gRPC message compression (`grpc-encoding`, the same two names).
 public enum ContentCoding {
+    /// Compressed inputs up to this size are inflated where they arrive (an event loop): deflate
+    /// expands at most ~1,032:1, so this bounds the work to a few MiB of output.
+    public static let inlineInflateBytes = 4096
+
     public enum Failure: Error, Equatable {
         /// A coding other than gzip, deflate or identity.
         case unsupported(String)

@@ -28,7 +28,7 @@ extension HTTPHandler {
 
 extension HTTPHandler {
     /// Calls `handle` with the body decoded per its Content-Encoding (gzip, deflate; decoded
-    /// in `offload`) and that header removed; answers itself when it cannot: 415 (with
+    /// in `offload` unless at most `ContentCoding.inlineInflateBytes`) and that header removed; answers itself when it cannot: 415 (with
     /// Accept-Encoding) for another coding, 400 for corrupt data, 413 when the decoded body
     /// exceeds `maxBodyBytes`. Event-loop thread.
     func handleDecodingContent(_ request: HTTPRequest, maxBodyBytes: Int, responder: HTTPResponder) {
@@ -36,7 +36,11 @@ extension HTTPHandler {
             handle(request, responder: responder)
             return
         }
-        offload { decodeAndHandle(request, coding: coding, maxBodyBytes: maxBodyBytes, responder: responder) }
+        if request.body.count <= ContentCoding.inlineInflateBytes {
+            decodeAndHandle(request, coding: coding, maxBodyBytes: maxBodyBytes, responder: responder)
+        } else {
+            offload { decodeAndHandle(request, coding: coding, maxBodyBytes: maxBodyBytes, responder: responder) }
+        }
     }
 
     private func decodeAndHandle(_ request: HTTPRequest, coding: String, maxBodyBytes: Int, responder: HTTPResponder) {

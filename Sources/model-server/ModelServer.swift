@@ -168,9 +168,16 @@ struct ModelServer: ParsableCommand {
             // Readiness is false now; keep serving while endpoints controllers and load
             // balancers take the pod out of rotation, then drain.
             log("model-server: signal \(received): not ready; serving \(drainDelaySeconds) s more before draining")
-            var timeout = timespec(tv_sec: drainDelaySeconds, tv_nsec: 0)
-            var second: Int32
-            repeat { second = sigtimedwait(&signals, nil, &timeout) } while second == SIGPIPE || (second < 0 && errno == EINTR)
+            let end = Date().addingTimeInterval(Double(drainDelaySeconds))
+            var second: Int32 = -1
+            while true {
+                let left = end.timeIntervalSinceNow
+                if left <= 0 { break }
+                var timeout = timespec(tv_sec: Int(left), tv_nsec: Int((left - left.rounded(.down)) * 1e9))
+                second = sigtimedwait(&signals, nil, &timeout)
+                if second == SIGPIPE || (second < 0 && errno == EINTR) { continue }  // the deadline stays
+                break
+            }
             if second > 0 { log("model-server: signal \(second): draining now") }
         }
         log("model-server: signal \(received): draining (up to \(graceSeconds) s)")

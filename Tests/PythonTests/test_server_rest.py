@@ -454,3 +454,20 @@ def test_metrics_versions_preprocess_queue_and_process(server_factory, tmp_path)
     assert abs(fds - len(os.listdir(f"/proc/{server.process.pid}/fd"))) <= 4, fds
     assert families["process_cpu_seconds"].samples[0].value > 0
     assert abs(families["process_start_time_seconds"].samples[0].value - time.time()) < 600
+
+
+def test_metrics_drop_latency_series_of_unloaded_versions(server_factory, tmp_path):
+    """Latency series are per version; an unloaded version's go away (cardinality follows the
+    loaded versions) and its queue gauge with it."""
+    repository = tmp_path / "repository"
+    make_model_dir(repository / "digits", {1: digits_bytes()})
+    server = server_factory.start("--model_repository", str(repository))
+    x = np.load(DIGITS_SAMPLES / "digit_3.npy").astype(np.float32)
+    assert server.post("/v2/models/digits/infer", json=v2_json_request(x)).status_code == 200
+    text = server.get("/metrics").text
+    assert 'model_server_request_duration_seconds_count{model="digits",version="1",phase="total"} 1' in text, text
+    assert 'model_server_queue_size{model="digits",version="1"} 0' in text
+    assert server.post("/v2/repository/models/digits/unload").status_code == 200
+    text = server.get("/metrics").text
+    assert 'request_duration_seconds_count{model="digits"' not in text and 'queue_size{model="digits"' not in text, text
+    assert "model_server_loaded_versions 0" in text

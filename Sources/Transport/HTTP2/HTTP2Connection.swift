@@ -363,6 +363,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         if type == UInt8(NGHTTP2_HEADERS.rawValue), let stream = streams[streamID], stream.isGRPC, !stream.dispatched, !stream.answered,
            let refusal = GRPCWire.checkRequest(method: stream.method, contentType: stream.headers.first(name: "content-type") ?? "") {
             // Not a call this server speaks (codec, method): refused before any body is buffered.
+            if flags & UInt8(NGHTTP2_FLAG_END_STREAM.rawValue) != 0 { stream.requestComplete = true }
             answerGRPC(stream, refusal)
             return
         }
@@ -455,8 +456,13 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                                                cancellation: cancellation), responder: responder)
                     return
                 }
-                // Inflating takes up to the message limit of CPU time: off the event loop.
-                server.handler.offload {
+                // Inflating takes up to the message limit of CPU time: off the event loop, unless
+                // the message is small (4 KiB inflate to at most ~4 MiB).
+                let inflate: @Sendable () -> Void = {
+                    if cancellation.isCancelled {
+                        responder.send(GRPCResponse(status: GRPCResponse.cancelled, message: "the call was cancelled"))
+                        return
+                    }
                     switch GRPCWire.decompress(message, encoding: encoding, maxMessageBytes: limit) {
                     case .message(let decoded, _):
                         handler.handle(GRPCRequest(path: path, headers: headers, message: decoded, deadline: deadline,
@@ -465,6 +471,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                         responder.send(response)
                     }
                 }
+                if message.count <= ContentCoding.inlineInflateBytes { inflate() } else { server.handler.offload(inflate) }
             }
         } else {
             let head = HTTPRequestHead(method: stream.method, target: stream.path, headers: stream.headers,
