@@ -173,24 +173,15 @@ struct ProcessFigures {
     }
 
     var exposition: String {
-        var text = ""
-        if let residentBytes {
-            text += "# HELP process_resident_memory_bytes Resident memory size in bytes.\n# TYPE process_resident_memory_bytes gauge\n"
-            text += "process_resident_memory_bytes \(residentBytes)\n"
-        }
-        if let cpuSeconds {
-            text += "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n# TYPE process_cpu_seconds_total counter\n"
-            text += "process_cpu_seconds_total \(cpuSeconds)\n"
-        }
-        if let startTimeSeconds {
-            text += "# HELP process_start_time_seconds Start time of the process since unix epoch in seconds.\n# TYPE process_start_time_seconds gauge\n"
-            text += "process_start_time_seconds \(Int(startTimeSeconds))\n"
-        }
-        if let openFileDescriptors {
-            text += "# HELP process_open_fds Number of open file descriptors.\n# TYPE process_open_fds gauge\n"
-            text += "process_open_fds \(openFileDescriptors)\n"
-        }
-        return text
+        let series: [(name: String, type: String, help: String, value: String?)] = [
+            ("process_resident_memory_bytes", "gauge", "Resident memory size in bytes.", residentBytes.map { String($0) }),
+            ("process_cpu_seconds_total", "counter", "Total user and system CPU time spent in seconds.", cpuSeconds.map { String($0) }),
+            ("process_start_time_seconds", "gauge", "Start time of the process since unix epoch in seconds.", startTimeSeconds.map { String(Int($0)) }),
+            ("process_open_fds", "gauge", "Number of open file descriptors.", openFileDescriptors.map { String($0) }),
+        ]
+        return series.compactMap { entry in
+            entry.value.map { "# HELP \(entry.name) \(entry.help)\n# TYPE \(entry.name) \(entry.type)\n\(entry.name) \($0)\n" }
+        }.joined()
     }
 
     private static func contents(_ path: String) -> String? {
