@@ -24,13 +24,11 @@ public protocol HTTPHandler: Sendable {
 
 extension HTTPHandler {
     public func offload(_ work: @escaping @Sendable () -> Void) { work() }
-}
 
-extension HTTPHandler {
-    /// Calls `handle` with the body decoded per its Content-Encoding (gzip, deflate; decoded
-    /// in `offload` unless at most `ContentCoding.inlineInflateBytes`) and that header removed; answers itself when it cannot: 415 (with
-    /// Accept-Encoding) for another coding, 400 for corrupt data, 413 when the decoded body
-    /// exceeds `maxBodyBytes`. Event-loop thread.
+    /// Calls `handle` with the body decoded per its Content-Encoding (gzip, deflate; in
+    /// `offload` unless at most `ContentCoding.inlineInflateBytes`) and that header removed;
+    /// answers itself when it cannot: 415 (with Accept-Encoding) for another coding, 400 for
+    /// corrupt data, 413 when the decoded body exceeds `maxBodyBytes`. Event-loop thread.
     func handleDecodingContent(_ request: HTTPRequest, maxBodyBytes: Int, responder: HTTPResponder) {
         guard let coding = request.head.headers.first(name: "content-encoding"), !ContentCoding.isIdentity(coding), !request.body.isEmpty else {
             handle(request, responder: responder)
