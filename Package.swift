@@ -38,17 +38,23 @@ let package = Package(
         ),
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "ONNXProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims"]
+            dependencies: ["COpenBLAS", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims"]
+        ),
+        // TensorFlow's own messages (graphs, SavedModel, tensors, tf.Example): read by the
+        // engine's SavedModel frontend and carried by the TF Serving protocol.
+        .target(
+            name: "TensorFlowProto",
+            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .target(
             name: "ServingProto",
-            dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib"]),
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC
         // through libnghttp2's memory API.
@@ -72,7 +78,7 @@ let package = Package(
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "CTurboJPEG"]),
         .testTarget(
             name: "InferenceProtocolTests",
-            dependencies: ["InferenceProtocol", "Serving", "ServingProto", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["InferenceProtocol", "Serving", "ServingProto", "TensorFlowProto", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "EngineTests",

@@ -1,6 +1,7 @@
 import Foundation
 import Serving
 import ServingProto
+import TensorFlowProto
 import SwiftProtobuf
 
 /// One unary gRPC answer.

@@ -1,6 +1,7 @@
 import Foundation
 import Serving
 import ServingProto
+import TensorFlowProto
 
 #if _endian(big)
 #error("tensor data is little-endian; GRPCTensors copies host-order values")

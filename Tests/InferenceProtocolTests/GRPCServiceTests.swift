@@ -1,5 +1,6 @@
 import Foundation
 import ServingProto
+import TensorFlowProto
 import SwiftProtobuf
 import Synchronization
 import Testing

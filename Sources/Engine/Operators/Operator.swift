@@ -246,5 +246,9 @@ enum OperatorRegistry {
         "ConstantOfShape": ConstantOfShapeOperator.self,
         "Cast": CastOperator.self,
         "ReduceMean": ReduceMeanOperator.self,
+        "Sqrt": FloatUnaryOperator.self, "Reciprocal": FloatUnaryOperator.self, "Neg": FloatUnaryOperator.self,
+        "Exp": FloatUnaryOperator.self, "Abs": FloatUnaryOperator.self, "Softplus": FloatUnaryOperator.self,
+        "Elu": FloatUnaryOperator.self,
+        "Max": MinMaxOperator.self, "Min": MinMaxOperator.self,
     ]
 }
