@@ -53,7 +53,7 @@ let package = Package(
         .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib"]),
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
-        .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC

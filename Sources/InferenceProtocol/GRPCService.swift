@@ -1,4 +1,5 @@
 import Foundation
+import Engine
 import Serving
 import ServingProto
 import TensorFlowProto
@@ -111,9 +112,7 @@ public final class GRPCService: Sendable {
         "/inference.GRPCInferenceService/CudaSharedMemoryUnregister": "CudaSharedMemoryUnregister is not implemented (no CUDA support)",
         "/inference.GRPCInferenceService/TraceSetting": "TraceSetting is not implemented",
         "/inference.GRPCInferenceService/LogSettings": "LogSettings is not implemented",
-        "/tensorflow.serving.PredictionService/Classify": "Classify is not implemented: only Predict is (the models have no tf.Example signature)",
-        "/tensorflow.serving.PredictionService/Regress": "Regress is not implemented: only Predict is (the models have no tf.Example signature)",
-        "/tensorflow.serving.PredictionService/MultiInference": "MultiInference is not implemented: only Predict is (the models have no tf.Example signature)",
+        "/tensorflow.serving.PredictionService/MultiInference": "MultiInference is not implemented: call Classify, Regress or Predict",
         "/tensorflow.serving.ModelService/HandleReloadConfigRequest": "HandleReloadConfigRequest is not implemented; edit the model config file or use the repository load/unload RPCs",
         "/grpc.health.v1.Health/Watch": "Health/Watch is not implemented; poll Health/Check",
     ]
@@ -170,6 +169,12 @@ public final class GRPCService: Sendable {
         // TensorFlow Serving
         case "/tensorflow.serving.PredictionService/Predict":
             try predict(try call.parse(Tensorflow_Serving_PredictRequest.self), call)
+        case "/tensorflow.serving.PredictionService/Classify":
+            let request = try call.parse(Tensorflow_Serving_ClassificationRequest.self)
+            try examples(request.modelSpec, request.input, method: .classify, call)
+        case "/tensorflow.serving.PredictionService/Regress":
+            let request = try call.parse(Tensorflow_Serving_RegressionRequest.self)
+            try examples(request.modelSpec, request.input, method: .regress, call)
         case "/tensorflow.serving.PredictionService/GetModelMetadata":
             call.reply(try modelMetadata(try call.parse(Tensorflow_Serving_GetModelMetadataRequest.self)))
         case "/tensorflow.serving.ModelService/GetModelStatus":
@@ -246,7 +251,7 @@ public final class GRPCService: Sendable {
         return .with {
             $0.name = version.name
             $0.versions = rest.availableVersions(version.name)
-            $0.platform = RESTService.metadataPlatform
+            $0.platform = RESTService.metadataPlatform(version)
             $0.inputs = tensors(version.inputs)
             $0.outputs = tensors(version.advertisedOutputs)
         }
@@ -258,7 +263,7 @@ public final class GRPCService: Sendable {
         func dims(_ shape: [Int]) -> [Int64] { (batching ? Array(shape.dropFirst()) : shape).map { Int64($0) } }
         return .with { config in
             config.name = version.name
-            config.platform = RESTService.configPlatform
+            config.platform = RESTService.configPlatform(version)
             config.backend = RESTService.serverName
             config.maxBatchSize = Int32(clamping: version.maxBatchSize)
             config.input = version.inputs.map { tensor in
@@ -323,15 +328,9 @@ public final class GRPCService: Sendable {
         }
     }
 
-    /// Every model has one signature, the predict signature `serving_default` ("" names it too).
-    static func checkSignature(_ name: String) throws(ServingError) {
-        if !name.isEmpty && name != defaultSignature { throw .notFound("Serving signature key \"\(name)\" not found.") }
-    }
-
     private func predict(_ request: Tensorflow_Serving_PredictRequest, _ call: Call) throws(ServingError) {
         let spec = request.modelSpec
-        let servable = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest)
-        try Self.checkSignature(spec.signatureName)
+        let servable = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).signature(spec.signatureName)
         let version = servable.version
         let expected = Set(version.inputs.map(\.name)), sent = Set(request.inputs.keys)
         if expected != sent {
@@ -344,11 +343,7 @@ public final class GRPCService: Sendable {
             inputs.append(try GRPCTensors.tensor(named: input.name, from: request.inputs[input.name]!, maxBytes: limit))
         }
         let outputs = try Self.outputSelection(request.outputFilter, version)
-        let modelSpec = Tensorflow_Serving_ModelSpec.with {
-            $0.name = version.name
-            $0.version = Google_Protobuf_Int64Value(Int64(version.version))
-            $0.signatureName = Self.defaultSignature
-        }
+        let modelSpec = Self.answeredSpec(version)
         infer(InferRequest(inputs: inputs, outputs: outputs), on: servable, protocolName: "grpc_tf", call) { response throws(ServingError) in
             var reply = Tensorflow_Serving_PredictResponse()
             reply.modelSpec = modelSpec
@@ -357,6 +352,67 @@ public final class GRPCService: Sendable {
             }
             return try GRPCReply.serialize(reply)
         }
+    }
+
+    /// The ModelSpec an answer carries: the model, the version that ran, the signature.
+    static func answeredSpec(_ version: LoadedVersion) -> Tensorflow_Serving_ModelSpec {
+        .with {
+            $0.name = version.name
+            $0.version = Google_Protobuf_Int64Value(Int64(version.version))
+            $0.signatureName = version.signature?.name ?? defaultSignature
+        }
+    }
+
+    enum ExampleMethod { case classify, regress }
+
+    /// Classify / Regress: tf.Examples through the named (or default) signature, which must
+    /// be of that method; answers TF Serving's result messages.
+    private func examples(_ spec: Tensorflow_Serving_ModelSpec, _ input: Tensorflow_Serving_Input, method: ExampleMethod, _ call: Call) throws(ServingError) {
+        let servable = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).signature(spec.signatureName)
+        let version = servable.version
+        let records: [Tensorflow_Example]
+        switch input.kind {
+        case .exampleList(let list)?: records = list.examples
+        case .exampleListWithContext(let list)?: records = list.examples.map { Self.merged($0, context: list.context) }
+        case nil: throw .invalidInput("Input is empty")
+        }
+        let tensors = try Self.checkedExamples(version, records, method: method)
+        let modelSpec = Self.answeredSpec(version)
+        infer(InferRequest(inputs: tensors), on: servable, protocolName: "grpc_tf", call) { response throws(ServingError) in
+            switch method {
+            case .classify:
+                var reply = Tensorflow_Serving_ClassificationResponse()
+                reply.modelSpec = modelSpec
+                reply.result.classifications = try ExampleResults.classifications(response, version).map { row in
+                    .with { $0.classes = row.map { entry in .with { $0.label = entry.label; $0.score = entry.score } } }
+                }
+                return try GRPCReply.serialize(reply)
+            case .regress:
+                var reply = Tensorflow_Serving_RegressionResponse()
+                reply.modelSpec = modelSpec
+                reply.result.regressions = try ExampleResults.regressions(response, version).map { value in .with { $0.value = value } }
+                return try GRPCReply.serialize(reply)
+            }
+        }
+    }
+
+    /// The example's features over the context's (TF Serving's ExampleListWithContext).
+    static func merged(_ example: Tensorflow_Example, context: Tensorflow_Example) -> Tensorflow_Example {
+        var result = context
+        for (key, value) in example.features.feature { result.features.feature[key] = value }
+        return result
+    }
+
+    /// The network inputs of `examples` on a classify/regress signature.
+    static func checkedExamples(_ version: LoadedVersion, _ examples: [Tensorflow_Example], method: ExampleMethod) throws(ServingError) -> [InferTensor] {
+        let wanted = method == .classify ? "tensorflow/serving/classify" : "tensorflow/serving/regress"
+        guard let signature = version.signature else {
+            throw .invalidInput("\(method == .classify ? "Classify" : "Regress") needs a TensorFlow model with a \(wanted) signature; \(version.name) is an ONNX model")
+        }
+        guard signature.methodName == wanted else {
+            throw .invalidInput("Expected \(method == .classify ? "classification" : "regression") signature method_name to be \(wanted). Was: \(signature.methodName)")
+        }
+        return try version.exampleTensors(examples)
     }
 
     /// The outputs to request for `filter` (empty: nil, all): TF Serving's output_filter,
@@ -393,8 +449,27 @@ public final class GRPCService: Sendable {
         }
     }
 
-    /// The one predict signature, as REST's model metadata describes it.
+    /// The export's own signatures (TensorFlow), or the one predict signature (ONNX), as
+    /// REST's model metadata describes them.
     static func signatureDefMap(_ version: LoadedVersion) -> Tensorflow_Serving_SignatureDefMap {
+        if let signature = version.signature {
+            var map = Tensorflow_Serving_SignatureDefMap()
+            for saved in [signature] + version.signatures.values.compactMap(\.signature) {
+                map.signatureDef[saved.name] = .with { def in
+                    def.methodName = saved.methodName
+                    func info(_ spec: SavedModelSignature.TensorSpec) -> Tensorflow_TensorInfo {
+                        .with {
+                            $0.name = spec.tensorName
+                            $0.dtype = spec.dtype
+                            if let shape = spec.shape { $0.tensorShape = GRPCTensors.shapeProto(shape) } else { $0.tensorShape.unknownRank = true }
+                        }
+                    }
+                    for input in saved.inputs { def.inputs[input.alias] = info(input) }
+                    for output in saved.outputs { def.outputs[output.alias] = info(output) }
+                }
+            }
+            return map
+        }
         func infos(_ list: [LoadedVersion.TensorMetadata]) -> [String: Tensorflow_TensorInfo] {
             var result: [String: Tensorflow_TensorInfo] = [:]
             for tensor in list {

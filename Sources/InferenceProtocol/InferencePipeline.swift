@@ -64,6 +64,13 @@ struct InferencePipeline: Sendable {
             }
             return
         }
+        var request = request
+        do throws(ServingError) {
+            try version.expandSignatureInputs(&request)
+        } catch {
+            finish(.failure(error), nil, nil)
+            return
+        }
         enqueue(request, servable, limits, encode: encode, finish: finish)
     }
 

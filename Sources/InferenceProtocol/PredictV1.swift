@@ -1,9 +1,12 @@
+import Foundation
 import Serving
+import TensorFlowProto
 
 /// KServe V1 / TF Serving REST `:predict`: row (`instances`) and columnar (`inputs`) formats,
 /// named and unnamed inputs, `{"b64": ...}` strings; answers `predictions` or `outputs`.
 extension RESTService {
-    func predictV1(_ servable: BatchScheduler, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+    func predictV1(_ defaultServable: BatchScheduler, _ request: RESTRequest, _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        var servable = defaultServable
         if let image = servable.version.imageInput, request.header("content-type")?.lowercased().hasPrefix("image/") == true {
             // A raw image body: one instance.
             var bytes: [UInt8] = []
@@ -13,13 +16,13 @@ extension RESTService {
                     completion: completion)
             return
         }
-        let imageName = servable.version.imageInput?.name
         let body = try parseJSON(request.body[...], allowNonFinite: true)
         guard case .object(let object) = body else { throw .invalidInput("the request body must be a JSON object") }
         if let signature = object["signature_name"] {
             guard let name = signature.stringValue else { throw .invalidInput("'signature_name' must be a string") }
-            if !name.isEmpty && name != "serving_default" { throw .invalidInput("Serving signature key \"\(name)\" not found.") }
+            do { servable = try servable.signature(name) } catch { throw .invalidInput(error.message) }
         }
+        let imageName = servable.version.imageInput?.name
         let instances = object["instances"], columns = object["inputs"]
         if instances != nil && columns != nil { throw .invalidInput("the request has both 'instances' and 'inputs'; send one of them") }
         let inputs = servable.version.inputs
@@ -133,6 +136,86 @@ extension RESTService {
             data.append(contentsOf: bytes)
         }
         return InferTensor(name: input.name, datatype: input.datatype, shape: [values.count] + (rowShape ?? []), data: data)
+    }
+
+    /// TF Serving REST `:classify` / `:regress`: `examples` (objects of feature values, with an
+    /// optional `context` merged into each) through a classify or regress signature; answers
+    /// `{"result": [[[label, score], ...], ...]}` or `{"result": [value, ...]}`.
+    func examplesV1(_ defaultServable: BatchScheduler, verb: String, _ request: RESTRequest,
+                    _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
+        let body = try parseJSON(request.body[...], allowNonFinite: true)
+        guard case .object(let object) = body else { throw .invalidInput("the request body must be a JSON object") }
+        var servable = defaultServable
+        if let signature = object["signature_name"] {
+            guard let name = signature.stringValue else { throw .invalidInput("'signature_name' must be a string") }
+            do { servable = try servable.signature(name) } catch { throw .invalidInput(error.message) }
+        }
+        guard let list = object["examples"]?.arrayElements, !list.isEmpty else { throw .invalidInput("'examples' must be a non-empty list") }
+        var context = Tensorflow_Example()
+        if let value = object["context"] {
+            guard value.objectValue != nil else { throw .invalidInput("'context' must be an object") }
+            context = try Self.example(value, label: "context")
+        }
+        var records: [Tensorflow_Example] = []
+        for (index, value) in list.enumerated() {
+            records.append(GRPCService.merged(try Self.example(value, label: "example \(index)"), context: context))
+        }
+        let method: GRPCService.ExampleMethod = verb == "classify" ? .classify : .regress
+        let version = servable.version
+        let tensors = try GRPCService.checkedExamples(version, records, method: method)
+        run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
+            var out = JSONBuilder(capacity: 256)
+            out.beginObject()
+            out.key("result"); out.beginArray()
+            if method == .classify {
+                for row in try ExampleResults.classifications(response, version) {
+                    out.beginArray()
+                    for entry in row {
+                        out.beginArray(); out.string(entry.label); out.float(entry.score); out.endArray()
+                    }
+                    out.endArray()
+                }
+            } else {
+                for value in try ExampleResults.regressions(response, version) { out.float(value) }
+            }
+            out.endArray()
+            out.endObject()
+            return .json(200, out.bytes)
+        }, completion: completion)
+    }
+
+    /// A tf.Example from TF Serving's JSON: each feature a value or a list of strings,
+    /// `{"b64": ...}` objects, integers or floats (any non-integer makes a float list).
+    static func example(_ value: JSONValue, label: String) throws(ServingError) -> Tensorflow_Example {
+        guard let members = value.objectValue else { throw .invalidInput("\(label) must be an object of features") }
+        var example = Tensorflow_Example()
+        for key in members.keys {
+            let feature = members[key]!
+            let elements = TensorJSON.isBase64Object(feature) ? [feature] : (feature.arrayElements ?? [feature])
+            var entry = Tensorflow_Feature()
+            if let first = elements.first, first.stringValue != nil || TensorJSON.isBase64Object(first) {
+                var bytes = Tensorflow_BytesList()
+                for element in elements {
+                    if let decoded = try TensorJSON.base64Object(element) { bytes.value.append(Data(decoded)) }
+                    else if let text = element.stringValue { bytes.value.append(Data(text.utf8)) }
+                    else { throw .invalidInput("feature '\(key)' of \(label) mixes strings and other values") }
+                }
+                entry.bytesList = bytes
+            } else {
+                var numbers: [JSONNumber] = []
+                for element in elements {
+                    guard let number = element.numberValue else { throw .invalidInput("feature '\(key)' of \(label) must hold strings or numbers") }
+                    numbers.append(number)
+                }
+                if numbers.allSatisfy(\.isIntegerLiteral), let integers = Optional(numbers.compactMap(\.int64Value)), integers.count == numbers.count {
+                    entry.int64List = .with { $0.value = integers }
+                } else {
+                    entry.floatList = .with { $0.value = numbers.map(\.floatValue) }
+                }
+            }
+            example.features.feature[key] = entry
+        }
+        return example
     }
 
     static func encodeV1(_ response: InferResponse, rowFormat: Bool) throws(ServingError) -> RESTResponse {

@@ -1,6 +1,7 @@
 import Foundation
 import Glibc
 import Serving
+import TensorFlowProto
 import Synchronization
 
 /// Answers every REST endpoint: KServe V1, TF Serving REST, Open Inference Protocol V2 (with
@@ -41,8 +42,9 @@ public final class RESTService: Sendable {
     var isDraining: Bool { draining.load(ordering: .acquiring) }
 
     /// Platform names the V2 model metadata and Triton's model configuration report.
-    static let metadataPlatform = "onnx_onnxv1"
-    static let configPlatform = "onnxruntime_onnx"
+    /// V2 metadata's and config's platform names (Triton's for TensorFlow SavedModels).
+    static func metadataPlatform(_ version: LoadedVersion) -> String { version.signature != nil ? "tensorflow_savedmodel" : "onnx_onnxv1" }
+    static func configPlatform(_ version: LoadedVersion) -> String { version.signature != nil ? "tensorflow_savedmodel" : "onnxruntime_onnx" }
 
     /// The Open Inference Protocol extensions this server implements.
     static let extensions = ["binary_tensor_data", "classification", "model_repository", "model_configuration", "parameters"]
@@ -102,8 +104,10 @@ public final class RESTService: Sendable {
             completion(tfMetadata(try repository.lookup(model: model, version: selector ?? .latest).version))
         case .v1Predict(let model, let selector):
             try predictV1(try repository.lookup(model: model, version: selector ?? .latest), request, completion)
-        case .v1Unimplemented(_, let verb):
-            throw .unsupported(verb == "explain" ? "this server has no explainer (:explain)" : ":\(verb) needs tf.Example models; only :predict is implemented")
+        case .v1Examples(let model, let selector, let verb):
+            try examplesV1(try repository.lookup(model: model, version: selector ?? .latest), verb: verb, request, completion)
+        case .v1Unimplemented:
+            throw .unsupported("this server has no explainer (:explain)")
         case .v2Server:
             completion(object { out in
                 out.key("name"); out.string(Self.serverName)
@@ -236,36 +240,63 @@ public final class RESTService: Sendable {
         }
     }
 
+    /// TF Serving's GET .../metadata: the SignatureDefMap (the export's own for TensorFlow
+    /// models) in TF Serving's JSON form.
     private func tfMetadata(_ version: LoadedVersion) -> RESTResponse {
-        object { out in
+        let map = GRPCService.signatureDefMap(version)
+        return object { out in
             out.key("model_spec"); out.beginObject()
             out.key("name"); out.string(version.name)
             out.key("signature_name"); out.string("")
             out.key("version"); out.string(String(version.version))
             out.endObject()
             out.key("metadata"); out.beginObject(); out.key("signature_def"); out.beginObject(); out.key("signature_def"); out.beginObject()
-            out.key("serving_default"); out.beginObject()
-            for (key, tensors) in [("inputs", version.inputs), ("outputs", version.advertisedOutputs)] {
-                out.key(key); out.beginObject()
-                for tensor in tensors {
-                    out.key(tensor.name); out.beginObject()
-                    out.key("dtype"); out.string(Self.tfType(tensor.datatype))
-                    out.key("tensor_shape"); out.beginObject()
-                    out.key("dim"); out.beginArray()
-                    for size in tensor.shape {
-                        out.beginObject(); out.key("size"); out.string(String(size)); out.key("name"); out.string(""); out.endObject()
+            for (name, signature) in map.signatureDef.sorted(by: { $0.key < $1.key }) {
+                out.key(name); out.beginObject()
+                for (key, tensors) in [("inputs", signature.inputs), ("outputs", signature.outputs)] {
+                    out.key(key); out.beginObject()
+                    for (alias, info) in tensors.sorted(by: { $0.key < $1.key }) {
+                        out.key(alias); out.beginObject()
+                        out.key("dtype"); out.string(Self.tfTypeName(info.dtype))
+                        out.key("tensor_shape"); out.beginObject()
+                        out.key("dim"); out.beginArray()
+                        for dim in info.tensorShape.dim {
+                            out.beginObject(); out.key("size"); out.string(String(dim.size)); out.key("name"); out.string(dim.name); out.endObject()
+                        }
+                        out.endArray()
+                        out.key("unknown_rank"); out.bool(info.tensorShape.unknownRank)
+                        out.endObject()
+                        if case .name(let tensor)? = info.encoding { out.key("name"); out.string(tensor) }
+                        out.endObject()
                     }
-                    out.endArray()
-                    out.key("unknown_rank"); out.bool(false)
-                    out.endObject()
-                    out.key("name"); out.string(tensor.name)
                     out.endObject()
                 }
+                out.key("method_name"); out.string(signature.methodName)
+                out.key("defaults"); out.beginObject(); out.endObject()
                 out.endObject()
             }
-            out.key("method_name"); out.string("tensorflow/serving/predict")
-            out.key("defaults"); out.beginObject(); out.endObject()
-            out.endObject(); out.endObject(); out.endObject(); out.endObject()
+            out.endObject(); out.endObject(); out.endObject()
+        }
+    }
+
+    /// TF's enum name of a dtype ("DT_FLOAT"), as TF Serving's JSON writes it.
+    static func tfTypeName(_ type: Tensorflow_DataType) -> String {
+        switch type {
+        case .dtFloat: return "DT_FLOAT"
+        case .dtDouble: return "DT_DOUBLE"
+        case .dtInt32: return "DT_INT32"
+        case .dtUint8: return "DT_UINT8"
+        case .dtInt16: return "DT_INT16"
+        case .dtInt8: return "DT_INT8"
+        case .dtString: return "DT_STRING"
+        case .dtInt64: return "DT_INT64"
+        case .dtBool: return "DT_BOOL"
+        case .dtUint16: return "DT_UINT16"
+        case .dtHalf: return "DT_HALF"
+        case .dtUint32: return "DT_UINT32"
+        case .dtUint64: return "DT_UINT64"
+        case .dtBfloat16: return "DT_BFLOAT16"
+        default: return "DT_INVALID"
         }
     }
 
@@ -279,7 +310,7 @@ public final class RESTService: Sendable {
         return object { out in
             out.key("name"); out.string(version.name)
             out.key("versions"); out.beginArray(); for v in versions { out.string(v) }; out.endArray()
-            out.key("platform"); out.string(Self.metadataPlatform)
+            out.key("platform"); out.string(Self.metadataPlatform(version))
             for (key, tensors) in [("inputs", version.inputs), ("outputs", version.advertisedOutputs)] {
                 out.key(key); out.beginArray()
                 for tensor in tensors {
@@ -299,7 +330,7 @@ public final class RESTService: Sendable {
         let batching = version.maxBatchSize > 0
         return object { out in
             out.key("name"); out.string(version.name)
-            out.key("platform"); out.string(Self.configPlatform)
+            out.key("platform"); out.string(Self.configPlatform(version))
             out.key("backend"); out.string(Self.serverName)
             out.key("max_batch_size"); out.int(version.maxBatchSize)
             for (key, tensors) in [("input", version.inputs), ("output", version.advertisedOutputs)] {

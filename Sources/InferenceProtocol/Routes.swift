@@ -46,7 +46,8 @@ enum Route: Equatable {
     case v1ModelStatus(String, VersionSelector?)      // GET /v1/models/<m>[/versions/<v>|/labels/<l>]
     case v1ModelMetadata(String, VersionSelector?)    // GET .../metadata
     case v1Predict(String, VersionSelector?)          // POST .../<m>[...]:predict
-    case v1Unimplemented(String, String)              // :classify, :regress, :explain (model, verb)
+    case v1Examples(String, VersionSelector?, String) // POST ...:classify / :regress (model, version, verb)
+    case v1Unimplemented(String, String)              // :explain (model, verb)
     // Open Inference Protocol V2
     case v2Server                                     // GET /v2
     case v2Live, v2Ready                              // GET /v2/health/live|ready
@@ -105,7 +106,8 @@ enum Route: Equatable {
             guard post else { return .methodNotAllowed(allow: "POST") }
             switch verb {
             case "predict": return .v1Predict(model, selector)
-            case "classify", "regress", "explain": return .v1Unimplemented(model, verb)
+            case "classify", "regress": return .v1Examples(model, selector, verb)
+            case "explain": return .v1Unimplemented(model, verb)
             default: throw .invalidInput("Malformed request: \(method) \(path)")
             }
         }

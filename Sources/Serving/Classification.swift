@@ -15,6 +15,11 @@ public struct Classification: Sendable {
     /// Top-k answered as `classes` and `scores` outputs instead of the raw scores; nil: off.
     public var topK: Int?
     public var labels: [String]
+    /// Output names of the top-k answer (a TF signature's own aliases).
+    public var classesName = Classification.classesOutput
+    public var scoresName = Classification.scoresOutput
+    /// TF's lookup-table default for indices without a label.
+    public var missingLabel: String?
 
     /// Reads the config.pbtxt parameters `classification_output`, `softmax` ("true"),
     /// `top_k` and the output's `label_filename`. Nil when `classification_output` is absent
@@ -57,12 +62,12 @@ public struct Classification: Sendable {
         let width = best.first?.count ?? 0
         for row in best {
             for (index, score) in row {
-                BytesElements.append((label(index) ?? String(index)).utf8, to: &classes)
+                BytesElements.append((label(index) ?? missingLabel ?? String(index)).utf8, to: &classes)
                 withUnsafeBytes(of: score) { scores.append(contentsOf: $0) }
             }
         }
-        return [InferTensor(name: Self.classesOutput, datatype: .bytes, shape: [best.count, width], data: classes),
-                InferTensor(name: Self.scoresOutput, datatype: .fp32, shape: [best.count, width], data: scores)]
+        return [InferTensor(name: classesName, datatype: .bytes, shape: [best.count, width], data: classes),
+                InferTensor(name: scoresName, datatype: .fp32, shape: [best.count, width], data: scores)]
     }
 
     /// The V2 classification extension's BYTES tensor "score:index[:label]" [batch, k].

@@ -93,14 +93,16 @@ extension LoadedVersion {
     /// Replaces an encoded-image input of `request` by its decoded tensor. Runs on a compute
     /// worker (decoding is the expensive part of an image request). No-op for other models.
     public func decodeImages(_ request: inout InferRequest) throws(ServingError) {
+        try expandSignatureInputs(&request)
         guard let image = imageInput else { return }
         guard let index = request.inputs.firstIndex(where: { $0.name == image.name }), request.inputs[index].datatype == .bytes else { return }
-        let shape = inputs.first { $0.name == image.name }!.shape
+        let shape = model.inputs.first { $0.name == image.name }!.shape
         request.inputs[index] = try image.decode(request.inputs[index], shape: shape, with: imageDecoders)
     }
 
     /// Whether `request` carries encoded images to decode first.
     public func needsDecoding(_ request: InferRequest) -> Bool {
+        if let signature, signature.feeds.values.contains(where: { if case .tensor = $0 { return false } else { return true } }) { return true }
         guard let image = imageInput else { return false }
         return request.inputs.contains { $0.name == image.name && $0.datatype == .bytes }
     }

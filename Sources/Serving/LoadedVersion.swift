@@ -44,34 +44,50 @@ public final class LoadedVersion: @unchecked Sendable {
     /// replace the classification output in the answer to a request that names no outputs.
     public let advertisedOutputs: [TensorMetadata]
 
-    /// Loads `<directory>/model.onnx`, checks it against `settings`, and runs it once on zeros.
-    public init(name: String, version: Int, directory: String, settings: ModelSettings, workers: Int) throws {
-        self.name = name
-        self.version = version
-        self.directory = directory
-        self.settings = settings
+    /// The model's format, as V2 metadata names platforms.
+    public let platform: String
+    /// TensorFlow SavedModels: the signature this servable runs; on the default signature's
+    /// servable, the export's other signatures (set in init, read-only afterwards).
+    public let signature: SavedModelSignature?
+    public private(set) var signatures: [String: LoadedVersion] = [:]
+    /// The name requests use when they name no signature.
+    public let defaultSignatureName: String
+
+    /// Whether `directory` holds a model this server reads (model.onnx or a SavedModel).
+    public static func holdsModel(_ directory: String) -> Bool {
+        FileManager.default.fileExists(atPath: directory + "/model.onnx") || SavedModel.isSavedModel(directory: directory)
+    }
+
+    /// Loads `<directory>/model.onnx` or the SavedModel in `directory` (every signature),
+    /// checks it against `settings`, and runs it once on zeros.
+    public convenience init(name: String, version: Int, directory: String, settings: ModelSettings, workers: Int) throws {
+        let maxBatch = max(1, settings.maxBatchSize)
+        if SavedModel.isSavedModel(directory: directory) {
+            let saved: SavedModel
+            do {
+                saved = try SavedModel(directory: directory, options: .init(maxBatchSize: maxBatch))
+            } catch let error as EngineError {
+                throw ServingError.invalidInput("cannot load the SavedModel in \(directory): \(error)")
+            }
+            var siblings: [String: LoadedVersion] = [:]
+            for (signatureName, signature) in saved.signatures where signatureName != saved.defaultSignature {
+                siblings[signatureName] = try LoadedVersion(name: name, version: version, directory: directory, settings: settings,
+                                                            workers: workers, signature: signature, defaultSignature: saved.defaultSignature)
+            }
+            try self.init(name: name, version: version, directory: directory, settings: settings, workers: workers,
+                          signature: saved.signatures[saved.defaultSignature]!, defaultSignature: saved.defaultSignature)
+            signatures = siblings
+            return
+        }
         let path = directory + "/model.onnx"
         guard FileManager.default.fileExists(atPath: path) else {
-            throw ServingError.invalidInput("version \(version) of \(name) has no model.onnx in \(directory)")
+            throw ServingError.invalidInput("version \(version) of \(name) has no model.onnx or saved_model.pb in \(directory)")
         }
-        let maxBatch = max(1, settings.maxBatchSize)
         let model: Model
         do {
             model = try Model(path: path, options: .init(maxBatchSize: maxBatch))
         } catch let error as EngineError {
             throw ServingError.invalidInput("cannot load \(path): \(error)")
-        }
-        self.model = model
-        func metadata(_ info: Model.TensorInfo) throws -> TensorMetadata {
-            TensorMetadata(name: info.name, datatype: TensorDataType(info.dtype), shape: info.shape)
-        }
-        inputs = try model.inputs.map(metadata)
-        outputs = try model.outputs.map(metadata)
-        for spec in settings.inputs where !model.inputs.contains(where: { $0.name == spec.name }) {
-            throw ServingError.invalidInput("config.pbtxt names input '\(spec.name)', the model's inputs are \(model.inputs.map(\.name))")
-        }
-        for spec in settings.outputs where !model.outputs.contains(where: { $0.name == spec.name }) {
-            throw ServingError.invalidInput("config.pbtxt names output '\(spec.name)', the model's outputs are \(model.outputs.map(\.name))")
         }
         var labels: [String: [String]] = [:]
         for (configured, file) in settings.labelFiles {
@@ -81,19 +97,93 @@ public final class LoadedVersion: @unchecked Sendable {
             }
             labels[output] = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)
         }
-        self.labels = labels
         let classification = Classification.from(settings: settings, labels: labels, outputs: model.outputs.map(\.name))
+        let inputs = model.inputs.map { TensorMetadata(name: $0.name, datatype: TensorDataType($0.dtype), shape: $0.shape) }
+        try self.init(name: name, version: version, directory: directory, settings: settings, workers: workers, model: model,
+                      labels: labels, classification: classification,
+                      imageInput: try ImageInput.from(parameters: settings.parameters, inputs: inputs),
+                      platform: "onnxruntime_onnx", signature: nil, defaultSignature: "serving_default")
+    }
+
+    /// One signature of a SavedModel: its network, JPEG stage and top-k stage.
+    private convenience init(name: String, version: Int, directory: String, settings: ModelSettings, workers: Int,
+                             signature: SavedModelSignature, defaultSignature: String) throws {
+        var imageInput: ImageInput?
+        func imageStage(_ feed: SavedModelSignature.Feed) -> ImageInput? {
+            guard case .images(let input, let steps) = feed else { return nil }
+            return ImageInput(tensorflow: steps, input: input)
+        }
+        for feed in signature.feeds.values {
+            if let stage = imageStage(feed) { imageInput = stage }
+            if case .examples(let features) = feed {
+                for feature in features { if let stage = imageStage(feature.feed) { imageInput = stage } }
+            }
+        }
+        var classification: Classification?
+        for (alias, fetch) in signature.fetches {
+            switch fetch {
+            case .topKLabels(let output, let k, let labels, let missing):
+                var stage = classification ?? Classification(output: output, softmax: false, topK: k, labels: labels)
+                stage.labels = labels
+                stage.classesName = alias
+                stage.missingLabel = missing
+                classification = stage
+            case .topKValues(let output, let k):
+                var stage = classification ?? Classification(output: output, softmax: false, topK: k, labels: [])
+                stage.scoresName = alias
+                classification = stage
+            case .topKIndices:
+                throw ServingError.unsupported("signature '\(signature.name)' of \(name): a top-k index output is not supported (labels and values are)")
+            case .tensor: break
+            }
+        }
+        try self.init(name: name, version: version, directory: directory, settings: settings, workers: workers,
+                      model: signature.model, labels: [:], classification: classification, imageInput: imageInput,
+                      platform: "tensorflow_savedmodel", signature: signature, defaultSignature: defaultSignature)
+    }
+
+    private init(name: String, version: Int, directory: String, settings: ModelSettings, workers: Int, model: Model,
+                 labels: [String: [String]], classification: Classification?, imageInput: ImageInput?,
+                 platform: String, signature: SavedModelSignature?, defaultSignature: String) throws {
+        self.name = name
+        self.version = version
+        self.directory = directory
+        self.settings = settings
+        self.model = model
+        self.platform = platform
+        self.signature = signature
+        self.defaultSignatureName = defaultSignature
+        func metadata(_ info: Model.TensorInfo) throws -> TensorMetadata {
+            TensorMetadata(name: info.name, datatype: TensorDataType(info.dtype), shape: info.shape)
+        }
+        inputs = try signature.map(Self.signatureInputs) ?? model.inputs.map(metadata)
+        let outputs = try model.outputs.map(metadata)
+        self.outputs = outputs
+        for spec in settings.inputs where !model.inputs.contains(where: { $0.name == spec.name }) {
+            throw ServingError.invalidInput("config.pbtxt names input '\(spec.name)', the model's inputs are \(model.inputs.map(\.name))")
+        }
+        for spec in settings.outputs where !model.outputs.contains(where: { $0.name == spec.name }) {
+            throw ServingError.invalidInput("config.pbtxt names output '\(spec.name)', the model's outputs are \(model.outputs.map(\.name))")
+        }
+        self.labels = labels
         self.classification = classification
-        if let classification, let k = classification.topK, let source = outputs.first(where: { $0.name == classification.output }) {
+        if let signature {
+            // A signature answers exactly its declared outputs.
+            advertisedOutputs = signature.outputs.map { output in
+                let known = outputs.first { $0.name == output.alias }
+                return TensorMetadata(name: output.alias, datatype: known?.datatype ?? TensorDataType(tensorflow: output.dtype),
+                                      shape: known?.shape ?? output.shape ?? [-1])
+            }
+        } else if let classification, let k = classification.topK, let source = outputs.first(where: { $0.name == classification.output }) {
             // As `topKOutputs` answers: [rows, min(k, classes)]; a rank-1 output is one row.
             let classes = source.shape.last ?? 1
             let shape = [source.shape.count > 1 ? source.shape[0] : 1, classes > 0 ? min(k, classes) : k]
-            advertisedOutputs = outputs + [TensorMetadata(name: Classification.classesOutput, datatype: .bytes, shape: shape),
-                                           TensorMetadata(name: Classification.scoresOutput, datatype: .fp32, shape: shape)]
+            advertisedOutputs = outputs + [TensorMetadata(name: classification.classesName, datatype: .bytes, shape: shape),
+                                           TensorMetadata(name: classification.scoresName, datatype: .fp32, shape: shape)]
         } else {
             advertisedOutputs = outputs
         }
-        imageInput = try ImageInput.from(parameters: settings.parameters, inputs: inputs)
+        self.imageInput = imageInput
         // Warm-up: one run on zeros proves the plan executes before the version is marked
         // ready; its session becomes worker 0's. Other workers build theirs on first use, so
         // a version's memory follows the workers that actually serve it.
@@ -247,6 +337,10 @@ public final class LoadedVersion: @unchecked Sendable {
             result = classified() + outputs.filter { $0.name != classification.output }
         } else {
             result = outputs
+        }
+        if signature != nil, prepared.outputs?.isEmpty ?? true {
+            let declared = Set(advertisedOutputs.map(\.name))
+            result = result.filter { declared.contains($0.name) }
         }
         return InferResponse(modelName: name, modelVersion: version, id: prepared.id, outputs: result)
     }

@@ -163,12 +163,16 @@ public final class ModelRepository: @unchecked Sendable {
             locked { entries[name]?.settingsError = message }
             return
         }
-        let onDisk = versionsOnDisk(base)
+        var onDisk = versionsOnDisk(base)
         var layoutError: String?
         if onDisk.isEmpty {
-            layoutError = FileManager.default.fileExists(atPath: base + "/model.onnx")
-                ? "no version directories in \(base): its model.onnx must be in a numbered directory, such as \(base)/1/model.onnx"
-                : "no version directories in \(base) (expected \(base)/<version>/model.onnx)"
+            // KServe's storage layout: the model's files directly in the base path (a bare
+            // /mnt/models/model.onnx or SavedModel) are served as version 1.
+            if LoadedVersion.holdsModel(base) {
+                onDisk = [1: base]
+            } else {
+                layoutError = "no version directories in \(base) (expected \(base)/<version>/model.onnx or \(base)/<version>/saved_model.pb)"
+            }
         }
         if locked({ entries[name]?.layoutError }) != layoutError {
             if let layoutError { log(.error, "model \(name): \(layoutError)") }

@@ -174,8 +174,9 @@ public struct ModelSource: Sendable {
             guard !model.name.isEmpty, !model.basePath.isEmpty else {
                 throw ServingError.invalidInput("\(path): every config needs a name and a base_path")
             }
-            if !model.modelPlatform.isEmpty && model.modelPlatform != "onnx" {
-                throw ServingError.unsupported("model \(model.name): model_platform '\(model.modelPlatform)' is not supported (use \"onnx\")")
+            // TF Serving writes "tensorflow" for SavedModels; the files decide the format.
+            if !["", "onnx", "tensorflow"].contains(model.modelPlatform) {
+                throw ServingError.unsupported("model \(model.name): model_platform '\(model.modelPlatform)' is not supported (\"tensorflow\" for SavedModels, \"onnx\" for ONNX models)")
             }
             var policy: VersionPolicy?
             if model.hasModelVersionPolicy {

@@ -11,7 +11,9 @@ struct RoutesTests {
         #expect(try Route.parse(method: "GET", path: "/v1/models/m/labels/stable/metadata") == .v1ModelMetadata("m", .label("stable")))
         #expect(try Route.parse(method: "POST", path: "/v1/models/m:predict") == .v1Predict("m", nil))
         #expect(try Route.parse(method: "POST", path: "/v1/models/m/versions/2:predict") == .v1Predict("m", .number(2)))
-        #expect(try Route.parse(method: "POST", path: "/v1/models/m:classify") == .v1Unimplemented("m", "classify"))
+        #expect(try Route.parse(method: "POST", path: "/v1/models/m:classify") == .v1Examples("m", nil, "classify"))
+        #expect(try Route.parse(method: "POST", path: "/v1/models/m/versions/3:regress") == .v1Examples("m", .number(3), "regress"))
+        #expect(try Route.parse(method: "POST", path: "/v1/models/m:explain") == .v1Unimplemented("m", "explain"))
         #expect(try Route.parse(method: "POST", path: "/v1/models/my%20model:predict") == .v1Predict("my model", nil))
         #expect(try Route.parse(method: "GET", path: "/v1/models/m:predict") == .methodNotAllowed(allow: "POST"))
         #expect(throws: ServingError.self) { try Route.parse(method: "GET", path: "/v1/models/m/versions/x") }

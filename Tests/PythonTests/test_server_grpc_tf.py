@@ -2,8 +2,8 @@
 TensorFlow's make_tensor_proto / make_ndarray): PredictionService Predict (JPEG bytes as a
 DT_STRING tensor exactly as the classic inception_client sends them, numerics in
 tensor_content and in typed *_val fields), GetModelMetadata (SignatureDefMap in an Any),
-ModelService GetModelStatus, and Classify / Regress / MultiInference answered
-UNIMPLEMENTED. On the gRPC port and on the REST port (HTTP/2 prior knowledge); results
+ModelService GetModelStatus, Classify / Regress refused for a model without a tf.Example
+signature, MultiInference UNIMPLEMENTED. On the gRPC port and on the REST port (HTTP/2 prior knowledge); results
 equal onnxruntime's and the REST path's.
 
 Needs TensorFlow, so conftest.py runs this module in a child pytest under venv-tf's python
@@ -262,7 +262,7 @@ def _example_input(message):
     return message
 
 
-def test_classify_regress_multi_inference_are_unimplemented(prediction):
+def test_classify_regress_need_an_example_signature_and_multi_inference_is_unimplemented(prediction):
     classify = _example_input(classification_pb2.ClassificationRequest())
     classify.model_spec.name = "plain"
     regress = _example_input(regression_pb2.RegressionRequest())
@@ -271,9 +271,10 @@ def test_classify_regress_multi_inference_are_unimplemented(prediction):
     task = multi.tasks.add()
     task.model_spec.name = "plain"
     task.method_name = "tensorflow/serving/classify"
-    for call, request in ((prediction.Classify, classify), (prediction.Regress, regress),
-                          (prediction.MultiInference, multi)):
-        expect_status(StatusCode.UNIMPLEMENTED, call, request, 10.0)
+    # An ONNX model has no tf.Example signature: the request is refused, naming why.
+    for call, request in ((prediction.Classify, classify), (prediction.Regress, regress)):
+        expect_status(StatusCode.INVALID_ARGUMENT, call, request, 10.0)
+    expect_status(StatusCode.UNIMPLEMENTED, prediction.MultiInference, multi, 10.0)
     proto = tf.make_tensor_proto(X[:1])
     assert_close(tf.make_ndarray(prediction.Predict(predict_request("plain", {"image": proto}), 10.0)
                                  .outputs["logits"]), digits_reference(X[:1]))

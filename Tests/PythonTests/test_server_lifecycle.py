@@ -577,13 +577,26 @@ def test_drain_delay_keeps_serving_while_not_ready(server_factory, tmp_path):
     assert time.monotonic() - started < 2.5
 
 
-def test_model_file_without_version_directory_is_reported(server_factory, tmp_path):
-    """<base>/model.onnx (no numbered directory, as a storage initializer may leave it) is
-    reported in the status with how to fix it; once moved to <base>/1/ it is served."""
-    import os
+def test_bare_model_file_is_served_as_version_1(server_factory, tmp_path):
+    """<base>/model.onnx with no numbered directory (KServe's storage layout,
+    /mnt/models/model.onnx) is served as version 1; a numbered directory added later takes
+    over as the newer layout."""
     base = tmp_path / "digits"
     base.mkdir()
     (base / "model.onnx").write_bytes(digits_bytes())
+    server = server_factory.start(*base_path_args("digits", base))
+    status = tf_status(server, "digits")
+    assert list(status) == ["1"], status
+    assert server.get("/v2/models/digits/versions/1/ready").status_code == 200
+    assert_still_serving(server)
+
+
+def test_directory_without_a_model_is_reported(server_factory, tmp_path):
+    """A base path with neither version directories nor model files directly in it is
+    reported in the status, naming both layouts."""
+    base = tmp_path / "digits"
+    base.mkdir()
+    (base / "notes.txt").write_text("nothing here")
     server = server_factory.start(*base_path_args("digits", base), wait_ready=False)
 
     def reported():
@@ -591,13 +604,9 @@ def test_model_file_without_version_directory_is_reported(server_factory, tmp_pa
             status = tf_status(server, "digits")
         except Exception:  # not listening yet
             return None
-        return status if any("numbered directory" in s["status"]["error_message"] for s in status.values()) else None
-    wait_until(reported, 10, "the missing version directory in GET /v1/models/digits")
+        return status if any("saved_model.pb" in s["status"]["error_message"] for s in status.values()) else None
+    wait_until(reported, 10, "the missing model in GET /v1/models/digits")
     assert server.get("/v2/models/digits/ready").status_code != 200
-    (base / "1").mkdir()
-    os.rename(base / "model.onnx", base / "1" / "model.onnx")
-    wait_until(lambda: server.get("/v2/models/digits/ready").status_code == 200, 20, "version 1 served")
-    assert_still_serving(server)
 
 
 def test_json_log_format(server_factory, tmp_path):

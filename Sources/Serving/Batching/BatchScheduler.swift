@@ -27,12 +27,41 @@ public final class BatchScheduler: @unchecked Sendable {
     /// Earliest time a wake-up is already scheduled for.
     private var wakeAt: Double?
 
+    /// A SavedModel's other signatures, each with its own queue, held by the default
+    /// signature's scheduler; they point back weakly. Set in init, read-only afterwards.
+    public private(set) var signatureSchedulers: [String: BatchScheduler] = [:]
+    private weak var primary: BatchScheduler?
+
     public init(version: LoadedVersion, configuration: BatchingConfiguration, executor: any ComputeExecutor, metrics: Metrics?) {
         self.version = version
         self.configuration = configuration
         self.executor = executor
         self.metrics = metrics
         pthread_mutex_init(&mutex, nil)
+        for (name, sibling) in version.signatures {
+            let scheduler = BatchScheduler(version: sibling, configuration: configuration, executor: executor, metrics: metrics, shared: true)
+            scheduler.primary = self
+            signatureSchedulers[name] = scheduler
+        }
+    }
+
+    private init(version: LoadedVersion, configuration: BatchingConfiguration, executor: any ComputeExecutor, metrics: Metrics?, shared: Bool) {
+        self.version = version
+        self.configuration = configuration
+        self.executor = executor
+        self.metrics = metrics
+        pthread_mutex_init(&mutex, nil)
+    }
+
+    /// The queue of signature `name` ("" and the default name: this one). TF Serving's
+    /// error text when the export has no such signature.
+    public func signature(_ name: String) throws(ServingError) -> BatchScheduler {
+        let root = primary ?? self
+        if name.isEmpty || name == version.defaultSignatureName { return root }
+        guard let scheduler = root.signatureSchedulers[name] else {
+            throw .notFound("Serving signature key \"\(name)\" not found.")
+        }
+        return scheduler
     }
 
     deinit { pthread_mutex_destroy(&mutex) }
