@@ -70,7 +70,7 @@ let package = Package(
         ),
         .executableTarget(
             name: "model-run",
-            dependencies: ["Engine", "Workers", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Workers", "Serving", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "WorkersTests", dependencies: ["Workers"]),

@@ -81,6 +81,21 @@ public enum NPY {
         return data
     }
 
+    /// A byte-string array (numpy dtype `|S<n>`, each element zero-padded to the longest).
+    public static func encodeStrings(shape: [Int], values: [[UInt8]]) -> Data {
+        let width = max(values.map(\.count).max() ?? 1, 1)
+        let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
+        var header = "{'descr': '|S\(width)', 'fortran_order': False, 'shape': \(shapeText), }"
+        let unpadded = 10 + header.utf8.count + 1
+        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
+        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
+        let length = header.utf8.count
+        data.append(contentsOf: [UInt8(length & 0xff), UInt8(length >> 8)])
+        data.append(contentsOf: Array(header.utf8))
+        for value in values { data.append(contentsOf: value + [UInt8](repeating: 0, count: width - value.count)) }
+        return data
+    }
+
     public static func write(_ tensor: HostTensor, path: String) throws {
         guard FileManager.default.createFile(atPath: path, contents: encode(tensor)) else {
             throw FormatError(description: "cannot write '\(path)'")

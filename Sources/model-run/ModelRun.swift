@@ -1,6 +1,7 @@
 import ArgumentParser
 import Engine
 import Foundation
+import Serving
 import Workers
 
 /// Runs an ONNX model on .npy inputs without a server: for debugging and engine benchmarks.
@@ -8,10 +9,16 @@ import Workers
 struct ModelRun: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model-run",
-        abstract: "Run an ONNX model on NumPy .npy inputs.")
+        abstract: "Run an ONNX model or a TensorFlow SavedModel on NumPy .npy inputs (and JPEG files for string inputs).")
 
-    @Argument(help: "Path of the .onnx model.")
+    @Argument(help: "Path of the .onnx model, or of a TensorFlow SavedModel directory.")
     var model: String
+
+    @Option(help: "SavedModel: the signature to run (default: serving_default or the only one).")
+    var signature: String?
+
+    @Option(name: .customLong("fetch"), help: "SavedModel: also write this graph tensor (the result of a JPEG preprocessing loop), as OUTDIR/<name with / and : as _>.npy.")
+    var fetch: [String] = []
 
     @Option(name: .customLong("input"), help: "An input: FILE.npy (in model input order) or NAME=FILE.npy. Repeat for several inputs.")
     var inputs: [String] = []
@@ -48,10 +55,17 @@ struct ModelRun: ParsableCommand {
         } catch let error as NPY.FormatError {
             FileHandle.standardError.write(Data("model-run: \(error)\n".utf8))
             throw ExitCode(2)
+        } catch let error as ServingError {
+            FileHandle.standardError.write(Data("model-run: \(error.message)\n".utf8))
+            throw ExitCode(2)
         }
     }
 
     func execute() throws {
+        if SavedModel.isSavedModel(directory: model) {
+            try executeSavedModel()
+            return
+        }
         // Inputs first, so the plan covers their batch size.
         var named: [String: HostTensor] = [:], positional: [HostTensor] = []
         for argument in inputs {
@@ -75,21 +89,27 @@ struct ModelRun: ParsableCommand {
         for name in named.keys where !loaded.inputs.contains(where: { $0.name == name }) {
             throw EngineError.invalidInput("the model has no input '\(name)' (inputs: \(loaded.inputs.map(\.name).joined(separator: ", ")))")
         }
+        try run(loaded, inputs: ordered, outputNames: loaded.outputs.map(\.name))
+    }
+
+    /// Runs `loaded` on `ordered` (model input order) and prints, writes, profiles and times
+    /// as the options say.
+    func run(_ loaded: Model, inputs ordered: [HostTensor], outputNames: [String]) throws {
         let pool = threads > 1 ? WorkerPool(width: threads) : nil
         let session = loaded.makeSession(runner: pool)
         let results = try session.run(ordered)
         if let output {
             var isDirectory: ObjCBool = false
             if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), isDirectory.boolValue {
-                for (info, tensor) in zip(loaded.outputs, results) {
-                    let safe = info.name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" ? $0 : "_" }
+                for (name, tensor) in zip(outputNames, results) {
+                    let safe = name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" ? $0 : "_" }
                     try NPY.write(tensor, path: output + "/" + String(safe) + ".npy")
                 }
             } else {
                 try NPY.write(results[0], path: output)
             }
         }
-        for (info, tensor) in zip(loaded.outputs, results) { print("output \(info.name): \(tensor.dtype) \(tensor.shape)") }
+        for (name, tensor) in zip(outputNames, results) { print("output \(name): \(tensor.dtype) \(tensor.shape)") }
         if top > 0, let first = results.first, first.dtype == .float32, first.shape.count == 2 {
             let names = try labels.map { try String(contentsOfFile: $0, encoding: .utf8).split(separator: "\n", omittingEmptySubsequences: false).map(String.init) } ?? []
             let values = first.floats, classes = first.shape[1]

@@ -29,6 +29,8 @@ public struct SavedModelSignature: Sendable {
         public var width: Int
         public var halfPixelCenters: Bool
         public var afterResize: [Arithmetic]
+        /// The graph tensor ("node:index") the decoded batch stands for (the map_fn result).
+        public var networkTensor: String
     }
 
     /// How a signature input reaches the network.

@@ -122,8 +122,10 @@ struct SavedModelSignatureBuilder {
         var outputInfos: [ValueInfo] = []
         var coreNames: [String] = []
         for (index, value) in values.enumerated() {
-            let plan = fetchPlans.first { $0.core == index }!
-            let outputName = "\(plan.alias)#network"
+            // A plain output keeps its alias as the engine output's name; a top-k source gets
+            // a name no input or output alias uses.
+            let plain = fetchPlans.first { $0.core == index && { if case .tensor = $0.kind { return true } else { return false } }($0) }
+            let outputName = plain?.alias ?? inputName((fetchPlans.first { $0.core == index }!.alias) + "_network")
             nodes.append(Node(name: outputName + "/Identity", opType: "Identity", domain: "", inputs: [value.name], outputs: [outputName], attributes: [:]))
             outputInfos.append(ValueInfo(name: outputName, dtype: .float32, typeName: "", dims: nil))
             coreNames.append(outputName)
@@ -429,7 +431,7 @@ struct SavedModelSignatureBuilder {
         guard let read = flat.nodes.values.first(where: { $0.op == "TensorArrayReadV3" && arrayRoot($0.inputs[0]) == array }) else {
             throw EngineError.invalidModel("signature '\(signature)': map_fn over '\(alias)' has no TensorArrayReadV3")
         }
-        let (steps, written) = try preprocessingChain(from: TFTensorRef(node: read.name, index: 0), signature: signature)
+        var (steps, written) = try preprocessingChain(from: TFTensorRef(node: read.name, index: 0), signature: signature)
         guard let write = flat.node(written.node), write.op == "TensorArrayWriteV3" else {
             throw EngineError.invalidModel("signature '\(signature)': the map_fn body ends in \(flat.node(written.node)?.op ?? "?"), not TensorArrayWriteV3")
         }
@@ -437,6 +439,7 @@ struct SavedModelSignatureBuilder {
         guard let gather = flat.nodes.values.first(where: { $0.op == "TensorArrayGatherV3" && arrayRoot($0.inputs[0]) == outputArray }) else {
             throw EngineError.invalidModel("signature '\(signature)': map_fn over '\(alias)' has no TensorArrayGatherV3")
         }
+        steps.networkTensor = TFTensorRef(node: gather.name, index: 0).description
         return (TFTensorRef(node: gather.name, index: 0), steps)
     }
 
@@ -485,7 +488,7 @@ struct SavedModelSignatureBuilder {
         guard let get = bodyGraph.nodes.values.first(where: { $0.op == "TensorListGetItem" && bodyGraph.resolved($0.inputs[0]) == elementArgument }) else {
             throw EngineError.invalidModel("While '\(loop.name)': its body does not read the strings with TensorListGetItem")
         }
-        let (steps, written) = try bodyBuilder.preprocessingChain(from: TFTensorRef(node: get.name, index: 0), signature: signature)
+        var (steps, written) = try bodyBuilder.preprocessingChain(from: TFTensorRef(node: get.name, index: 0), signature: signature)
         guard let set = bodyGraph.node(written.node), set.op == "TensorListSetItem" else {
             throw EngineError.invalidModel("signature '\(signature)': the map_fn body ends in \(bodyGraph.node(written.node)?.op ?? "?"), not TensorListSetItem")
         }
@@ -500,6 +503,7 @@ struct SavedModelSignatureBuilder {
         guard let stack = (consumers[loopOutput] ?? []).compactMap({ flat.node($0.node) }).first(where: { $0.op == "TensorListStack" }) else {
             throw EngineError.invalidModel("While '\(loop.name)': its results are not stacked with TensorListStack")
         }
+        steps.networkTensor = TFTensorRef(node: stack.name, index: 0).description
         return (TFTensorRef(node: stack.name, index: 0), steps)
     }
 
@@ -571,7 +575,7 @@ struct SavedModelSignatureBuilder {
                 }
                 let steps = SavedModelSignature.ImageSteps(channels: channels, fastDCT: dct != "INTEGER_ACCURATE", beforeResize: before,
                                                            centralCropFraction: crop, height: size.height, width: size.width,
-                                                           halfPixelCenters: size.halfPixel, afterResize: after)
+                                                           halfPixelCenters: size.halfPixel, afterResize: after, networkTensor: "")
                 return (steps, TFTensorRef(node: node.name, index: 0))
             case "Cast", "Identity", "ExpandDims", "Squeeze", "EnsureShape", "CheckNumerics":
                 if node.op == "Cast", case .type(let target)? = node.attributes["DstT"]?.value, target != .dtFloat {

@@ -1,0 +1,106 @@
+import Engine
+import Foundation
+import Serving
+
+/// `model-run EXPORT_DIR`: a TensorFlow SavedModel signature run without a server.
+/// Numeric signatures run on the engine directly (threads, --repeat and --profile apply);
+/// signatures with JPEG strings or tf.Examples run through the server's own stages
+/// (TF-exact decoding, top-k with labels), one thread.
+extension ModelRun {
+    /// Inputs by name: .npy files are tensors; any other file is one element of a string
+    /// input (several make a batch, in order).
+    func savedModelInputs() throws -> (tensors: [String: HostTensor], strings: [String: [[UInt8]]]) {
+        var tensors: [String: HostTensor] = [:], strings: [String: [[UInt8]]] = [:]
+        for argument in inputs {
+            guard let equals = argument.firstIndex(of: "=") else {
+                throw EngineError.invalidInput("SavedModel inputs are NAME=FILE (got '\(argument)')")
+            }
+            let name = String(argument[..<equals]), path = String(argument[argument.index(after: equals)...])
+            if path.hasSuffix(".npy") {
+                tensors[name] = try NPY.read(path: path)
+            } else {
+                guard let data = FileManager.default.contents(atPath: path) else { throw EngineError.invalidInput("cannot read '\(path)'") }
+                strings[name, default: []].append([UInt8](data))
+            }
+        }
+        return (tensors, strings)
+    }
+
+    func executeSavedModel() throws {
+        let (tensors, strings) = try savedModelInputs()
+        let batch = max((tensors.values.map { $0.shape.first ?? 1 } + strings.values.map(\.count)).max() ?? 1, 1)
+        var settings = try ModelSettings.load(directory: model)
+        settings.maxBatchSize = batch
+        let saved = try SavedModel(directory: model, options: .init(maxBatchSize: batch, kernels: kernels))
+        let name = signature ?? saved.defaultSignature
+        guard let chosen = saved.signatures[name] else {
+            throw EngineError.invalidInput("the export has no signature '\(name)' (signatures: \(saved.signatures.keys.sorted().joined(separator: ", ")))")
+        }
+        for input in chosen.inputs where tensors[input.alias] == nil && strings[input.alias] == nil {
+            throw EngineError.invalidInput("no value for signature input '\(input.alias)' (\(input.tensorName))")
+        }
+        let plain = chosen.feeds.values.allSatisfy { if case .tensor = $0 { return true } else { return false } }
+            && chosen.fetches.values.allSatisfy { if case .tensor = $0 { return true } else { return false } }
+        if plain && fetch.isEmpty {
+            // Engine inputs in model order, named by the feeds.
+            var named: [String: HostTensor] = [:]
+            for (alias, feed) in chosen.feeds { if case .tensor(let input) = feed { named[input] = tensors[alias] } }
+            try run(chosen.model, inputs: chosen.model.inputs.map { named[$0.name]! }, outputNames: chosen.model.outputs.map(\.name))
+            return
+        }
+        // Through the server's stages.
+        let version = try LoadedVersion(name: "model", version: 1, directory: model, settings: settings, workers: 1)
+        let servable = name == version.defaultSignatureName ? version : version.signatures[name]!
+        var request = InferRequest(inputs: [])
+        for input in chosen.inputs {
+            if let values = strings[input.alias] {
+                var data: [UInt8] = []
+                for value in values { BytesElements.append(value, to: &data) }
+                request.inputs.append(InferTensor(name: input.alias, datatype: .bytes, shape: [values.count], data: data))
+            } else if let tensor = tensors[input.alias] {
+                request.inputs.append(InferTensor(name: input.alias, datatype: TensorDataType(tensor.dtype), shape: tensor.shape,
+                                                  data: [UInt8](UnsafeRawBufferPointer(start: tensor.bytes, count: tensor.byteCount))))
+            }
+        }
+        var decoded = request
+        try servable.decodeImages(&decoded)
+        let response = try servable.infer(decoded, worker: 0)
+        var written: [(String, InferTensor)] = response.outputs.map { ($0.name, $0) }
+        for tensorName in fetch {
+            // The batch an image stage made stands for the TF tensor it replaced.
+            guard let feed = chosen.feeds.values.first(where: { feed in
+                if case .images(_, let steps) = feed { return steps.networkTensor == tensorName }
+                if case .examples(let features) = feed {
+                    return features.contains { if case .images(_, let steps) = $0.feed { return steps.networkTensor == tensorName } else { return false } }
+                }
+                return false
+            }) else {
+                throw EngineError.invalidInput("--fetch '\(tensorName)': only the tensor an image stage produces can be fetched")
+            }
+            var input: String?
+            if case .images(let name, _) = feed { input = name }
+            if case .examples(let features) = feed {
+                for feature in features { if case .images(let name, _) = feature.feed { input = name } }
+            }
+            guard let tensor = decoded.inputs.first(where: { $0.name == input }) else { continue }
+            written.append((tensorName, tensor))
+        }
+        for (outputName, tensor) in written { print("output \(outputName): \(tensor.datatype.rawValue) \(tensor.shape)") }
+        guard let output else { return }
+        try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true)
+        for (outputName, tensor) in written {
+            let safe = String(outputName.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" ? $0 : "_" })
+            let path = output + "/" + safe + ".npy"
+            if tensor.datatype == .bytes {
+                let elements = BytesElements.ranges(tensor.data)?.map { Array(tensor.data[$0]) } ?? []
+                guard FileManager.default.createFile(atPath: path, contents: NPY.encodeStrings(shape: tensor.shape, values: elements)) else {
+                    throw EngineError.invalidInput("cannot write '\(path)'")
+                }
+            } else {
+                guard let dtype = tensor.datatype.engineType else { throw EngineError.invalidInput("cannot write \(tensor.datatype.rawValue) output '\(outputName)'") }
+                let host = tensor.data.withUnsafeBytes { HostTensor(dtype: dtype, shape: tensor.shape, copying: $0) }
+                try NPY.write(host, path: path)
+            }
+        }
+    }
+}
