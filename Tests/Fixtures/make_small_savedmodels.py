@@ -58,10 +58,12 @@ class Recorder:
         os.makedirs(os.path.join(self.dir, folder), exist_ok=True)
         path = f"{folder}/{self.counter:03d}.npy"
         self.counter += 1
-        np.save(os.path.join(self.dir, path), np.ascontiguousarray(value))
+        np.save(os.path.join(self.dir, path), np.array(value, order="C"))  # keeps 0-d arrays 0-d
         return path
 
     def value_record(self, folder, value):
+        if isinstance(value, bytes):  # a scalar string (numpy's "S" arrays drop trailing NULs)
+            return {"dtype": "string", "shape": [], "b64": [base64.b64encode(value).decode()]}
         value = np.asarray(value)
         if value.dtype.kind in "SOU":
             flat = [bytes(v) if not isinstance(v, str) else v.encode() for v in value.reshape(-1).tolist()]

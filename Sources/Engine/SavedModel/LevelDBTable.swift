@@ -4,7 +4,7 @@
 ///     [data block]... [metaindex block] [index block] [footer: 48 bytes]
 ///
 /// footer = metaindex handle, index handle (each varint64 offset + varint64 size), zero padding
-/// to 40 bytes, magic 0xdb4775248b80fb57 (8 bytes LE). Every block is followed by a trailer:
+/// to 40 bytes (checked), magic 0xdb4775248b80fb57 (8 bytes LE). Every block is followed by a trailer:
 /// compression type (1 byte; only 0 = none is supported) and the masked CRC-32C of the block's
 /// contents plus that type byte (4 bytes LE). A block holds entries {varint32 shared, varint32
 /// non_shared, varint32 value_length, key suffix, value} (key = previous key's first `shared`
@@ -29,6 +29,9 @@ enum LevelDBTable {
         guard let metaOffset = footer.varint64(), let metaSize = footer.varint64(),
               let indexOffset = footer.varint64(), let indexSize = footer.varint64() else {
             throw corrupt("the footer's block handles do not decode (truncated?)")
+        }
+        while footer.remaining > 8 {
+            guard footer.take(1)![0] == 0 else { throw corrupt("the footer's padding is not zero (damaged?)") }
         }
         var magicReader = ByteReader(UnsafeRawBufferPointer(rebasing: bytes[(bytes.count - 8)...]))
         let low = UInt64(magicReader.fixed32()!), high = UInt64(magicReader.fixed32()!)

@@ -97,6 +97,9 @@ public final class TensorBundle: @unchecked Sendable {
     /// a copy of its bytes after their checksum matched.
     public func tensor(_ key: String) throws(EngineError) -> HostTensor {
         let entry = try lookup(key)
+        guard entry.dtype != .dtString else {
+            throw .invalidModel("'\(indexPath)': '\(key)' is a string tensor (read it with strings(_:))")
+        }
         guard let dtype = DType(tensorflow: entry.dtype) else {
             throw .unsupported(node: key, op: "checkpoint tensor",
                                reason: "'\(indexPath)': element type \(Self.name(entry.dtype)) (the engine has float32, float64, int32, int64, int8, uint8, bool)")
