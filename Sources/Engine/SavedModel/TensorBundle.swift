@@ -231,7 +231,7 @@ public final class TensorBundle: @unchecked Sendable {
     /// Bytes per element of TensorFlow's fixed-size types; nil for strings, resources, variants.
     static func elementSize(_ dtype: Tensorflow_DataType) -> Int? {
         switch dtype {
-        case .dtBool, .dtInt8, .dtUint8, .dtQint8, .dtQuint8, .dtFloat8E5M2, .dtFloat8E4M3Fn: return 1
+        case .dtBool, .dtInt8, .dtUint8, .dtQint8, .dtQuint8: return 1
         case .dtInt16, .dtUint16, .dtHalf, .dtBfloat16, .dtQint16, .dtQuint16: return 2
         case .dtFloat, .dtInt32, .dtUint32, .dtQint32: return 4
         case .dtDouble, .dtInt64, .dtUint64, .dtComplex64: return 8
