@@ -18,7 +18,8 @@ let package = Package(
         .systemLibrary(name: "CTurboJPEG", pkgConfig: "libturbojpeg", providers: [.apt(["libturbojpeg0-dev"])]),
         .systemLibrary(name: "CNGHTTP2", pkgConfig: "libnghttp2", providers: [.apt(["libnghttp2-dev"])]),
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
-        .target(name: "CLinuxShims"),
+        // Optimised in debug builds too: the CRC-32C loops check every checkpoint byte at load.
+        .target(name: "CLinuxShims", cSettings: [.unsafeFlags(["-O2"])]),
         .target(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
@@ -82,7 +83,7 @@ let package = Package(
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "ONNXProto", "AVX512Kernels"]
+            dependencies: ["Engine", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "CLinuxShims"]
         ),
     ],
     swiftLanguageModes: [.v6]

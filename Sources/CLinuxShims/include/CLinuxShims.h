@@ -6,6 +6,8 @@
 #include <sys/eventfd.h>
 #include <sys/timerfd.h>
 #include <sys/socket.h>
+#include <stddef.h>
+#include <stdint.h>
 
 /// accept4(2); defined in shim.c, which sets _GNU_SOURCE (doing so here breaks SwiftGlibc).
 int cls_accept4(int fd, struct sockaddr *addr, socklen_t *len, int flags);
@@ -28,5 +30,12 @@ int cls_cpu_has_avx2_fma(void);
 /// Hints the CPU to bring the cache line holding `address` into all cache levels for reading
 /// (never faults). Inlined into Swift callers.
 static inline void cls_prefetch(const void *address) { __builtin_prefetch(address, 0, 3); }
+
+/// CRC-32C (Castagnoli) of `length` bytes, continuing `crc` (0 to start; pass a previous
+/// result to checksum data given in pieces). SSE4.2 when the CPU has it (chosen at run time)
+/// unless `portable` is nonzero, which forces the table implementation (for tests).
+uint32_t cls_crc32c_extend(uint32_t crc, const void *data, size_t length, int portable);
+/// 1 when cls_crc32c_extend uses the SSE4.2 instruction, else 0.
+int cls_crc32c_hardware(void);
 
 #endif
