@@ -45,6 +45,8 @@ extension ModelRun {
             // Engine inputs in model order, named by the feeds.
             var named: [String: HostTensor] = [:]
             for (alias, feed) in chosen.feeds { if case .tensor(let input) = feed { named[input] = tensors[alias] } }
+            // Outputs go to OUTDIR/<alias>.npy.
+            if let output { try FileManager.default.createDirectory(atPath: output, withIntermediateDirectories: true) }
             try run(chosen.model, inputs: chosen.model.inputs.map { named[$0.name]! }, outputNames: chosen.model.outputs.map(\.name))
             return
         }
