@@ -20,7 +20,7 @@ public final class ImageDecoder {
     /// Scratch bytes kept per buffer between calls.
     public var retainedBytesLimit = 16 << 20
 
-    private var pixels = ScratchBuffer<UInt8>()       // decoded image
+    var pixels = ScratchBuffer<UInt8>()               // decoded image
     private var widened = ScratchBuffer<Float>()      // one source row as Float
     private var ring = ScratchBuffer<Float>()         // horizontally resampled rows, by row % slots
     private var accumulator = ScratchBuffer<Float>()  // vertical partial sums (two rows)
@@ -28,6 +28,7 @@ public final class ImageDecoder {
     private var lookup = ScratchBuffer<Float>()       // channels * 256 normalised values
     private var columns = CoefficientTable()
     private var rows = CoefficientTable()
+    var tensorflowScratch = TensorFlowScratch()      // TensorFlow-exact path (TensorFlowDecode.swift)
 
     /// Whether the resize runs its AVX2 + FMA loops (`AVX2Kernels.Resample`); both paths
     /// give the same bytes.
@@ -50,6 +51,7 @@ public final class ImageDecoder {
         lookup.release()
         columns.release()
         rows.release()
+        tensorflowScratch.release(above: 0)
     }
 
     /// Decodes `jpeg` and writes one image of `preprocessing.elementCount` Float32 values,
@@ -62,6 +64,10 @@ public final class ImageDecoder {
         into output: UnsafeMutableBufferPointer<Float>
     ) throws(ImageError) -> ImageInfo {
         try check(preprocessing, outputCount: output.count)
+        if let steps = preprocessing.tensorflow {
+            defer { trim() }
+            return try decodeTensorFlow(jpeg, steps, maxPixels: preprocessing.maxPixels, into: output.baseAddress!)
+        }
         let prepared = try prepare(jpeg, preprocessing)
         let lut = lookup.reserve(preprocessing.channels * 256)
         for c in 0..<preprocessing.channels {
@@ -85,6 +91,9 @@ public final class ImageDecoder {
         into output: UnsafeMutableBufferPointer<UInt8>
     ) throws(ImageError) -> ImageInfo {
         try check(preprocessing, outputCount: output.count)
+        if preprocessing.tensorflow != nil {
+            throw .invalidConfiguration("TensorFlow image steps produce Float32 values, not 8-bit samples")
+        }
         let prepared = try prepare(jpeg, preprocessing)
         var sink = ByteSink(output: output.baseAddress!, width: preprocessing.width, height: preprocessing.height,
                             channels: preprocessing.channels, planar: preprocessing.layout == .nchw,
@@ -94,7 +103,7 @@ public final class ImageDecoder {
         return prepared.info
     }
 
-    private func check(_ p: ImagePreprocessing, outputCount: Int) throws(ImageError) {
+    func check(_ p: ImagePreprocessing, outputCount: Int) throws(ImageError) {
         try p.validate()
         if outputCount != p.elementCount {
             throw .invalidConfiguration("the output buffer holds \(outputCount) values; the image needs \(p.elementCount)")
@@ -116,10 +125,10 @@ public final class ImageDecoder {
         var resizeRows: Bool
     }
 
-    private static let flags = Int32(TJFLAG_LIMITSCANS)
+    static let flags = Int32(TJFLAG_LIMITSCANS)
 
     /// libjpeg warnings about metadata that leave the pixels intact.
-    private static let harmlessWarnings = [
+    static let harmlessWarnings = [
         "extraneous bytes before marker", "unknown JFIF revision number",
         "Unknown Adobe color transform code", "bad ICC marker",
     ]
@@ -134,7 +143,7 @@ public final class ImageDecoder {
         }
     }()
 
-    private func decompressor() throws(ImageError) -> tjhandle {
+    func decompressor() throws(ImageError) -> tjhandle {
         if let handle { return handle }
         guard let fresh = tjInitDecompress() else {
             throw .decoderUnavailable("TurboJPEG decoder could not be created: \(String(cString: tjGetErrorStr2(nil)))")
@@ -151,14 +160,14 @@ public final class ImageDecoder {
     }
 
     /// libjpeg's message for the last failure on this thread (read before `discardHandle`).
-    private func lastError(_ handle: tjhandle) -> String {
+    func lastError(_ handle: tjhandle) -> String {
         guard let text = tjGetErrorStr2(handle) else { return "unknown error" }
         return String(cString: text)
     }
 
     /// The error for a stream libjpeg failed on (truncated if the data ends before EOI);
     /// replaces the handle.
-    private func failure(_ jpeg: UnsafeRawBufferPointer, _ message: String) -> ImageError {
+    func failure(_ jpeg: UnsafeRawBufferPointer, _ message: String) -> ImageError {
         discardHandle()
         if JPEGStructure.isTruncated(jpeg) {
             return .truncated("the JPEG data is truncated: it ends after \(jpeg.count) bytes, before the end-of-image marker")
@@ -166,7 +175,21 @@ public final class ImageDecoder {
         return .corrupt("the JPEG data is corrupt: \(message)")
     }
 
-    private func prepare(_ jpeg: UnsafeRawBufferPointer, _ p: ImagePreprocessing) throws(ImageError) -> Prepared {
+    /// A JPEG's frame header, read before decoding (the size already checked against `maxPixels`).
+    struct Header {
+        var bytes: UnsafePointer<UInt8>
+        var size: UInt
+        var width: Int
+        var height: Int
+        /// TurboJPEG's colour space (TJCS), -1 if unknown.
+        var colorspace: Int32
+        var isCMYK: Bool {
+            colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
+        }
+    }
+
+    /// Reads the header of `jpeg` and checks its size against `maxPixels`.
+    func header(_ jpeg: UnsafeRawBufferPointer, maxPixels: Int) throws(ImageError) -> Header {
         guard jpeg.count >= 2, jpeg[0] == 0xFF, jpeg[1] == 0xD8, let base = jpeg.baseAddress else {
             throw notJPEGError(jpeg)
         }
@@ -184,26 +207,42 @@ public final class ImageDecoder {
             throw failure(jpeg, headerResult == 0 ? "the data holds tables only, no image" : lastError(handle))
         }
         let width = Int(w), height = Int(h)
-        if width * height > p.maxPixels {
-            throw .tooLarge("the image is \(width)x\(height) = \(width * height) pixels; the limit is \(p.maxPixels)")
+        if width * height > maxPixels {
+            throw .tooLarge("the image is \(width)x\(height) = \(width * height) pixels; the limit is \(maxPixels)")
         }
+        return Header(bytes: bytes, size: size, width: width, height: height, colorspace: colorspace)
+    }
 
-        let plan = ImagePlan(sourceWidth: width, sourceHeight: height, p)
-        let d = plan.scaleDenominator(available: Self.denominators)
-        let dw = (width + d - 1) / d, dh = (height + d - 1) / d
-        let channels = p.channels
-        let cmyk = colorspace == Int32(TJCS_CMYK.rawValue) || colorspace == Int32(TJCS_YCCK.rawValue)
-        let format: TJPF
-        if cmyk { format = TJPF_CMYK } else if channels == 1 { format = TJPF_GRAY } else { format = p.channelOrder == .bgr ? TJPF_BGR : TJPF_RGB }
-        let decodedChannels = cmyk ? 4 : channels
-        let image = pixels.reserve(dw * dh * decodedChannels)
-
-        if tjDecompress2(handle, bytes, size, image, Int32(dw), 0, Int32(dh), Int32(format.rawValue), Self.flags) != 0 {
+    /// Decodes the whole image into `image` (`width` x `height` pixels of `format`, as
+    /// TurboJPEG scales the header's size): harmless libjpeg warnings are ignored, any other
+    /// problem throws.
+    func decompress(
+        _ jpeg: UnsafeRawBufferPointer, _ header: Header, into image: UnsafeMutablePointer<UInt8>, width: Int, height: Int,
+        format: TJPF, flags: Int32 = ImageDecoder.flags
+    ) throws(ImageError) {
+        let handle = try decompressor()
+        if tjDecompress2(handle, header.bytes, header.size, image, Int32(width), 0, Int32(height), Int32(format.rawValue),
+                         flags) != 0 {
             let fatal = tjGetErrorCode(handle) == Int32(TJERR_FATAL.rawValue)
             let message = lastError(handle)
             let harmless = !fatal && Self.harmlessWarnings.contains { message.contains($0) }
             if !harmless || JPEGStructure.isTruncated(jpeg) { throw failure(jpeg, message) }
         }
+    }
+
+    private func prepare(_ jpeg: UnsafeRawBufferPointer, _ p: ImagePreprocessing) throws(ImageError) -> Prepared {
+        let header = try header(jpeg, maxPixels: p.maxPixels)
+        let width = header.width, height = header.height
+        let plan = ImagePlan(sourceWidth: width, sourceHeight: height, p)
+        let d = plan.scaleDenominator(available: Self.denominators)
+        let dw = (width + d - 1) / d, dh = (height + d - 1) / d
+        let channels = p.channels
+        let cmyk = header.isCMYK
+        let format: TJPF
+        if cmyk { format = TJPF_CMYK } else if channels == 1 { format = TJPF_GRAY } else { format = p.channelOrder == .bgr ? TJPF_BGR : TJPF_RGB }
+        let decodedChannels = cmyk ? 4 : channels
+        let image = pixels.reserve(dw * dh * decodedChannels)
+        try decompress(jpeg, header, into: image, width: dw, height: dh, format: format)
         if cmyk { convertCMYK(image, count: dw * dh, channels: channels, order: p.channelOrder) }
         return resampling(UnsafePointer(image), width: dw, height: dh, channels: channels, plan: plan,
                           denominator: d, info: ImageInfo(width: width, height: height, scaleDenominator: d))
@@ -337,7 +376,7 @@ public final class ImageDecoder {
         }
     }
 
-    private func trim() {
+    func trim() {
         let limit = retainedBytesLimit
         pixels.release(above: limit)
         widened.release(above: limit)
@@ -346,6 +385,7 @@ public final class ImageDecoder {
         rowBuffer.release(above: limit)
         columns.release(above: limit)
         rows.release(above: limit)
+        tensorflowScratch.release(above: limit)
     }
 }
 

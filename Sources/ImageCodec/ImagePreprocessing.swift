@@ -3,6 +3,11 @@
 /// Per output element: `out = (pixel * scale - mean[c]) / std[c]`, with `pixel` the resized
 /// 8-bit sample (0...255) of channel `c` in `channelOrder`. `mean` and `std` hold one value
 /// per channel or a single value for all channels. The UInt8 output ignores scale/mean/std.
+///
+/// With `tensorflow` set the image takes TensorFlow's graph preprocessing instead (see
+/// `TensorFlowImageSteps`): `width`, `height` and `channels` must equal the steps',
+/// `layout` is `.nhwc`, the output is Float32 only, and `channelOrder`, `resize`, `scale`,
+/// `mean` and `std` are not used; `maxPixels` still applies.
 public struct ImagePreprocessing: Sendable, Equatable {
     /// Model input spatial size (output columns and rows).
     public var width: Int
@@ -18,6 +23,8 @@ public struct ImagePreprocessing: Sendable, Equatable {
     public var std: [Float]
     /// Largest accepted source width * height (checked from the header, before decoding).
     public var maxPixels: Int
+    /// TensorFlow-exact preprocessing instead of the Pillow pipeline, or nil.
+    public var tensorflow: TensorFlowImageSteps?
 
     public static let defaultMaxPixels = 50_000_000
 
@@ -25,7 +32,7 @@ public struct ImagePreprocessing: Sendable, Equatable {
         width: Int, height: Int, channels: Int = 3, channelOrder: ChannelOrder = .rgb,
         layout: Layout = .nhwc, resize: ResizeMode = .stretch,
         scale: Float = 1, mean: [Float] = [0], std: [Float] = [1],
-        maxPixels: Int = ImagePreprocessing.defaultMaxPixels
+        maxPixels: Int = ImagePreprocessing.defaultMaxPixels, tensorflow: TensorFlowImageSteps? = nil
     ) {
         self.width = width
         self.height = height
@@ -37,6 +44,14 @@ public struct ImagePreprocessing: Sendable, Equatable {
         self.mean = mean
         self.std = std
         self.maxPixels = maxPixels
+        self.tensorflow = tensorflow
+    }
+
+    /// The configuration for TensorFlow's graph preprocessing `steps`: size and channels
+    /// from the steps, NHWC.
+    public init(tensorflow steps: TensorFlowImageSteps, maxPixels: Int = ImagePreprocessing.defaultMaxPixels) {
+        self.init(width: steps.width, height: steps.height, channels: steps.outputChannels, layout: .nhwc,
+                  maxPixels: maxPixels, tensorflow: steps)
     }
 
     /// Elements of one output image: width * height * channels.
@@ -64,6 +79,14 @@ public struct ImagePreprocessing: Sendable, Equatable {
         }
         if std.contains(where: { !$0.isFinite || $0 == 0 }) { try fail("std values must be finite and non-zero") }
         if maxPixels < 1 { try fail("maxPixels must be positive") }
+        if let steps = tensorflow {
+            try steps.validate()
+            if width != steps.width || height != steps.height || channels != steps.outputChannels {
+                try fail("with TensorFlow steps the image is \(steps.width)x\(steps.height)x\(steps.outputChannels) "
+                         + "as the steps say, not \(width)x\(height)x\(channels)")
+            }
+            if layout != .nhwc { try fail("TensorFlow steps produce NHWC, not \(layout.rawValue)") }
+        }
         switch resize {
         case .stretch, .letterbox: break
         case .shorterSide(let side):

@@ -1,13 +1,20 @@
-// image-bench: times ImageCodec on one JPEG file and optionally writes the tensor as .npy.
+// image-bench: times ImageCodec on JPEG files and optionally writes the tensor as .npy.
 //
-// usage: image-bench FILE [--width 299] [--height 299] [--channels 3] [--order rgb|bgr]
+// usage: image-bench FILE... [--width 299] [--height 299] [--channels 3] [--order rgb|bgr]
 //            [--layout nhwc|nchw] [--resize stretch|shorter:N|fraction:F|letterbox:FILL]
 //            [--scale S] [--mean M[,M,M]] [--std S[,S,S]] [--dtype float32|uint8]
 //            [--max-pixels N] [--repeat N] [--output OUT.npy]
+//        TensorFlow-exact mode (ImagePreprocessing.tensorflow), on with --tf-resize:
+//            --tf-resize legacy|half-pixel [--tf-dct fast|accurate] [--tf-crop F]
+//            [--tf-before OPS] [--tf-after OPS]     OPS: add:V,sub:V,mul:V,div:V (in order)
+//        (--width/--height/--channels give the resize size and DecodeJpeg's channels, 0 = 3;
+//        --order/--layout/--resize/--scale/--mean/--std do not apply.)
 //
-// Runs one warm-up decode, then N timed decodes on this thread (file already in memory),
-// and prints `median_ms: X` last. Exit status 2 with `error: MESSAGE` on stderr when the
-// image is rejected (an ImageError), 1 on a usage or I/O error.
+// Several files are one batch through one decoder (sizes may differ): the .npy holds
+// [N, ...] in file order and each timed round decodes them all. Runs one warm-up round, then
+// N timed rounds on this thread (files already in memory), prints one `source:` line per
+// file and `median_ms: X` (per round) last. Exit status 2 with `error: MESSAGE` on stderr
+// when an image is rejected (an ImageError), 1 on a usage or I/O error.
 @preconcurrency import Glibc
 import ImageCodec
 
@@ -52,8 +59,28 @@ func floats(_ text: String, _ option: String) -> [Float] {
     return values.map { $0! }
 }
 
+func steps(_ text: String, _ option: String) -> [TensorFlowImageSteps.Arithmetic] {
+    if text == "none" { return [] }
+    return text.split(separator: ",").map { item in
+        let parts = item.split(separator: ":", maxSplits: 1).map(String.init)
+        guard parts.count == 2, let value = Float(parts[1]) else { fail("\(option) wants OP:VALUE items, got \(item)") }
+        switch parts[0] {
+        case "add": return .add(value)
+        case "sub": return .sub(value)
+        case "mul": return .mul(value)
+        case "div": return .div(value)
+        default: fail("\(option): the operations are add, sub, mul, div, not \(parts[0])")
+        }
+    }
+}
+
 var arguments = Array(CommandLine.arguments.dropFirst())
-var file: String?
+var files: [String] = []
+var tfResize: Bool?  // half-pixel centres; nil: the Pillow pipeline
+var tfFastDCT = true
+var tfCrop: Double?
+var tfBefore: [TensorFlowImageSteps.Arithmetic] = []
+var tfAfter: [TensorFlowImageSteps.Arithmetic] = []
 var p = ImagePreprocessing(width: 299, height: 299)
 var repeatCount = 10
 var output: String?
@@ -61,8 +88,7 @@ var dtype = "float32"
 while !arguments.isEmpty {
     let argument = arguments.removeFirst()
     guard argument.hasPrefix("--") else {
-        if file != nil { fail("more than one input file") }
-        file = argument
+        files.append(argument)
         continue
     }
     guard !arguments.isEmpty else { fail("\(argument) needs a value") }
@@ -99,31 +125,57 @@ while !arguments.isEmpty {
         dtype = value
     case "--repeat": repeatCount = max(1, int())
     case "--output": output = value
+    case "--tf-resize":
+        guard value == "legacy" || value == "half-pixel" else { fail("--tf-resize is legacy or half-pixel") }
+        tfResize = value == "half-pixel"
+    case "--tf-dct":
+        guard value == "fast" || value == "accurate" else { fail("--tf-dct is fast or accurate") }
+        tfFastDCT = value == "fast"
+    case "--tf-crop":
+        guard let f = Double(value) else { fail("--tf-crop wants a fraction, got \(value)") }
+        tfCrop = f
+    case "--tf-before": tfBefore = steps(value, argument)
+    case "--tf-after": tfAfter = steps(value, argument)
     default: fail("unknown option \(argument)")
     }
 }
-guard let file else { fail("usage: image-bench FILE [--width W --height H ... --repeat N --output OUT.npy]") }
+if files.isEmpty { fail("usage: image-bench FILE... [--width W --height H ... --repeat N --output OUT.npy]") }
+if let halfPixel = tfResize {
+    if dtype != "float32" { fail("the TensorFlow mode writes float32") }
+    let tf = TensorFlowImageSteps(channels: p.channels, fastDCT: tfFastDCT, beforeResize: tfBefore,
+                                  centralCropFraction: tfCrop, height: p.height, width: p.width,
+                                  halfPixelCenters: halfPixel, afterResize: tfAfter)
+    p = ImagePreprocessing(tensorflow: tf, maxPixels: p.maxPixels)
+} else if tfCrop != nil || !tfBefore.isEmpty || !tfAfter.isEmpty || !tfFastDCT {
+    fail("--tf-* options need --tf-resize")
+}
 do throws(ImageError) { try p.validate() } catch { fail(error.message) }
 
-let fileBytes = readFile(file)
-let jpeg = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, fileBytes.count), alignment: 16)
-jpeg.copyBytes(from: fileBytes)
-let input = UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(jpeg)[0..<fileBytes.count])
+let inputs: [UnsafeRawBufferPointer] = files.map { file in
+    let fileBytes = readFile(file)
+    let jpeg = UnsafeMutableRawBufferPointer.allocate(byteCount: max(1, fileBytes.count), alignment: 16)
+    jpeg.copyBytes(from: fileBytes)
+    return UnsafeRawBufferPointer(rebasing: UnsafeRawBufferPointer(jpeg)[0..<fileBytes.count])
+}
 let decoder: ImageDecoder
 do throws(ImageError) { decoder = try ImageDecoder() } catch { fail(error.message) }
-let floatOutput = UnsafeMutableBufferPointer<Float>.allocate(capacity: p.elementCount)
-let byteOutput = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: p.elementCount)
+let count = p.elementCount
+let floatOutput = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * files.count)
+let byteOutput = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count * files.count)
 
-@MainActor func runOnce() -> ImageInfo {
-    do throws(ImageError) {
-        if dtype == "uint8" { return try decoder.decode(input, p, into: byteOutput) }
-        return try decoder.decode(input, p, into: floatOutput)
-    } catch {
-        fail(error.message, status: 2)
+@MainActor func runOnce() -> [ImageInfo] {
+    inputs.enumerated().map { index, input in
+        do throws(ImageError) {
+            let range = index * count ..< (index + 1) * count
+            if dtype == "uint8" { return try decoder.decode(input, p, into: UnsafeMutableBufferPointer(rebasing: byteOutput[range])) }
+            return try decoder.decode(input, p, into: UnsafeMutableBufferPointer(rebasing: floatOutput[range]))
+        } catch {
+            fail(files.count > 1 ? "\(files[index]): \(error.message)" : error.message, status: 2)
+        }
     }
 }
 
-let info = runOnce()
+let infos = runOnce()
 var times: [Double] = []
 let clock = ContinuousClock()
 for _ in 0..<repeatCount {
@@ -135,13 +187,16 @@ for _ in 0..<repeatCount {
 times.sort()
 let median = times.count % 2 == 1 ? times[times.count / 2] : (times[times.count / 2 - 1] + times[times.count / 2]) / 2
 if let output {
-    let shape = p.layout == .nhwc ? [1, p.height, p.width, p.channels] : [1, p.channels, p.height, p.width]
+    let n = files.count
+    let shape = p.layout == .nhwc ? [n, p.height, p.width, p.channels] : [n, p.channels, p.height, p.width]
     if dtype == "uint8" {
         writeNPY(output, descr: "|u1", shape: shape, payload: UnsafeRawBufferPointer(byteOutput))
     } else {
         writeNPY(output, descr: "<f4", shape: shape, payload: UnsafeRawBufferPointer(floatOutput))
     }
 }
-print("source: \(info.width)x\(info.height), DCT scale 1/\(info.scaleDenominator)")
+for info in infos {
+    print("source: \(info.width)x\(info.height), DCT scale 1/\(info.scaleDenominator)")
+}
 print("min_ms: \(times[0])")
 print("median_ms: \(median)")
