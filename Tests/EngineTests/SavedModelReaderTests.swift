@@ -150,6 +150,34 @@ struct SavedModelReaderTests {
         #expect(reader.directory.hasPrefix("/") && !reader.directory.hasSuffix("/"))
     }
 
+    /// A large export named by SAVEDMODEL_LARGE (e.g. a Keras InceptionV3 saved with
+    /// tf.saved_model.save): open, resolve every capture of every signature, read every numeric
+    /// checkpoint tensor (each checksummed); prints the times.
+    @Test(.enabled(if: Fixtures.environmentDirectory("SAVEDMODEL_LARGE") != nil)) func largeExport() throws {
+        let directory = Fixtures.environmentDirectory("SAVEDMODEL_LARGE")!
+        let clock = ContinuousClock()
+        var reader: SavedModelReader?
+        let open = try clock.measure { reader = try SavedModelReader(directory: directory) }
+        let bundle = try #require(reader?.bundle)
+        var captured = 0
+        let resolve = try clock.measure {
+            for signature in reader!.signatures.values {
+                for output in signature.outputs.values {
+                    guard case .name(let name)? = output.encoding,
+                          let node = reader!.graph.node.first(where: { $0.name == TFTensorRef(graphInput: name)?.node }),
+                          case .func(let f)? = node.attr["f"]?.value else { continue }
+                    captured += try reader!.captures(function: f.name).count
+                }
+            }
+        }
+        var bytes = 0
+        let read = try clock.measure {
+            for key in bundle.keys where bundle.entry(key)!.dtype != .dtString { bytes += try bundle.tensor(key).byteCount }
+        }
+        print("large export: open \(open), \(captured) captures in \(resolve), \(bytes) bytes of \(bundle.keys.count) tensors in \(read)")
+        #expect(captured > 0 && bytes > 0)
+    }
+
     // MARK: damaged exports: each an error naming the problem, never a crash
 
     @Test func tagSets() throws {

@@ -126,7 +126,8 @@ struct CRC32CTests {
             _ = CRC32C.checksum(UnsafeRawBufferPointer(buffer))
             best = min(best, Double(DispatchTime.now().uptimeNanoseconds - start) / 1e6)
         }
-        #expect(best < 50, "100 MB took \(best) ms")
+        // About 10 ms on an idle core; the bound leaves room for a machine shared with builds.
+        #expect(best < 100, "100 MB took \(best) ms")
     }
 }
 

@@ -18,7 +18,7 @@ Exports:
                shards; a hash table initialised by an op in the `legacy_init_op` collection.
     tf2_module a tf.Module: variables, a captured eager constant, an asset vocabulary and
                a StaticHashTable built from it; signature serving_default.
-    keras      a small tf.keras model (Conv2D, BatchNormalization, Dense) saved with
+    keras      a small tf.keras model (Conv2D + ReLU, BatchNormalization, pooling, Dense) saved with
                tf.saved_model.save.
 """
 
@@ -109,6 +109,7 @@ def make_tf1():
         "pixels/u8": np.array([0, 17, 255], np.uint8),
         "mask": np.array([True, False, True, True]),
         "labels": np.array([b"cat", b"", b"dog" * 50]),
+        "no_labels": np.array([], dtype=bytes),
         "scalar": np.float32(3.5),
         "empty": np.zeros((0, 4), np.float32),
     }
@@ -221,9 +222,8 @@ def make_keras():
     tf.keras.utils.set_random_seed(SEED)
     model = tf.keras.Sequential([
         tf.keras.Input((6, 6, 3)),
-        tf.keras.layers.Conv2D(4, 3, name="conv"),
+        tf.keras.layers.Conv2D(4, 3, activation="relu", name="conv"),
         tf.keras.layers.BatchNormalization(name="bn"),
-        tf.keras.layers.ReLU(),
         tf.keras.layers.GlobalAveragePooling2D(),
         tf.keras.layers.Dense(2, name="dense"),
     ])

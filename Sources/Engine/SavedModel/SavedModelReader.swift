@@ -31,11 +31,15 @@ public final class SavedModelReader: @unchecked Sendable {
         case capturedTensor(name: String, function: String)
     }
 
+    /// A TF2 variable object (SavedVariable) and where its value is.
     public struct Variable: Sendable, Equatable {
-        /// The object-graph node id (TF2) or the graph node name (TF1) it came from.
-        public let origin: String
+        /// Its node id in `metaGraph.objectGraphDef` (and the checkpoint's object graph).
+        public let objectID: Int
+        /// SavedVariable.name (e.g. "conv/kernel"), for messages.
+        public let name: String
         /// The checkpoint (bundle) key holding its value.
         public let key: String
+        /// As the bundle stores it (equal to the SavedVariable's, checked).
         public let dtype: Tensorflow_DataType
         public let shape: [Int]
     }
@@ -67,6 +71,9 @@ public final class SavedModelReader: @unchecked Sendable {
     /// TF2: object-graph node id to its VARIABLE_VALUE checkpoint key (from the bundle's
     /// `_CHECKPOINTABLE_OBJECT_GRAPH`); empty for TF1 exports.
     public let checkpointKeys: [Int: String]
+
+    /// Graph node name -> index in `graph.node`.
+    private let nodeIndex: [String: Int]
 
     static let variableOps: Set<String> = ["VariableV2", "Variable", "VarHandleOp"]
     static let initSignature = "__saved_model_init_op"
@@ -132,10 +139,13 @@ public final class SavedModelReader: @unchecked Sendable {
         signatures = meta.signatureDef.filter { $0.key != Self.initSignature }
 
         var nodes: [String: Tensorflow_NodeDef] = [:]
-        for node in graph.node {
+        var nodeIndex: [String: Int] = [:]
+        for (index, node) in graph.node.enumerated() {
             guard nodes[node.name] == nil else { throw invalid("graph node '\(node.name)' is defined twice") }
             nodes[node.name] = node
+            nodeIndex[node.name] = index
         }
+        self.nodeIndex = nodeIndex
 
         // Assets.
         var assets: [String: String] = [:]
@@ -275,7 +285,8 @@ public final class SavedModelReader: @unchecked Sendable {
         }
         let bundle = try requireBundle()
         guard let entry = bundle.entry(key) else { throw .invalidModel("'\(bundle.prefix).index' has no tensor '\(key)' (restored into variable '\(name)')") }
-        if let node = graph.node.first(where: { $0.name == name }) {
+        if let index = nodeIndex[name] {
+            let node = graph.node[index]
             if case .type(let dtype)? = node.attr["dtype"]?.value, dtype != entry.dtype {
                 throw .invalidModel("'\(bundle.prefix).index': '\(key)' is \(TensorBundle.name(entry.dtype)), variable '\(name)' is \(TensorBundle.name(dtype))")
             }
@@ -328,9 +339,9 @@ public final class SavedModelReader: @unchecked Sendable {
                saved.shape.dim.map({ Int($0.size) }) != entry.shape {
                 throw invalid("variable '\(saved.name)' has shape \(saved.shape.dim.map(\.size)), its checkpoint tensor '\(key)' \(entry.shape)")
             }
-            return .variable(Variable(origin: String(id), key: key, dtype: entry.dtype, shape: entry.shape))
+            return .variable(Variable(objectID: id, name: saved.name, key: key, dtype: entry.dtype, shape: entry.shape))
         case .constant(let constant)?:
-            guard let node = graph.node.first(where: { $0.name == constant.operation }), node.op == "Const" else {
+            guard let index = nodeIndex[constant.operation], graph.node[index].op == "Const" else {
                 throw invalid("constant '\(constant.operation)' is not a Const node of the graph")
             }
             return .constant(operation: constant.operation)

@@ -118,6 +118,7 @@ public final class TensorBundle: @unchecked Sendable {
         }
         let bytes = shardBytes(entry)
         let count = entry.shape.elementCount
+        if count == 0 && bytes.isEmpty { return [] }
         func corrupt(_ what: String) -> EngineError {
             .invalidModel("'\(shardPath(entry))': string tensor '\(key)' is corrupt: \(what)")
         }
