@@ -75,6 +75,36 @@ struct SavedModelReaderTests {
         #expect(engineError { _ = try reader.capture(function: "f", index: 0) }?.contains("no saved object graph") == true)
     }
 
+    /// The init op: signature __saved_model_init_op, else collection saved_model_main_op, else
+    /// legacy_init_op; one naming a missing node is an error.
+    @Test func initOpPrecedence() throws {
+        let scratch = try ScratchExport("tf1_graph")
+        defer { scratch.remove() }
+        var model = try Tensorflow_SavedModel(serializedBytes: Data(scratch.read("saved_model.pb")))
+        func reread() throws -> String? {
+            try scratch.write("saved_model.pb", [UInt8](model.serializedBytes() as Data))
+            return try SavedModelReader(directory: scratch.path).initOp
+        }
+        #expect(try reread() == "legacy_init_op")
+        var main = Tensorflow_CollectionDef()
+        main.nodeList.value = ["save/restore_all"]
+        model.metaGraphs[0].collectionDef["saved_model_main_op"] = main
+        #expect(try reread() == "save/restore_all")
+        var signature = Tensorflow_SignatureDef()
+        var output = Tensorflow_TensorInfo()
+        output.name = "save/Const:0"
+        signature.outputs["__saved_model_init_op"] = output
+        model.metaGraphs[0].signatureDef["__saved_model_init_op"] = signature
+        #expect(try reread() == "save/Const")
+        #expect(try SavedModelReader(directory: scratch.path).signatures.keys.sorted() == ["serving_default"])
+        model.metaGraphs[0].signatureDef["__saved_model_init_op"]!.outputs["__saved_model_init_op"]!.name = "nowhere:0"
+        let message = try #require(engineError { _ = try reread() })
+        #expect(message.contains("init op 'nowhere'"), "\(message)")
+        model.metaGraphs[0].signatureDef["__saved_model_init_op"] = nil
+        model.metaGraphs[0].collectionDef["saved_model_main_op"]!.nodeList.value = []
+        #expect(engineError { _ = try reread() }?.contains("exactly one op") == true)
+    }
+
     /// The restore graph decides the key: a variable restored from another key reads that key.
     @Test func tf1KeysComeFromTheRestoreGraph() throws {
         let scratch = try ScratchExport("tf1_graph")

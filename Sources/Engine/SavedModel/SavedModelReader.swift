@@ -179,7 +179,11 @@ public final class SavedModelReader: @unchecked Sendable {
                 guard case .nodeList(let list)? = entry.kind, list.value.count == 1 else {
                     throw invalid("collection '\(collection)' must name exactly one op")
                 }
-                initOp = list.value[0].hasPrefix("^") ? String(list.value[0].dropFirst()) : TFTensorRef(graphInput: list.value[0])?.node
+                let text = list.value[0]
+                guard let node = text.hasPrefix("^") ? String(text.dropFirst()) : TFTensorRef(graphInput: text)?.node, !node.isEmpty else {
+                    throw invalid("collection '\(collection)' names no op")
+                }
+                initOp = node
                 break
             }
         }
