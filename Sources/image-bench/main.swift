@@ -3,7 +3,7 @@
 // usage: image-bench FILE... [--width 299] [--height 299] [--channels 3] [--order rgb|bgr]
 //            [--layout nhwc|nchw] [--resize stretch|shorter:N|fraction:F|letterbox:FILL]
 //            [--scale S] [--mean M[,M,M]] [--std S[,S,S]] [--dtype float32|uint8]
-//            [--max-pixels N] [--repeat N] [--output OUT.npy]
+//            [--max-pixels N] [--repeat N] [--output OUT.npy] [--retained-mb MB]
 //        TensorFlow-exact mode (ImagePreprocessing.tensorflow), on with --tf-resize:
 //            --tf-resize legacy|half-pixel [--tf-dct fast|accurate] [--tf-crop F]
 //            [--tf-before OPS] [--tf-after OPS]     OPS: add:V,sub:V,mul:V,div:V (in order)
@@ -83,6 +83,7 @@ var tfBefore: [TensorFlowImageSteps.Arithmetic] = []
 var tfAfter: [TensorFlowImageSteps.Arithmetic] = []
 var p = ImagePreprocessing(width: 299, height: 299)
 var repeatCount = 10
+var retainedMB: Int?
 var output: String?
 var dtype = "float32"
 while !arguments.isEmpty {
@@ -124,6 +125,7 @@ while !arguments.isEmpty {
         guard value == "float32" || value == "uint8" else { fail("--dtype is float32 or uint8") }
         dtype = value
     case "--repeat": repeatCount = max(1, int())
+    case "--retained-mb": retainedMB = int()
     case "--output": output = value
     case "--tf-resize":
         guard value == "legacy" || value == "half-pixel" else { fail("--tf-resize is legacy or half-pixel") }
@@ -159,6 +161,7 @@ let inputs: [UnsafeRawBufferPointer] = files.map { file in
 }
 let decoder: ImageDecoder
 do throws(ImageError) { decoder = try ImageDecoder() } catch { fail(error.message) }
+if let retainedMB { decoder.retainedBytesLimit = retainedMB << 20 }
 let count = p.elementCount
 let floatOutput = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * files.count)
 let byteOutput = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count * files.count)
