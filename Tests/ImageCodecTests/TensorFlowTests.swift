@@ -316,4 +316,53 @@ import Testing
         zero.channels = 0
         #expect(ImagePreprocessing(tensorflow: zero).channels == 3)
     }
+
+    /// Random mutations of small JPEGs of each kind through the TensorFlow path: decoded
+    /// (finite values) or a client error, never a crash (bounded).
+    @Test func fuzz() throws {
+        let picture = Picture.synthetic(width: 48, height: 40)
+        let seeds = [
+            encodeJPEG(picture),
+            encodeJPEG(picture, progressive: true),
+            encodeJPEG(Picture.synthetic(width: 48, height: 40, channels: 1)),
+            encodeJPEG(picture, subsampling: TJSAMP_444, quality: 50),
+            encodeJPEG(Picture.synthetic(width: 24, height: 16, channels: 4), format: TJPF_CMYK),
+        ]
+        let configs = [
+            ImagePreprocessing(tensorflow: TensorFlowImageSteps(
+                channels: 3, beforeResize: [.mul(Float(1.0 / 255.0))], centralCropFraction: 0.875, height: 11, width: 13,
+                halfPixelCenters: false, afterResize: [.sub(0.5), .mul(2)]), maxPixels: 1 << 20),
+            ImagePreprocessing(tensorflow: TensorFlowImageSteps(channels: 1, height: 60, width: 50, halfPixelCenters: true),
+                               maxPixels: 1 << 20),
+            ImagePreprocessing(tensorflow: TensorFlowImageSteps(channels: 0, fastDCT: false, centralCropFraction: 0.3,
+                                                                height: 8, width: 8, halfPixelCenters: true), maxPixels: 1 << 20),
+        ]
+        let decoder = try ImageDecoder()
+        var rng = SeededGenerator(seed: 2025)
+        var outcomes = [String: Int]()
+        for iteration in 0..<1500 {
+            var data = seeds[iteration % seeds.count]
+            for _ in 0..<Int.random(in: 1...6, using: &rng) {
+                let at = Int.random(in: 0..<data.count, using: &rng)
+                switch Int.random(in: 0..<5, using: &rng) {
+                case 0: data[at] ^= UInt8(1 << Int.random(in: 0..<8, using: &rng))
+                case 1: data[at] = UInt8.random(in: 0...255, using: &rng)
+                case 2: data[at] = [0x00, 0xFF, 0xD9, 0xDA, 0xC4, 0xDB, 0xEE][Int.random(in: 0..<7, using: &rng)]
+                case 3: data.removeSubrange(at..<min(data.count, at + Int.random(in: 1...64, using: &rng)))
+                default: data.insert(contentsOf: data[at..<min(data.count, at + 16)], at: at)
+                }
+                if data.isEmpty { data = [0xFF] }
+            }
+            do {
+                let out = try decoder.decodeFloats(data, configs[iteration % configs.count])
+                #expect(out.allSatisfy { $0.isFinite })
+                outcomes["decoded", default: 0] += 1
+            } catch {
+                #expect(error.isClientError, "\(error)")
+                outcomes["\(error)".prefix(while: { $0 != ":" }).description, default: 0] += 1
+            }
+        }
+        #expect(outcomes["decoded", default: 0] > 50, "\(outcomes)")
+        #expect(outcomes.count > 2, "\(outcomes)")
+    }
 }
