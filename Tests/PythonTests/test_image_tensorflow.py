@@ -8,7 +8,8 @@ resize, as tf.image.resize does).
 TensorFlow runs in venv-tf ($VENV_TF_PYTHON, set by scripts/test.sh), Pillow here: this
 module makes the JPEGs, then one child process (tf_image_reference.py) computes every
 reference in graph mode (tf.function + tf.map_fn over a batch of JPEG strings, as the classic
-export does). Real photographs: the JPEGs of Debian's mate-backgrounds package, fetched once
+export does; for some cases as a TF1 graph in a Session, as inception_saved_model.py
+builds it). Real photographs: the JPEGs of Debian's mate-backgrounds package, fetched once
 with `apt-get download` into $MODEL_SERVER_CACHE/jpeg-photos (as Benchmarks/jpeg_vs_pillow.py
 --debian-photos does) and used as they are, not re-encoded.
 """
@@ -34,6 +35,8 @@ INCEPTION_STEPS = {"before": "convert", "crop": 0.875, "after": [["sub", 0.5], [
 MODES = {
     # The classic TF Serving Inception export (TF1 graph): legacy ResizeBilinear.
     "tf1_classic": {"width": 299, "height": 299, "resize": "legacy", **INCEPTION_STEPS},
+    # The same, built and run as a TF1 graph in a Session (inception_saved_model.py's way).
+    "tf1_session_classic": {"width": 299, "height": 299, "resize": "legacy", "session": True, **INCEPTION_STEPS},
     # The same steps with TF2's tf.image.resize (half-pixel centres).
     "tf2_classic": {"width": 299, "height": 299, "resize": "half_pixel", **INCEPTION_STEPS},
     # No float steps: the uint8 image straight into tf.image.resize (float32 out).
