@@ -7,6 +7,7 @@
 //        TensorFlow-exact mode (ImagePreprocessing.tensorflow), on with --tf-resize:
 //            --tf-resize legacy|half-pixel [--tf-dct fast|accurate] [--tf-crop F]
 //            [--tf-before OPS] [--tf-after OPS]     OPS: add:V,sub:V,mul:V,div:V (in order)
+//            [--tf-literal]   (steps run literally, not as Grappler rewrites a graph's)
 //        (--width/--height/--channels give the resize size and DecodeJpeg's channels, 0 = 3;
 //        --order/--layout/--resize/--scale/--mean/--std do not apply.)
 //
@@ -81,6 +82,7 @@ var tfFastDCT = true
 var tfCrop: Double?
 var tfBefore: [TensorFlowImageSteps.Arithmetic] = []
 var tfAfter: [TensorFlowImageSteps.Arithmetic] = []
+var tfLiteral = false
 var p = ImagePreprocessing(width: 299, height: 299)
 var repeatCount = 10
 var retainedMB: Int?
@@ -90,6 +92,10 @@ while !arguments.isEmpty {
     let argument = arguments.removeFirst()
     guard argument.hasPrefix("--") else {
         files.append(argument)
+        continue
+    }
+    if argument == "--tf-literal" {
+        tfLiteral = true
         continue
     }
     guard !arguments.isEmpty else { fail("\(argument) needs a value") }
@@ -146,9 +152,9 @@ if let halfPixel = tfResize {
     if dtype != "float32" { fail("the TensorFlow mode writes float32") }
     let tf = TensorFlowImageSteps(channels: p.channels, fastDCT: tfFastDCT, beforeResize: tfBefore,
                                   centralCropFraction: tfCrop, height: p.height, width: p.width,
-                                  halfPixelCenters: halfPixel, afterResize: tfAfter)
+                                  halfPixelCenters: halfPixel, afterResize: tfAfter, grapplerRewrites: !tfLiteral)
     p = ImagePreprocessing(tensorflow: tf, maxPixels: p.maxPixels)
-} else if tfCrop != nil || !tfBefore.isEmpty || !tfAfter.isEmpty || !tfFastDCT {
+} else if tfCrop != nil || !tfBefore.isEmpty || !tfAfter.isEmpty || !tfFastDCT || tfLiteral {
     fail("--tf-* options need --tf-resize")
 }
 do throws(ImageError) { try p.validate() } catch { fail(error.message) }

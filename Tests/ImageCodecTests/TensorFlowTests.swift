@@ -13,8 +13,8 @@ import Testing
     /// decoder's row-cached version.
     static func reference(_ picture: Picture, _ steps: TensorFlowImageSteps) -> [Float] {
         let c = picture.channels
-        let before = TensorFlowImageSteps.graphExecution(of: steps.beforeResize)
-        let after = TensorFlowImageSteps.graphExecution(of: steps.afterResize)
+        let before = steps.grapplerRewrites ? TensorFlowImageSteps.graphExecution(of: steps.beforeResize) : steps.beforeResize
+        let after = steps.grapplerRewrites ? TensorFlowImageSteps.graphExecution(of: steps.afterResize) : steps.afterResize
         let (y0, ch) = TensorFlowImageSteps.centralCrop(side: picture.height, fraction: steps.centralCropFraction)
         let (x0, cw) = TensorFlowImageSteps.centralCrop(side: picture.width, fraction: steps.centralCropFraction)
         func sample(_ x: Int, _ y: Int, _ k: Int) -> Float {
@@ -121,6 +121,18 @@ import Testing
         #expect(run([.mul(3), .div(0.7)]) == [.mul((Float(1) / Float(0.7)) * 3)])
         #expect(run([.div(58.4), .mul(1.3), .sub(1), .sub(2), .div(3)])
                 == [.mul(Float(1.3) * (Float(1) / Float(58.4))), .sub(3), .mul(Float(1) / 3)])
+    }
+
+    @Test func literalStepsAreNotRewritten() {
+        let picture = Picture.random(width: 90, height: 70, channels: 3, seed: 11)
+        var steps = TensorFlowImageSteps(channels: 3, beforeResize: [.sub(123.68), .div(58.4), .mul(1.3)], height: 33,
+                                         width: 41, halfPixelCenters: true, afterResize: [.add(0.25), .sub(1.7), .div(3)])
+        let folded = Self.run(picture, steps)
+        #expect(Self.same(folded, Self.reference(picture, steps)))
+        steps.grapplerRewrites = false
+        let literal = Self.run(picture, steps)
+        #expect(Self.same(literal, Self.reference(picture, steps)))
+        #expect(!Self.same(literal, folded))
     }
 
     @Test func centralCropOffsets() {

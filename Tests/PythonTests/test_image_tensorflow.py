@@ -60,6 +60,10 @@ EXTRA_MODES = {
     "folded_chains": {"width": 200, "height": 180, "resize": "legacy", "crop": 0.6,
                       "before": [["sub", 123.68], ["sub", 0.5], ["div", 58.4], ["mul", 1.3]],
                       "after": [["add", 0.25], ["sub", 1.7], ["div", 3.0], ["div", 0.7], ["mul", 1.1]]},
+    # The same eagerly: steps literally, crop offsets from the float64 fraction.
+    "eager_chains": {"width": 200, "height": 180, "resize": "legacy", "crop": 0.6, "eager": True,
+                     "before": [["sub", 123.68], ["sub", 0.5], ["div", 58.4], ["mul", 1.3]],
+                     "after": [["add", 0.25], ["sub", 1.7], ["div", 3.0], ["div", 0.7], ["mul", 1.1]]},
     "caffe_like": {"width": 331, "height": 257, "resize": "half_pixel",
                    "before": [["sub", 123.68], ["mul", 0.017]], "crop": 0.5, "after": [["add", 0.25], ["div", 3.0]]},
 }
@@ -85,8 +89,12 @@ def bench_args(config):
     args += ["--tf-after", bench_steps(config.get("after", []))]
     if config.get("crop") is not None:
         # In a graph with dynamic image shapes central_crop multiplies by the fraction as a
-        # float32 constant cast to float64 (0.875 is exact either way).
-        args += ["--tf-crop", float32_text(config["crop"])]
+        # float32 constant cast to float64; eagerly (static shapes) by the Python float
+        # (0.875 is exact either way).
+        crop = float(config["crop"])
+        args += ["--tf-crop", repr(crop) if config.get("eager") else float32_text(crop)]
+    if config.get("eager"):
+        args += ["--tf-literal"]  # no Grappler: every step runs as written
     return args
 
 

@@ -11,7 +11,9 @@ Each case is one batch: a 1-D string tensor of the files' bytes through `tf.map_
 `tf.function` (graph mode, Grappler on, dynamic image shapes), the way the classic TF Serving
 Inception export preprocesses its `images` input; with "session": true in the config, as a
 TF1 graph instead (tf.Graph, a string placeholder, tf.map_fn, tf.compat.v1.Session: how
-TF Serving's inception_saved_model.py builds and runs it). OUT.npy gets float32 [N, height, width, C];
+TF Serving's inception_saved_model.py builds and runs it); with "eager": true, eagerly, one
+image at a time (no Grappler: every step runs literally, and central_crop, seeing static
+shapes, computes its offsets with the fraction as a Python float). OUT.npy gets float32 [N, height, width, C];
 a case TensorFlow rejects gets OUT.npy.error with the message instead.
 
 CONFIG keys:
@@ -87,6 +89,12 @@ def session_function(config):
     return run
 
 
+def eager_function(config):
+    def run(batch):
+        return np.stack([preprocess_one(data, config).numpy() for data in batch])
+    return run
+
+
 def main(job_path):
     with open(job_path) as f:
         job = json.load(f)
@@ -94,8 +102,9 @@ def main(job_path):
     for case in job["cases"]:
         key = json.dumps(case["config"], sort_keys=True)
         if key not in functions:
-            make = session_function if case["config"].get("session") else batch_function
-            functions[key] = make(case["config"])
+            config = case["config"]
+            make = session_function if config.get("session") else eager_function if config.get("eager") else batch_function
+            functions[key] = make(config)
         jpegs = []
         for path in case["jpegs"]:
             with open(path, "rb") as f:
