@@ -183,10 +183,12 @@ def debian_photos():
     return {"photo_" + pathlib.Path(p).stem: pathlib.Path(p).read_bytes() for p in photos}
 
 
-def large_jpeg():
-    """A 4032 x 3024 (12.2 MP) JPEG: a Debian photo upscaled, 4:2:0, quality 92."""
-    photo = Image.open(io.BytesIO(debian_photos()["photo_Wood"])).convert("RGB")
-    return encode(photo.resize((4032, 3024), Image.BICUBIC), quality=92)
+def large_jpegs():
+    """4032 x 3024 (12.2 MP) JPEGs of a Debian photo upscaled: baseline 4:2:0 quality 92,
+    and progressive 4:2:2 quality 85."""
+    photo = Image.open(io.BytesIO(debian_photos()["photo_Wood"])).convert("RGB").resize((4032, 3024), Image.BICUBIC)
+    return {"large": encode(photo, quality=92),
+            "large_progressive": encode(photo, quality=85, progressive=True, subsampling=1)}
 
 
 # --------------------------------------------------------------------------- cases
@@ -196,7 +198,7 @@ SYNTHETIC_KINDS = [
     "tiny", "one_pixel", "wide", "tall_gray", "q100_444"]
 PHOTO_NAMES = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
                "TwoWings", "Wood", "YellowFlower"]
-KINDS = SYNTHETIC_KINDS + ["photo_" + name for name in PHOTO_NAMES] + ["large"]
+KINDS = SYNTHETIC_KINDS + ["photo_" + name for name in PHOTO_NAMES] + ["large", "large_progressive"]
 
 CASES = {}  # id -> (list of JPEG names, config)
 for kind in KINDS:
@@ -229,7 +231,7 @@ def image_bench():
 @pytest.fixture(scope="session")
 def jpeg_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tf-jpegs")
-    jpegs = {**synthetic_jpegs(), **debian_photos(), "large": large_jpeg()}
+    jpegs = {**synthetic_jpegs(), **debian_photos(), **large_jpegs()}
     jpegs["truncated"] = jpegs["odd_420"][:len(jpegs["odd_420"]) * 2 // 3]
     paths = {}
     for name, data in jpegs.items():
