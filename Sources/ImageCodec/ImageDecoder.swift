@@ -10,6 +10,10 @@ import CTurboJPEG
 /// normalisation through a 256-entry table, layout. The 8-bit samples are bit-identical to
 /// Pillow `draft` + `resize(size, BILINEAR, box)` (same libjpeg-turbo decode).
 ///
+/// With `ImagePreprocessing.tensorflow` set, the TensorFlow path instead: full-size decode,
+/// TF's float steps, central crop and ResizeBilinear, bit-identical to TensorFlow's graph
+/// (TensorFlowDecode.swift).
+///
 /// Not thread-safe: use one decoder per thread (or `ImageDecoderPool`). A decoder has no
 /// thread affinity; it keeps its TurboJPEG handle and scratch buffers between calls, so a
 /// steady stream of images allocates nothing. Buffers above `retainedBytesLimit` are freed
@@ -17,8 +21,11 @@ import CTurboJPEG
 public final class ImageDecoder {
     /// Created lazily; dropped after any failed decode (see `discardHandle`).
     private var handle: tjhandle?
-    /// Scratch bytes kept per buffer between calls.
-    public var retainedBytesLimit = 16 << 20
+    /// Scratch bytes kept per buffer between calls. 64 MiB keeps the full-size decode of the
+    /// TensorFlow mode (`ImagePreprocessing.tensorflow`) for photos up to 21 MP RGB: freeing
+    /// a 12 MP photo's 36 MB and faulting it in again on the next call costs about as much
+    /// CPU as the decode itself (the Pillow path decodes DCT-reduced and needs far less).
+    public var retainedBytesLimit = 64 << 20
 
     var pixels = ScratchBuffer<UInt8>()               // decoded image
     private var widened = ScratchBuffer<Float>()      // one source row as Float
@@ -58,6 +65,7 @@ public final class ImageDecoder {
     /// normalised, in `preprocessing.layout`, to `output` (whose count must be exactly that;
     /// otherwise, or with an invalid configuration, `.invalidConfiguration`). Client errors:
     /// `.notJPEG`, `.truncated`, `.corrupt`, `.tooLarge`; on any error `output` is unspecified.
+    /// With `preprocessing.tensorflow` set: NHWC [height, width, channels], TensorFlow's values.
     @discardableResult
     public func decode(
         _ jpeg: UnsafeRawBufferPointer, _ preprocessing: ImagePreprocessing,
@@ -85,6 +93,7 @@ public final class ImageDecoder {
     }
 
     /// Like the Float32 variant, but writes the resized 8-bit samples (no scale/mean/std).
+    /// Not for `preprocessing.tensorflow` (`.invalidConfiguration`): TF's steps make floats.
     @discardableResult
     public func decode(
         _ jpeg: UnsafeRawBufferPointer, _ preprocessing: ImagePreprocessing,

@@ -14,7 +14,8 @@ import CTurboJPEG
 //   channel (libjpeg: "Unsupported color conversion request"), and neither can we. TF refuses
 //   images with height * width * components >= 2^29; so do we.
 // - The `beforeResize` steps on every sample, from Float(sample): the float32 operations
-//   TensorFlow's graph optimizer leaves of them (TensorFlowImageSteps.graphExecution), in order. A sample is one of 256 values, so they are tabulated (same operations,
+//   TensorFlow's graph optimizer leaves of them (TensorFlowImageSteps.graphExecution; or the
+//   steps literally with grapplerRewrites false), in order. A sample is one of 256 values, so they are tabulated (same operations,
 //   same results) and only the samples the resize reads are looked up.
 // - central_crop: TensorFlowImageSteps.centralCrop (float64 offsets, as TF 2.x).
 // - ResizeBilinear (tensorflow/core/kernels/image/resize_bilinear_op.cc, align_corners
@@ -140,8 +141,7 @@ enum TensorFlowPixels {
         _ image: UnsafePointer<UInt8>, width: Int, height: Int, channels: Int, _ steps: TensorFlowImageSteps,
         scratch: inout TensorFlowScratch, into output: UnsafeMutablePointer<Float>
     ) {
-        let before = TensorFlowImageSteps.graphExecution(of: steps.beforeResize)
-        let after = TensorFlowImageSteps.graphExecution(of: steps.afterResize)
+        let (before, after) = steps.executedSteps
         let lut = scratch.lookup.reserve(256)
         for v in 0..<256 {
             var x = Float(v)

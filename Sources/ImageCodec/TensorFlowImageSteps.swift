@@ -14,12 +14,15 @@
 /// them as Float: that is TF2's `tf.image.resize` of a uint8 image (ResizeBilinear with
 /// half-pixel centres, float32 output).
 ///
-/// The steps are the graph's operations with scalar constants, in graph order; they run the
-/// way TensorFlow runs that graph (TF Serving, a SavedModel, a tf.function: Grappler's
-/// constant folding is on), which is not always one float32 operation per step: see
-/// `graphExecution(of:)`. Each executed operation is one float32 operation per element
-/// (no fused multiply-add), so the result is bit-identical to TensorFlow's:
-/// TensorFlowDecode.swift documents the details.
+/// The steps are the graph's elementwise operations with scalar constant (Const) operands,
+/// in graph order, each feeding the next. They run the way TensorFlow runs that graph (TF
+/// Serving, a SavedModel, a tf.function: Grappler's constant folding is on), which is not
+/// always one float32 operation per step: see `graphExecution(of:)`. With
+/// `grapplerRewrites` false they run literally instead, one float32 operation per step (as
+/// eager TensorFlow does; or for steps already rewritten by the caller, e.g. when the graph
+/// has a variable operand or same-kind steps that do not feed each other directly). Every
+/// executed operation is one float32 operation per element (no fused multiply-add), so the
+/// result is bit-identical to TensorFlow's: TensorFlowDecode.swift documents the details.
 public struct TensorFlowImageSteps: Sendable, Equatable {
     /// One elementwise float32 operation with a scalar constant, `x op value`.
     public enum Arithmetic: Sendable, Equatable {
@@ -60,9 +63,13 @@ public struct TensorFlowImageSteps: Sendable, Equatable {
     public var halfPixelCenters: Bool
     /// Applied in order after the resize (e.g. .sub(0.5), .mul(2.0)). (Executed as `graphExecution(of:)` says.)
     public var afterResize: [Arithmetic]
+    /// Whether `beforeResize` and `afterResize` each run as Grappler rewrites a chain of
+    /// constant operations (`graphExecution(of:)`, the default), or literally.
+    public var grapplerRewrites: Bool
 
     public init(channels: Int, fastDCT: Bool = true, beforeResize: [Arithmetic] = [], centralCropFraction: Double? = nil,
-                height: Int, width: Int, halfPixelCenters: Bool, afterResize: [Arithmetic] = []) {
+                height: Int, width: Int, halfPixelCenters: Bool, afterResize: [Arithmetic] = [],
+                grapplerRewrites: Bool = true) {
         self.channels = channels
         self.fastDCT = fastDCT
         self.beforeResize = beforeResize
@@ -71,6 +78,13 @@ public struct TensorFlowImageSteps: Sendable, Equatable {
         self.width = width
         self.halfPixelCenters = halfPixelCenters
         self.afterResize = afterResize
+        self.grapplerRewrites = grapplerRewrites
+    }
+
+    /// The float32 operations executed before and after the resize.
+    var executedSteps: (before: [Arithmetic], after: [Arithmetic]) {
+        guard grapplerRewrites else { return (beforeResize, afterResize) }
+        return (Self.graphExecution(of: beforeResize), Self.graphExecution(of: afterResize))
     }
 
     /// The steps of the classic TF Serving Inception export (`inception_saved_model.py`):
@@ -89,8 +103,10 @@ public struct TensorFlowImageSteps: Sendable, Equatable {
     ///    `(x + a) + b` -> `x + (b + a)`, `(x - a) + b` -> `x + (b - a)`,
     ///    `(x + a) - b` -> `x + (a - b)`, `(x - a) - b` -> `x - (a + b)`,
     ///    `(x * a) * b` -> `x * (b * a)`; a longer run folds from its first step on.
-    /// Checked against TF 2.15 graphs on every chain of 1 to 3 of the four operations.
-    /// (Eager TensorFlow runs the steps literally; served models run graphs.)
+    /// Checked against TF 2.15 graphs on every chain of 1 to 3 of the four operations with
+    /// Const operands. (Eager TensorFlow runs the steps literally; served models run graphs.
+    /// With a variable operand Grappler does not fold constants, but its arithmetic optimizer
+    /// may still reorder multiplications: outside this model.)
     public static func graphExecution(of steps: [Arithmetic]) -> [Arithmetic] {
         var executed: [Arithmetic] = []
         for step in steps {

@@ -3,10 +3,11 @@
 // usage: image-bench FILE... [--width 299] [--height 299] [--channels 3] [--order rgb|bgr]
 //            [--layout nhwc|nchw] [--resize stretch|shorter:N|fraction:F|letterbox:FILL]
 //            [--scale S] [--mean M[,M,M]] [--std S[,S,S]] [--dtype float32|uint8]
-//            [--max-pixels N] [--repeat N] [--output OUT.npy]
+//            [--max-pixels N] [--repeat N] [--output OUT.npy] [--retained-mb MB]
 //        TensorFlow-exact mode (ImagePreprocessing.tensorflow), on with --tf-resize:
 //            --tf-resize legacy|half-pixel [--tf-dct fast|accurate] [--tf-crop F]
 //            [--tf-before OPS] [--tf-after OPS]     OPS: add:V,sub:V,mul:V,div:V (in order)
+//            [--tf-literal]   (steps run literally, not as Grappler rewrites a graph's)
 //        (--width/--height/--channels give the resize size and DecodeJpeg's channels, 0 = 3;
 //        --order/--layout/--resize/--scale/--mean/--std do not apply.)
 //
@@ -81,14 +82,20 @@ var tfFastDCT = true
 var tfCrop: Double?
 var tfBefore: [TensorFlowImageSteps.Arithmetic] = []
 var tfAfter: [TensorFlowImageSteps.Arithmetic] = []
+var tfLiteral = false
 var p = ImagePreprocessing(width: 299, height: 299)
 var repeatCount = 10
+var retainedMB: Int?
 var output: String?
 var dtype = "float32"
 while !arguments.isEmpty {
     let argument = arguments.removeFirst()
     guard argument.hasPrefix("--") else {
         files.append(argument)
+        continue
+    }
+    if argument == "--tf-literal" {
+        tfLiteral = true
         continue
     }
     guard !arguments.isEmpty else { fail("\(argument) needs a value") }
@@ -124,6 +131,7 @@ while !arguments.isEmpty {
         guard value == "float32" || value == "uint8" else { fail("--dtype is float32 or uint8") }
         dtype = value
     case "--repeat": repeatCount = max(1, int())
+    case "--retained-mb": retainedMB = int()
     case "--output": output = value
     case "--tf-resize":
         guard value == "legacy" || value == "half-pixel" else { fail("--tf-resize is legacy or half-pixel") }
@@ -144,9 +152,9 @@ if let halfPixel = tfResize {
     if dtype != "float32" { fail("the TensorFlow mode writes float32") }
     let tf = TensorFlowImageSteps(channels: p.channels, fastDCT: tfFastDCT, beforeResize: tfBefore,
                                   centralCropFraction: tfCrop, height: p.height, width: p.width,
-                                  halfPixelCenters: halfPixel, afterResize: tfAfter)
+                                  halfPixelCenters: halfPixel, afterResize: tfAfter, grapplerRewrites: !tfLiteral)
     p = ImagePreprocessing(tensorflow: tf, maxPixels: p.maxPixels)
-} else if tfCrop != nil || !tfBefore.isEmpty || !tfAfter.isEmpty || !tfFastDCT {
+} else if tfCrop != nil || !tfBefore.isEmpty || !tfAfter.isEmpty || !tfFastDCT || tfLiteral {
     fail("--tf-* options need --tf-resize")
 }
 do throws(ImageError) { try p.validate() } catch { fail(error.message) }
@@ -159,6 +167,7 @@ let inputs: [UnsafeRawBufferPointer] = files.map { file in
 }
 let decoder: ImageDecoder
 do throws(ImageError) { decoder = try ImageDecoder() } catch { fail(error.message) }
+if let retainedMB { decoder.retainedBytesLimit = retainedMB << 20 }
 let count = p.elementCount
 let floatOutput = UnsafeMutableBufferPointer<Float>.allocate(capacity: count * files.count)
 let byteOutput = UnsafeMutableBufferPointer<UInt8>.allocate(capacity: count * files.count)

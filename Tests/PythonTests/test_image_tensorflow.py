@@ -8,7 +8,8 @@ resize, as tf.image.resize does).
 TensorFlow runs in venv-tf ($VENV_TF_PYTHON, set by scripts/test.sh), Pillow here: this
 module makes the JPEGs, then one child process (tf_image_reference.py) computes every
 reference in graph mode (tf.function + tf.map_fn over a batch of JPEG strings, as the classic
-export does). Real photographs: the JPEGs of Debian's mate-backgrounds package, fetched once
+export does; for some cases as a TF1 graph in a Session, as inception_saved_model.py
+builds it). Real photographs: the JPEGs of Debian's mate-backgrounds package, fetched once
 with `apt-get download` into $MODEL_SERVER_CACHE/jpeg-photos (as Benchmarks/jpeg_vs_pillow.py
 --debian-photos does) and used as they are, not re-encoded.
 """
@@ -34,6 +35,8 @@ INCEPTION_STEPS = {"before": "convert", "crop": 0.875, "after": [["sub", 0.5], [
 MODES = {
     # The classic TF Serving Inception export (TF1 graph): legacy ResizeBilinear.
     "tf1_classic": {"width": 299, "height": 299, "resize": "legacy", **INCEPTION_STEPS},
+    # The same, built and run as a TF1 graph in a Session (inception_saved_model.py's way).
+    "tf1_session_classic": {"width": 299, "height": 299, "resize": "legacy", "session": True, **INCEPTION_STEPS},
     # The same steps with TF2's tf.image.resize (half-pixel centres).
     "tf2_classic": {"width": 299, "height": 299, "resize": "half_pixel", **INCEPTION_STEPS},
     # No float steps: the uint8 image straight into tf.image.resize (float32 out).
@@ -57,6 +60,10 @@ EXTRA_MODES = {
     "folded_chains": {"width": 200, "height": 180, "resize": "legacy", "crop": 0.6,
                       "before": [["sub", 123.68], ["sub", 0.5], ["div", 58.4], ["mul", 1.3]],
                       "after": [["add", 0.25], ["sub", 1.7], ["div", 3.0], ["div", 0.7], ["mul", 1.1]]},
+    # The same eagerly: steps literally, crop offsets from the float64 fraction.
+    "eager_chains": {"width": 200, "height": 180, "resize": "legacy", "crop": 0.6, "eager": True,
+                     "before": [["sub", 123.68], ["sub", 0.5], ["div", 58.4], ["mul", 1.3]],
+                     "after": [["add", 0.25], ["sub", 1.7], ["div", 3.0], ["div", 0.7], ["mul", 1.1]]},
     "caffe_like": {"width": 331, "height": 257, "resize": "half_pixel",
                    "before": [["sub", 123.68], ["mul", 0.017]], "crop": 0.5, "after": [["add", 0.25], ["div", 3.0]]},
 }
@@ -82,8 +89,12 @@ def bench_args(config):
     args += ["--tf-after", bench_steps(config.get("after", []))]
     if config.get("crop") is not None:
         # In a graph with dynamic image shapes central_crop multiplies by the fraction as a
-        # float32 constant cast to float64 (0.875 is exact either way).
-        args += ["--tf-crop", float32_text(config["crop"])]
+        # float32 constant cast to float64; eagerly (static shapes) by the Python float
+        # (0.875 is exact either way).
+        crop = float(config["crop"])
+        args += ["--tf-crop", repr(crop) if config.get("eager") else float32_text(crop)]
+    if config.get("eager"):
+        args += ["--tf-literal"]  # no Grappler: every step runs as written
     return args
 
 
@@ -172,10 +183,12 @@ def debian_photos():
     return {"photo_" + pathlib.Path(p).stem: pathlib.Path(p).read_bytes() for p in photos}
 
 
-def large_jpeg():
-    """A 4032 x 3024 (12.2 MP) JPEG: a Debian photo upscaled, 4:2:0, quality 92."""
-    photo = Image.open(io.BytesIO(debian_photos()["photo_Wood"])).convert("RGB")
-    return encode(photo.resize((4032, 3024), Image.BICUBIC), quality=92)
+def large_jpegs():
+    """4032 x 3024 (12.2 MP) JPEGs of a Debian photo upscaled: baseline 4:2:0 quality 92,
+    and progressive 4:2:2 quality 85."""
+    photo = Image.open(io.BytesIO(debian_photos()["photo_Wood"])).convert("RGB").resize((4032, 3024), Image.BICUBIC)
+    return {"large": encode(photo, quality=92),
+            "large_progressive": encode(photo, quality=85, progressive=True, subsampling=1)}
 
 
 # --------------------------------------------------------------------------- cases
@@ -185,7 +198,7 @@ SYNTHETIC_KINDS = [
     "tiny", "one_pixel", "wide", "tall_gray", "q100_444"]
 PHOTO_NAMES = ["Aqua", "Blinds", "Dune", "FreshFlower", "Garden", "GreenMeadow", "LadyBird", "RainDrops", "Storm",
                "TwoWings", "Wood", "YellowFlower"]
-KINDS = SYNTHETIC_KINDS + ["photo_" + name for name in PHOTO_NAMES] + ["large"]
+KINDS = SYNTHETIC_KINDS + ["photo_" + name for name in PHOTO_NAMES] + ["large", "large_progressive"]
 
 CASES = {}  # id -> (list of JPEG names, config)
 for kind in KINDS:
@@ -218,7 +231,7 @@ def image_bench():
 @pytest.fixture(scope="session")
 def jpeg_files(tmp_path_factory):
     directory = tmp_path_factory.mktemp("tf-jpegs")
-    jpegs = {**synthetic_jpegs(), **debian_photos(), "large": large_jpeg()}
+    jpegs = {**synthetic_jpegs(), **debian_photos(), **large_jpegs()}
     jpegs["truncated"] = jpegs["odd_420"][:len(jpegs["odd_420"]) * 2 // 3]
     paths = {}
     for name, data in jpegs.items():

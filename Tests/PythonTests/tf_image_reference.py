@@ -9,7 +9,11 @@ test_image_tensorflow.py, which runs in the test venv (Pillow makes the JPEGs th
 JOB.json: {"cases": [{"jpegs": [PATH, ...], "config": CONFIG, "output": OUT.npy}, ...]}.
 Each case is one batch: a 1-D string tensor of the files' bytes through `tf.map_fn` inside a
 `tf.function` (graph mode, Grappler on, dynamic image shapes), the way the classic TF Serving
-Inception export preprocesses its `images` input. OUT.npy gets float32 [N, height, width, C];
+Inception export preprocesses its `images` input; with "session": true in the config, as a
+TF1 graph instead (tf.Graph, a string placeholder, tf.map_fn, tf.compat.v1.Session: how
+TF Serving's inception_saved_model.py builds and runs it); with "eager": true, eagerly, one
+image at a time (no Grappler: every step runs literally, and central_crop, seeing static
+shapes, computes its offsets with the fraction as a Python float). OUT.npy gets float32 [N, height, width, C];
 a case TensorFlow rejects gets OUT.npy.error with the message instead.
 
 CONFIG keys:
@@ -73,6 +77,24 @@ def batch_function(config):
     return run
 
 
+def session_function(config):
+    graph = tf.Graph()
+    with graph.as_default():
+        jpegs = tf.compat.v1.placeholder(tf.string, [None], name="images")
+        images = tf.map_fn(lambda data: preprocess_one(data, config), jpegs, fn_output_signature=tf.float32)
+    session = tf.compat.v1.Session(graph=graph)
+
+    def run(batch):
+        return session.run(images, {jpegs: batch.numpy()})
+    return run
+
+
+def eager_function(config):
+    def run(batch):
+        return np.stack([preprocess_one(data, config).numpy() for data in batch])
+    return run
+
+
 def main(job_path):
     with open(job_path) as f:
         job = json.load(f)
@@ -80,13 +102,15 @@ def main(job_path):
     for case in job["cases"]:
         key = json.dumps(case["config"], sort_keys=True)
         if key not in functions:
-            functions[key] = batch_function(case["config"])
+            config = case["config"]
+            make = session_function if config.get("session") else eager_function if config.get("eager") else batch_function
+            functions[key] = make(config)
         jpegs = []
         for path in case["jpegs"]:
             with open(path, "rb") as f:
                 jpegs.append(f.read())
         try:
-            result = functions[key](tf.constant(jpegs)).numpy()
+            result = np.asarray(functions[key](tf.constant(jpegs)))
         except tf.errors.OpError as error:
             with open(case["output"] + ".error", "w") as f:
                 f.write(error.message)
