@@ -26,6 +26,29 @@ extension ModelRun {
         return (tensors, strings)
     }
 
+    /// One line on how a signature input reaches the network.
+    static func describe(_ feed: SavedModelSignature.Feed) -> String {
+        switch feed {
+        case .tensor(let input): return "tensor -> \(input)"
+        case .images(let input, let steps):
+            func text(_ list: [SavedModelSignature.ImageSteps.Arithmetic]) -> String {
+                list.map { step -> String in
+                    switch step {
+                    case .add(let v): return "+\(v)"
+                    case .sub(let v): return "-\(v)"
+                    case .mul(let v): return "*\(v)"
+                    case .div(let v): return "/\(v)"
+                    }
+                }.joined(separator: " ")
+            }
+            return "JPEG (channels \(steps.channels), \(steps.fastDCT ? "fast" : "accurate") DCT) [\(text(steps.beforeResize))]"
+                + (steps.centralCropFraction.map { " central_crop \($0)" } ?? "")
+                + " resize \(steps.height)x\(steps.width) \(steps.halfPixelCenters ? "half-pixel" : "legacy") [\(text(steps.afterResize))] -> \(input) (\(steps.networkTensor))"
+        case .examples(let features):
+            return "tf.Example " + features.map { "'\($0.key)': \(describe($0.feed))" }.joined(separator: ", ")
+        }
+    }
+
     func executeSavedModel() throws {
         let (tensors, strings) = try savedModelInputs()
         let batch = max((tensors.values.map { $0.shape.first ?? 1 } + strings.values.map(\.count)).max() ?? 1, 1)
@@ -36,6 +59,7 @@ extension ModelRun {
         guard let chosen = saved.signatures[name] else {
             throw EngineError.invalidInput("the export has no signature '\(name)' (signatures: \(saved.signatures.keys.sorted().joined(separator: ", ")))")
         }
+        for (alias, feed) in chosen.feeds.sorted(by: { $0.key < $1.key }) { print("input \(alias): \(Self.describe(feed))") }
         for input in chosen.inputs where tensors[input.alias] == nil && strings[input.alias] == nil {
             throw EngineError.invalidInput("no value for signature input '\(input.alias)' (\(input.tensorName))")
         }

@@ -31,7 +31,11 @@ public final class SavedModel: Sendable {
             do {
                 signatures[name] = try builder.build(name: name, signature: def, options: options, cache: &cache)
             } catch let error as EngineError {
-                failures.append("signature '\(name)': \(error)")
+                if case .invalidModel(let message) = error, message.hasPrefix("signature '") {
+                    failures.append(message)
+                } else {
+                    failures.append("signature '\(name)': \(error)")
+                }
             }
         }
         if !failures.isEmpty { throw EngineError.invalidModel(failures.joined(separator: "; ")) }

@@ -554,7 +554,7 @@ struct SavedModelSignatureBuilder {
         for _ in 0..<64 {
             let users = (consumers[current] ?? []).compactMap { user -> (TFNode, Int)? in flat.node(user.node).map { ($0, user.input) } }
             // Shape/StridedSlice users compute the crop box from the image's shape: not data.
-            let dataUsers = users.filter { !["Shape", "Size", "Rank"].contains($0.0.op) }
+            let dataUsers = users.filter { !isShapeOnly($0.0) }
             guard dataUsers.count == 1, let (node, slot) = dataUsers.first else {
                 throw EngineError.invalidModel("signature '\(signature)': the image preprocessing branches at '\(current.node)' (\(dataUsers.map { $0.0.op })); a single chain is supported")
             }
@@ -620,6 +620,15 @@ struct SavedModelSignatureBuilder {
         throw EngineError.invalidModel("signature '\(signature)': the image preprocessing chain is longer than 64 ops")
     }
 
+    /// Whether `node` only reads its input's shape (Shape, Size, Rank, or Identity /
+    /// Assert-style checks whose users do), as central_crop's size computation does.
+    private func isShapeOnly(_ node: TFNode, depth: Int = 0) -> Bool {
+        if ["Shape", "Size", "Rank", "Assert", "NoOp"].contains(node.op) { return true }
+        guard depth < 16, ["Identity", "Snapshot"].contains(node.op) else { return false }
+        let users = (consumers[TFTensorRef(node: node.name, index: 0)] ?? []).compactMap { flat.node($0.node) }
+        return users.allSatisfy { isShapeOnly($0, depth: depth + 1) }  // none: a dead check
+    }
+
     /// tf.image.central_crop's fraction: the scalar constant in (0, 1] that multiplies the
     /// image size in the computation of the Slice's begin.
     private func cropFraction(_ slice: TFNode) -> Double? {
@@ -630,7 +639,10 @@ struct SavedModelSignatureBuilder {
             guard seen.insert(source.node).inserted, seen.count < 200, let node = flat.node(source.node) else { continue }
             if node.op == "Mul" {
                 for input in node.inputs {
-                    if let producer = flat.node(throughIdentities(input).node), producer.op == "Const",
+                    // The fraction may be cast (float32 -> float64) on the way.
+                    var source = throughIdentities(input)
+                    while let cast = flat.node(source.node), cast.op == "Cast", !cast.inputs.isEmpty { source = throughIdentities(cast.inputs[0]) }
+                    if let producer = flat.node(source.node), producer.op == "Const",
                        case .tensor(let proto)? = producer.attributes["value"]?.value,
                        let tensor = try? TFTypes.decode(proto, what: producer.name), tensor.count == 1 {
                         let value = tensor.dtype == .float64 ? tensor.pointer(as: Double.self).pointee
@@ -639,7 +651,8 @@ struct SavedModelSignatureBuilder {
                     }
                 }
             }
-            if ["DecodeJpeg", "TensorArrayReadV3", "TensorListGetItem"].contains(node.op) { continue }
+            // The box comes from the image's shape: never walk into the image data itself.
+            if ["Shape", "Size", "Rank", "DecodeJpeg", "TensorArrayReadV3", "TensorListGetItem"].contains(node.op) { continue }
             stack.append(contentsOf: node.inputs)
         }
         return nil

@@ -252,7 +252,13 @@ struct TFTranslator {
             set(node, Value(name: constant(tensor, hint: hint), rank: tensor.shape.count, constant: tensor,
                             length: tensor.shape.count == 1 ? tensor.shape[0] : nil))
         case "VariableV2", "Variable", "VarHandleOp":
-            let tensor = try variable(node)
+            var tensor = try variable(node)
+            if tensor.dtype == .int32 {
+                // TF's int32 arithmetic runs as int64 here (see TFTypes).
+                let wide = HostTensor(dtype: .int64, shape: tensor.shape)
+                for i in 0..<tensor.count { wide.pointer(as: Int64.self)[i] = Int64(tensor.pointer(as: Int32.self)[i]) }
+                tensor = wide
+            }
             set(node, Value(name: constant(tensor, hint: hint), rank: tensor.shape.count, constant: tensor))
         case "Identity", "ReadVariableOp", "StopGradient", "Snapshot", "PreventGradient", "EnsureShape", "CheckNumerics":
             set(node, try input(node, 0))
