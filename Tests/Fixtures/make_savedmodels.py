@@ -60,7 +60,8 @@ TEST_PHOTOS = {
     "mate-backgrounds": ["Aqua", "Blinds", "Garden", "LadyBird", "RainDrops", "Storm", "TwoWings", "Wood",
                          "YellowFlower"],
 }
-CALIBRATION_PHOTOS = {"mate-backgrounds": ["Dune", "FreshFlower", "GreenMeadow"]}
+CALIBRATION_PHOTOS = {"mate-backgrounds": ["Dune", "FreshFlower", "GreenMeadow"],
+                      "plasma-workspace-wallpapers": ["DarkestHour", "Kite", "summer_1am"]}
 
 # JPEG kinds: name -> (photo, (width, height), Pillow mode, save options)
 JPEG_KINDS = {
@@ -186,7 +187,7 @@ def photo_files(index):
     return [e["file"] for e in index["jpegs"] if e["kind"] == "photo"]
 
 
-def calibration_batch(photos, side, count=8):
+def calibration_batch(photos, side, count=14):
     """`count` RGB uint8 [side, side, 3] crops (random position and scale, seeded) of the
     calibration photos."""
     from PIL import Image
@@ -276,6 +277,12 @@ def describe_savedmodel(export_dir):
             "bytes": sum(files.values())}
 
 
+def as_bytes(array):
+    """TF's string results (numpy object arrays of bytes) as a numpy 'S' array."""
+    array = np.asarray(array)
+    return np.array(array.tolist(), dtype=np.bytes_).reshape(array.shape)
+
+
 def write_meta(out, meta):
     path = os.path.join(out, "reference", "meta.json")
     with open(path + ".tmp", "w") as f:
@@ -331,16 +338,18 @@ def randomize_and_calibrate(model, calib, rng):
 
 
 def center_classifier(model, calib_x, rng):
-    """Shifts the last Dense layer's bias so that the logits over the calibration images are
-    centred per class: the input-independent part of random-net logits would otherwise pick the
-    same top-1 class for every image."""
+    """Standardises the last Dense layer's input features over the calibration images (folded
+    into its kernel and bias): the input-independent part of random-net features would otherwise
+    pick the same top-1 class for nearly every image."""
     import keras
 
     dense = [l for l in model._flatten_layers() if isinstance(l, keras.layers.Dense)][-1]
     features = keras.Model(model.inputs, dense.input)(calib_x, training=False).numpy()
-    kernel = dense.kernel.numpy()
-    mean_logits = features.mean(axis=0) @ kernel
-    dense.bias.assign((-mean_logits + rng.normal(0.0, 0.05, mean_logits.shape)).astype(np.float32))
+    mu, sd = features.mean(axis=0), features.std(axis=0) + 1e-3
+    kernel = dense.kernel.numpy() / sd[:, None]
+    kernel *= 1.0 / np.sqrt(kernel.shape[0]) / kernel.std()  # logits of O(1)
+    dense.kernel.assign(kernel.astype(np.float32))
+    dense.bias.assign((-mu @ kernel + rng.normal(0.0, 0.05, kernel.shape[1])).astype(np.float32))
 
 
 # ------------------------------------------------------------------------------ (a) TF1 Inception
@@ -438,8 +447,16 @@ def keras_inception_weights(photos, name):
     calib = calibration_batch(photos, IMAGE_SIZE).astype(np.float32) / 127.5 - 1.0
     randomize_and_calibrate(model, calib, rng)
     center_classifier(model, calib, rng)
-    convs = [l for l in model.layers if isinstance(l, keras.layers.Conv2D)]
-    bns = [l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)]
+    # model.layers is in topological order; the auto-numbered names are in construction order,
+    # which inception_v3_layout() follows.
+    def number(layer):
+        tail = layer.name.rsplit("_", 1)[-1]
+        return int(tail) if tail.isdigit() else 0
+
+    convs = sorted((l for l in model.layers if isinstance(l, keras.layers.Conv2D)), key=number)
+    bns = sorted((l for l in model.layers if isinstance(l, keras.layers.BatchNormalization)), key=number)
+    assert [number(c) for c in convs] == list(range(94)) == [number(b) for b in bns], \
+        [c.name for c in convs][:5]
     assert len(convs) == len(bns) == 94, (len(convs), len(bns))
     blocks = [(c.kernel.numpy(), b.beta.numpy(), b.moving_mean.numpy(), b.moving_variance.numpy())
               for c, b in zip(convs, bns)]
@@ -497,6 +514,7 @@ def build_tf1_inception(name, out, root, index, photos, fused):
                     with v1.variable_scope(f"conv2d{suffix}"):
                         kernel = v1.get_variable("kernel", kernel_value.shape, tf.float32,
                                                  v1.zeros_initializer(), use_resource=False)
+                        y = tf.nn.conv2d(tensors[src], kernel, [1, stride, stride, 1], padding, name="Conv2D")
                     with v1.variable_scope(f"batch_normalization{suffix}"):
                         beta = v1.get_variable("beta", beta_value.shape, tf.float32, v1.zeros_initializer(),
                                                use_resource=False)
@@ -504,11 +522,8 @@ def build_tf1_inception(name, out, root, index, photos, fused):
                                                v1.zeros_initializer(), use_resource=False, trainable=False)
                         var = v1.get_variable("moving_variance", var_value.shape, tf.float32,
                                               v1.ones_initializer(), use_resource=False, trainable=False)
-                    variables += [(kernel, kernel_value), (beta, beta_value), (mean, mean_value),
-                                  (var, var_value)]
-                    with tf.name_scope(f"conv2d{suffix}"):
-                        y = tf.nn.conv2d(tensors[src], kernel, [1, stride, stride, 1], padding, name="Conv2D")
-                    with tf.name_scope(f"batch_normalization{suffix}"):
+                        variables += [(kernel, kernel_value), (beta, beta_value), (mean, mean_value),
+                                      (var, var_value)]
                         if fused:
                             y, _, _ = v1.nn.fused_batch_norm(y, tf.ones([filters]), beta, mean=mean,
                                                              variance=var, epsilon=0.001, is_training=False)
@@ -531,16 +546,22 @@ def build_tf1_inception(name, out, root, index, photos, fused):
                                           use_resource=False)
                 biases = v1.get_variable("bias", dense_bias.shape, tf.float32, v1.zeros_initializer(),
                                          use_resource=False)
-            variables += [(weights, dense_kernel), (biases, dense_bias)]
-            with tf.name_scope("Logits"):
+                variables += [(weights, dense_kernel), (biases, dense_bias)]
                 pooled = tf.reduce_mean(tensors[last], [1, 2], name="avg_pool")
                 logits = tf.nn.bias_add(tf.matmul(pooled, weights), biases, name="BiasAdd")
         assert logits.name == TF1_LOGITS_TENSOR, logits.name
 
         values, indices = tf.nn.top_k(logits, TOP_K)
         class_tensor = tf.constant(names)
-        table = v1.lookup.index_to_string_table_from_tensor(class_tensor)
-        classes = table.lookup(tf.cast(indices, tf.int64))
+        # tf.contrib.lookup.index_to_string_table_from_tensor of TF 1.x (no longer in the public API)
+        from tensorflow.python.ops import lookup_ops
+
+        table = lookup_ops.index_to_string_table_from_tensor(class_tensor)
+        from tensorflow.python.ops import gen_lookup_ops
+
+        # One LookupTableFindV2 named as TF 1.x named it.
+        classes = gen_lookup_ops.lookup_table_find_v2(table.resource_handle, tf.cast(indices, tf.int64),
+                                                      table.default_value, name="index_to_string_Lookup")
 
         export_dir = os.path.join(out, "1")
         builder = v1.saved_model.builder.SavedModelBuilder(export_dir)
@@ -595,9 +616,11 @@ def build_tf1_inception(name, out, root, index, photos, fused):
             for k in fetches:
                 ref[k].append(r[k][0])
         ref = {k: np.stack(v) for k, v in ref.items()}
+        ref["classes"] = as_bytes(ref["classes"])
         batch = sess.run(fetches, {predict.inputs["images"].name: jpeg_bytes[:4]})
         cls = sess.run({"classes": classify.outputs["classes"].name, "scores": classify.outputs["scores"].name},
                        {classify.inputs["inputs"].name: examples})
+    batch["classes"], cls["classes"] = as_bytes(batch["classes"]), as_bytes(cls["classes"])
     for k in ("classes", "scores", "logits"):
         same = np.array_equal(batch[k], ref[k][:4]) if k == "classes" else \
             float(np.abs(batch[k] - ref[k][:4]).max())
@@ -785,8 +808,9 @@ def build_tf2_module(name, out, root, index, photos):
         ref["scores"].append(r["scores"].numpy()[0])
         ref["pixels"].append(p["pixels"].numpy()[0])
     ref = {k: np.stack(v) for k, v in ref.items()}
+    ref["classes"] = as_bytes(ref["classes"])
     batch = loaded.signatures["serving_default"](images=tf.constant(jpeg_bytes[:4]))
-    assert np.array_equal(batch["classes"].numpy(), ref["classes"][:4])
+    assert np.array_equal(as_bytes(batch["classes"].numpy()), ref["classes"][:4])
     for k in ref:
         save_npy(out, f"{k}.npy", ref[k])
     photos_rows = slice(len(kind_files(index)), len(files))
@@ -898,7 +922,10 @@ def stamp(index):
     import PIL
 
     jpegs = hashlib.sha256(json.dumps(index, sort_keys=True).encode()).hexdigest()
-    return {"generator_version": GENERATOR_VERSION, "seed": SEED, "tensorflow": tf.__version__,
+    with open(os.path.abspath(__file__), "rb") as f:
+        source = hashlib.sha256(f.read()).hexdigest()  # any change to this script rebuilds
+    return {"generator_version": GENERATOR_VERSION, "generator_sha256": source, "seed": SEED,
+            "tensorflow": tf.__version__,
             "keras": keras.__version__, "pillow": PIL.__version__, "jpegs": jpegs}
 
 
