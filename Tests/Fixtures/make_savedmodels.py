@@ -283,6 +283,16 @@ def as_bytes(array):
     return np.array(array.tolist(), dtype=np.bytes_).reshape(array.shape)
 
 
+def check_conditioning(a, b, what):
+    """a and b (TF's answers for the same inputs computed two ways) differ by at most a tenth of
+    the tests' tolerance (atol 1e-4 * max|ref| + rtol 1e-3 * |ref|)."""
+    allowed = 1e-4 * float(np.abs(b).max()) + 1e-3 * np.abs(b)
+    used = float((np.abs(a - b) / allowed).max())
+    log(f"  {what}: max |diff| {np.abs(a - b).max():.3g}, {used:.1%} of the tolerance")
+    assert used <= 0.1, f"{what}: ill-conditioned fixture ({used:.1%} of the tolerance)"
+    return {"max_abs": float(np.abs(a - b).max()), "fraction_of_tolerance": used}
+
+
 def write_meta(out, meta):
     path = os.path.join(out, "reference", "meta.json")
     with open(path + ".tmp", "w") as f:
@@ -345,7 +355,10 @@ def center_classifier(model, calib_x, rng):
 
     dense = [l for l in model._flatten_layers() if isinstance(l, keras.layers.Dense)][-1]
     features = keras.Model(model.inputs, dense.input)(calib_x, training=False).numpy()
-    mu, sd = features.mean(axis=0), features.std(axis=0) + 1e-3
+    mu, sd = features.mean(axis=0), features.std(axis=0)
+    # Features nearly constant over the calibration photos must not be amplified: a floor at a
+    # quarter of the median spread keeps the logits well conditioned on other photos.
+    sd = np.maximum(sd, 0.25 * float(np.median(sd)) + 1e-6)
     kernel = dense.kernel.numpy() / sd[:, None]
     kernel *= 1.0 / np.sqrt(kernel.shape[0]) / kernel.std()  # logits of O(1)
     dense.kernel.assign(kernel.astype(np.float32))
@@ -435,9 +448,18 @@ def inception_v3_layout():
     return steps, x
 
 
+_MEMO = {}  # built networks shared by the models of one child process
+
+
 def keras_inception_weights(photos, name):
     """A Keras 3 InceptionV3 (1001 classes) with random weights and photo-calibrated BN; returns
     the model and its weights as [(kernel, beta, mean, var)] per conv + (dense kernel, bias)."""
+    if ("tf1", name) not in _MEMO:
+        _MEMO[("tf1", name)] = _keras_inception_weights(photos, name)
+    return _MEMO[("tf1", name)]
+
+
+def _keras_inception_weights(photos, name):
     import keras
 
     keras.utils.set_random_seed(model_seed(name))
@@ -626,6 +648,7 @@ def build_tf1_inception(name, out, root, index, photos, fused):
             float(np.abs(batch[k] - ref[k][:4]).max())
         log(f"  batch of 4 vs one at a time, {k}: {same}")
     assert np.array_equal(batch["pixels"], ref["pixels"][:4])
+    conditioning = check_conditioning(batch["logits"], ref["logits"][:4], f"{name}: logits batch 4 vs 1")
     assert np.array_equal(cls["classes"], ref["classes"]), "classify and predict_images disagree"
     np.testing.assert_allclose(cls["scores"], ref["scores"], rtol=1e-5, atol=1e-5)
     # The graph computes what the Keras model it was copied from computes.
@@ -650,7 +673,7 @@ def build_tf1_inception(name, out, root, index, photos, fused):
         "fetches": {TF1_LOGITS_TENSOR: "logits.npy", PIXELS_TENSOR: "pixels.npy"},
         "classify_outputs": {"classes": "classify_classes.npy", "scores": "classify_scores.npy"},
         "labels": "labels.txt", "num_classes": NUM_CLASSES + 1, "top_k": TOP_K,
-        "keras_vs_graph_max_abs": keras_gap,
+        "keras_vs_graph_max_abs": keras_gap, "conditioning": conditioning,
         "top1_spread_photos": top1_spread(ref["logits"][photos_rows]),
         "top1_spread_all": top1_spread(ref["logits"]),
     }
@@ -681,13 +704,16 @@ def build_keras(name, out, root, index, photos, arch, method):
     import keras
 
     ctor, side, mode = KERAS_ARCHS[arch]
-    keras.utils.set_random_seed(model_seed(arch))  # same network for both export methods
-    model = getattr(keras.applications, ctor)(weights=None, input_shape=(side, side, 3),
-                                              classifier_activation=None)
-    rng = np.random.default_rng(model_seed(arch) + 2)
-    calib = keras_preprocess(calibration_batch(photos, side), mode)
-    n_bn = randomize_and_calibrate(model, calib, rng)
-    center_classifier(model, calib, rng)
+    if ("keras", arch) not in _MEMO:  # one network for both export methods
+        keras.utils.set_random_seed(model_seed(arch))
+        model = getattr(keras.applications, ctor)(weights=None, input_shape=(side, side, 3),
+                                                  classifier_activation=None)
+        rng = np.random.default_rng(model_seed(arch) + 2)
+        calib = keras_preprocess(calibration_batch(photos, side), mode)
+        n_bn = randomize_and_calibrate(model, calib, rng)
+        center_classifier(model, calib, rng)
+        _MEMO[("keras", arch)] = model, n_bn
+    model, n_bn = _MEMO[("keras", arch)]
     export_dir = os.path.join(out, "1")
     if method == "export":
         model.export(export_dir, format="tf_saved_model", verbose=False)
@@ -703,7 +729,12 @@ def build_keras(name, out, root, index, photos, arch, method):
     y = y.numpy()
     eager = model(x, training=False).numpy()
     gap = float(np.abs(eager - y).max())
-    log(f"  max |Keras eager - loaded SavedModel| = {gap:.3g}")
+    log(f"  max |Keras eager - loaded SavedModel| = {gap:.3g} (max |logit| {np.abs(y).max():.3g})")
+    # Conditioning: TensorFlow's own answers for one image alone and in the batch must agree to
+    # well within the tests' tolerance, or the tolerance would fail correct implementations.
+    single = np.concatenate([signature(**{input_name: tf.constant(x[i:i + 1])})[output_name].numpy()
+                             for i in range(len(x))])
+    conditioning = check_conditioning(single, y, f"{name}: TensorFlow batch 1 vs batch {len(x)}")
     os.makedirs(os.path.join(out, "reference"), exist_ok=True)
     save_npy(out, "input.npy", x)
     save_npy(out, f"{output_name}.npy", y)
@@ -713,7 +744,7 @@ def build_keras(name, out, root, index, photos, arch, method):
             "batch_norm_layers": n_bn, "params": int(model.count_params()),
             "signature_input": input_name, "signature_output": output_name,
             "inputs": {input_name: "input.npy"}, "outputs": {output_name: f"{output_name}.npy"},
-            "photos": files, "keras_eager_vs_savedmodel_max_abs": gap,
+            "photos": files, "keras_eager_vs_savedmodel_max_abs": gap, "conditioning": conditioning,
             "top1_spread_photos": top1_spread(y)}
 
 
@@ -853,7 +884,7 @@ def tf_load_error(export_dir):
         signature = loaded.signatures["serving_default"]
         signature(images=tf.constant([open(os.path.join(root_dir(), "jpegs", "exact_299x299.jpg"), "rb").read()]))
     except Exception as error:  # noqa: BLE001 (any failure is the answer)
-        return f"{type(error).__name__}: {str(error).strip().splitlines()[0][:300]}"
+        return f"{type(error).__name__}: {' '.join(str(error).split())[:800]}"
     return None
 
 
@@ -929,28 +960,49 @@ def stamp(index):
             "keras": keras.__version__, "pillow": PIL.__version__, "jpegs": jpegs}
 
 
-def build_child(name):
-    """Runs in a child process: builds <root>/<name>.tmp, renames it to <root>/<name>."""
+def group_of(name):
+    """Models built by one child process: both TF1 variants share one network, both Keras
+    export methods of an architecture share one network, the broken copies need the TF2 module."""
+    if name.startswith("inception_tf1"):
+        return "inception_tf1"
+    if name.startswith("keras_"):
+        return name.rsplit("_", 1)[0]
+    return "tf2"
+
+
+def build_child(names):
+    """Runs in a child process: builds each <root>/<name>.tmp in turn and renames it to
+    <root>/<name>."""
     root = root_dir()
     photos = os.path.join(root, "photos")
     with open(os.path.join(root, "jpegs", "index.json")) as f:
         index = json.load(f)
-    out = os.path.join(root, name)
-    tmp = out + ".tmp"
-    shutil.rmtree(tmp, ignore_errors=True)
-    os.makedirs(os.path.join(tmp, "reference"))
-    t0 = time.time()
-    info = MODELS[name](name, tmp, root, index, photos)
-    meta = {"name": name, "stamp": stamp(index), **info, **describe_savedmodel(os.path.join(tmp, "1")),
-            "seconds": round(time.time() - t0, 1)}
-    write_meta(tmp, meta)
-    shutil.rmtree(out, ignore_errors=True)
-    os.replace(tmp, out)
-    return meta
+    for name in names:
+        log(f"{name}: building")
+        out = os.path.join(root, name)
+        tmp = out + ".tmp"
+        shutil.rmtree(tmp, ignore_errors=True)
+        os.makedirs(os.path.join(tmp, "reference"))
+        t0 = time.time()
+        info = MODELS[name](name, tmp, root, index, photos)
+        try:
+            description = describe_savedmodel(os.path.join(tmp, "1"))
+        except Exception as error:  # noqa: BLE001 (a deliberately broken saved_model.pb)
+            if info.get("kind") != "broken":
+                raise
+            description = {"describe_error": f"{type(error).__name__}: {error}", "signatures": {},
+                           "bytes": sum(os.path.getsize(os.path.join(d, f))
+                                        for d, _, fs in os.walk(os.path.join(tmp, "1")) for f in fs)}
+        meta = {"name": name, "stamp": stamp(index), **info, **description, "seconds": round(time.time() - t0, 1)}
+        write_meta(tmp, meta)
+        shutil.rmtree(out, ignore_errors=True)
+        os.replace(tmp, out)
 
 
 def summary(meta):
     lines = [f"  {meta['bytes'] / 1e6:.1f} MB, {meta['seconds']} s"]
+    if meta.get("conditioning"):
+        lines.append(f"  TF batch-size gap: {meta['conditioning']['fraction_of_tolerance']:.2%} of the tolerance")
     for key, sig in meta["signatures"].items():
         if key.startswith("__"):
             continue
@@ -972,7 +1024,7 @@ def main():
     parser.add_argument("--child", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.child:
-        build_child(args.child)
+        build_child(args.child.split(","))
         return 0
     unknown = sorted(set(args.names) - set(MODELS))
     if unknown:
@@ -986,23 +1038,28 @@ def main():
     import tensorflow  # noqa: F401 (for the stamp only)
 
     want = stamp(index)
+    stale = []
     for name in args.names or MODELS:
-        out = os.path.join(root, name)
-        meta_path = os.path.join(out, "reference", "meta.json")
-        log(f"{name}: {out}")
+        meta_path = os.path.join(root, name, "reference", "meta.json")
         if not args.force and os.path.exists(meta_path):
             with open(meta_path) as f:
                 meta = json.load(f)
             if meta.get("stamp") == want:
-                log("  up to date")
+                log(f"{name}: up to date")
                 log(summary(meta))
                 continue
+        stale.append(name)
+    groups = {}
+    for name in stale:
+        groups.setdefault(group_of(name), []).append(name)
+    for group, names in groups.items():
         started = time.time()
-        subprocess.run([sys.executable, os.path.abspath(__file__), "--child", name], check=True)
-        with open(meta_path) as f:
-            meta = json.load(f)
-        log(summary(meta))
-        log(f"  built in {time.time() - started:.0f} s")
+        log(f"building {', '.join(names)}")
+        subprocess.run([sys.executable, os.path.abspath(__file__), "--child", ",".join(names)], check=True)
+        for name in names:
+            with open(os.path.join(root, name, "reference", "meta.json")) as f:
+                log(f"{name}:\n{summary(json.load(f))}")
+        log(f"  {group}: built in {time.time() - started:.0f} s")
     log(f"all done in {time.time() - t0:.0f} s; {root}")
     return 0
 

@@ -71,7 +71,7 @@ def classes_of(proto):
     return np.array(tf.make_ndarray(proto).tolist(), dtype=np.bytes_)
 
 
-def test_inception_client_predict_images(server, address, inception, capsys):
+def test_inception_client_predict_images(server, address, inception):
     """The model-client Job's call, as tensorflow_serving/example/inception_client.py makes it."""
     file = "photo_Garden.jpg"
     row = inception.jpeg_rows()[file]
