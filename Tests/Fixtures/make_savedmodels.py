@@ -43,7 +43,7 @@ os.environ.setdefault("TF_ENABLE_ONEDNN_OPTS", "0")
 import numpy as np  # noqa: E402
 
 # Bump when anything that changes the generated files changes.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SEED = 20261207
 
 # ------------------------------------------------------------------------------ photos and JPEGs
@@ -161,10 +161,14 @@ def ensure_jpegs(root, photos):
         with open(os.path.join(directory, file), "wb") as f:
             f.write(data)
         check = Image.open(io.BytesIO(data))
+        from PIL import JpegImagePlugin
+
+        sampling = JpegImagePlugin.get_sampling(check) if len(check.layer) == 3 else -1
         entries.append({"file": file, "kind": kind, "photo": photo, "width": size[0], "height": size[1],
                         "mode": mode, "progressive": bool(check.info.get("progressive", 0)),
-                        "subsampling": {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(
-                            options.get("subsampling", 2) if mode != "L" else -1, "none"),
+                        "components": len(check.layer),
+                        "sampling_factors": [list(layer[1:3]) for layer in check.layer],
+                        "subsampling": {0: "4:4:4", 1: "4:2:2", 2: "4:2:0"}.get(sampling, "n/a"),
                         "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()})
 
     for kind, (photo, size, mode, options) in JPEG_KINDS.items():
@@ -314,7 +318,8 @@ def copy_inputs(root, out, files):
 def randomize_and_calibrate(model, calib, rng):
     """Random conv/dense biases and BN gamma/beta; BN moving statistics set to the per-channel
     mean/variance of each layer's input over `calib` (one training-mode pass with momentum 0,
-    dropout off), then perturbed (mean shift N(0, 0.1) std, variance x U(0.75, 1.25))."""
+    dropout off), variances floored at a tenth of the layer's median, then perturbed (mean shift
+    N(0, 0.1) std, variance x U(0.75, 1.25))."""
     import keras
 
     bns = [l for l in model._flatten_layers() if isinstance(l, keras.layers.BatchNormalization)]
@@ -341,6 +346,9 @@ def randomize_and_calibrate(model, calib, rng):
         layer.rate = rate
     for bn in bns:
         v = bn.moving_variance.numpy()
+        # Channels nearly constant over the calibration images would be amplified up to
+        # 1/sqrt(epsilon) on other images, layer after layer: floor at a tenth of the median.
+        v = np.maximum(v, 0.1 * float(np.median(v)))
         std = np.sqrt(v + bn.epsilon)
         bn.moving_mean.assign((bn.moving_mean.numpy() + rng.normal(0.0, 0.1, v.shape) * std).astype(np.float32))
         bn.moving_variance.assign((v * rng.uniform(0.75, 1.25, v.shape)).astype(np.float32))
@@ -709,7 +717,11 @@ def build_keras(name, out, root, index, photos, arch, method):
         model = getattr(keras.applications, ctor)(weights=None, input_shape=(side, side, 3),
                                                   classifier_activation=None)
         rng = np.random.default_rng(model_seed(arch) + 2)
-        calib = keras_preprocess(calibration_batch(photos, side), mode)
+        # The test photos are part of the calibration set: random deep nets calibrated on other
+        # photos only give some test photos huge, ill-conditioned logits (EfficientNetB0: |logit|
+        # up to 425 and TF's own batch-1 vs batch-17 answers 2.3 apart).
+        calib = keras_preprocess(np.concatenate([calibration_batch(photos, side),
+                                                 photo_batch(root, index, side)[0]]), mode)
         n_bn = randomize_and_calibrate(model, calib, rng)
         center_classifier(model, calib, rng)
         _MEMO[("keras", arch)] = model, n_bn
