@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The project's test command: sets up everything a fresh Debian 12 machine lacks (apt
-# packages, pinned Python venvs, the ONNX node-test data and the Keras reference models,
+# packages, pinned Python venvs, the ONNX node-test data, the Keras reference models and the
+# TensorFlow SavedModel fixtures,
 # all cached under ${MODEL_SERVER_CACHE:-~/.cache/swift-model-server}), builds, and runs
 # the Swift tests (debug) and the end-to-end tests (release binaries).
 set -euo pipefail
@@ -11,6 +12,10 @@ scripts/install-deps.sh
 eval "$(scripts/python-env.sh all)"
 eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"
 "$VENV_TF/bin/python" Tests/Fixtures/make_keras_models.py
+# TensorFlow SavedModels (TF1 Inception export, Keras 3, TF2 module, broken copies) with
+# TensorFlow's answers, made with TF >= 2.16 / Keras 3 (venv-tf2); cached, rebuilt only when
+# the generator or the TF/Keras/Pillow versions change.
+"$VENV_TF2/bin/python" Tests/Fixtures/make_savedmodels.py
 
 swift build -c release --product model-run
 swift build -c release --product model-server
@@ -21,6 +26,7 @@ export MODEL_RUN="$PWD/.build/release/model-run"
 export MODEL_SERVER="$PWD/.build/release/model-server"
 export MODEL_CLIENT="$PWD/.build/release/model-client"
 export KERAS_MODELS="$MODEL_SERVER_CACHE/models"
+export SAVED_MODELS="$MODEL_SERVER_CACHE/savedmodels"
 export ONNX_NODE_TESTS="$ONNX_NODE_TEST_DATA/node"
 export ONNX_SHIPPED_TESTS="$ONNX_SHIPPED_TEST_DATA"
 # The TF Serving gRPC client tests run in a child pytest under venv-tf (conftest.py).

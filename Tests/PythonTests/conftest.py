@@ -71,6 +71,8 @@ def _tf_interpreter():
 ISOLATED = {
     "test_server_grpc.py": _same_interpreter,  # tritonclient.grpc (conflicts with the KServe SDK)
     "test_server_grpc_tf.py": _tf_interpreter,  # tensorflow-serving-api under venv-tf
+    "test_savedmodel_grpc_tf.py": _tf_interpreter,  # the same, on the TensorFlow SavedModel fixtures
+    "test_savedmodel_grpc_v2.py": _same_interpreter,  # tritonclient.grpc, on the SavedModel fixtures
 }
 
 
