@@ -61,7 +61,7 @@ let package = Package(
         // through libnghttp2's memory API.
         .executableTarget(
             name: "model-client",
-            dependencies: ["CNGHTTP2", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            dependencies: ["CNGHTTP2", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

@@ -38,6 +38,7 @@ struct ModelClient: ParsableCommand {
 
     enum WireProtocol: String, ExpressibleByArgument, CaseIterable {
         case v1, v2, grpc
+        case tfGRPC = "tf-grpc"
     }
 
     @Option(help: ArgumentHelp("The server's address, HOST:PORT ('http://' is accepted): its REST port, or its gRPC port with --protocol grpc.", valueName: "host:port"))
@@ -50,8 +51,11 @@ struct ModelClient: ParsableCommand {
     var modelVersion: String?
 
     @Option(name: .customLong("protocol"),
-            help: "v1 (KServe V1 / TF Serving :predict), v2 (Open Inference Protocol /infer) or grpc.")
+            help: "v1 (KServe V1 / TF Serving :predict), v2 (Open Inference Protocol /infer), grpc (Open Inference Protocol) or tf-grpc (TF Serving's PredictionService/Predict).")
     var wireProtocol: WireProtocol = .v2
+
+    @Option(help: ArgumentHelp("tf-grpc: the signature to call (TF Serving's model_spec.signature_name; default serving_default).", valueName: "name"))
+    var signature: String = ""
 
     @Argument(help: ArgumentHelp("Encoded images (JPEG) to classify, one instance each.", valueName: "image"))
     var images: [String] = []
@@ -131,6 +135,10 @@ struct ModelClient: ParsableCommand {
         if serverTopK && wireProtocol == .v1 {
             throw ValidationError("--server-topk needs --protocol v2 or grpc (V1 servers that classify return 'classes' and 'scores' by themselves).")
         }
+        if serverTopK && wireProtocol == .tfGRPC {
+            throw ValidationError("--server-topk needs --protocol v2 or grpc (TF Serving signatures that classify return 'classes' and 'scores' by themselves).")
+        }
+        if !signature.isEmpty && wireProtocol != .tfGRPC { throw ValidationError("--signature needs --protocol tf-grpc.") }
     }
 
     /// (host, port) from HOST:PORT, [IPV6]:PORT or http://HOST:PORT[/].
@@ -172,11 +180,15 @@ struct ModelClient: ParsableCommand {
                                      model: model, version: modelVersion, verbose: verbose)
         let grpc = GRPCEndpoint(client: GRPCClient(host: host, port: port, timeout: timeout),
                                 model: model, version: modelVersion, verbose: verbose)
+        let tfServing = TFServingEndpoint(client: grpc.client, model: model, version: modelVersion, signature: signature, verbose: verbose)
         do {
             // V2 and gRPC name what the command line leaves open from the model's metadata.
             var defaultInput = inputName ?? "", classifyOutput = outputName
             let unnamedTensor = inputs.contains { !$0.contains("=") }
-            if wireProtocol != .v1 && ((inputName == nil && (!images.isEmpty || unnamedTensor)) || (serverTopK && outputName == nil)) {
+            if wireProtocol == .tfGRPC && inputName == nil && (!images.isEmpty || unnamedTensor) {
+                guard let first = try tfServing.inputNames().first else { throw ResponseError(description: "the signature lists no inputs") }
+                defaultInput = first
+            } else if wireProtocol != .v1 && ((inputName == nil && (!images.isEmpty || unnamedTensor)) || (serverTopK && outputName == nil)) {
                 let metadata = try wireProtocol == .grpc ? grpc.metadata() : endpoint.v2Metadata()
                 if inputName == nil {
                     guard let first = metadata.inputs.first else { throw ResponseError(description: "the model metadata lists no inputs") }
@@ -199,6 +211,8 @@ struct ModelClient: ParsableCommand {
                 case .grpc:
                     rows = try grpc.infer(payload, defaultInputName: defaultInput,
                                           classify: serverTopK ? (classifyOutput ?? "", topK) : nil, outputName: outputName)
+                case .tfGRPC:
+                    rows = try tfServing.predict(payload, defaultInputName: defaultInput, outputName: outputName)
                 }
                 for (index, row) in rows.enumerated() {
                     let name = index < names.count && rows.count == names.count ? names[index] : "\(names.first ?? "row")[\(index)]"

@@ -49,13 +49,31 @@ extension ModelRun {
         }
     }
 
+    /// The graph tensors a signature's JPEG stages produce.
+    static func stageTensors(_ signature: SavedModelSignature) -> [String] {
+        signature.feeds.values.flatMap { feed -> [String] in
+            switch feed {
+            case .images(_, let steps): return [steps.networkTensor]
+            case .examples(let features):
+                return features.compactMap { if case .images(_, let steps) = $0.feed { return steps.networkTensor } else { return nil } }
+            case .tensor: return []
+            }
+        }
+    }
+
     func executeSavedModel() throws {
         let (tensors, strings) = try savedModelInputs()
         let batch = max((tensors.values.map { $0.shape.first ?? 1 } + strings.values.map(\.count)).max() ?? 1, 1)
         var settings = try ModelSettings.load(directory: model)
         settings.maxBatchSize = batch
-        let saved = try SavedModel(directory: model, options: .init(maxBatchSize: batch, kernels: kernels))
-        let name = signature ?? saved.defaultSignature
+        // Fetches of the stage outputs (the decoded JPEG batch) are answered from the stage;
+        // other graph tensors become extra engine outputs.
+        let probe = try SavedModel(directory: model, options: .init(maxBatchSize: batch, kernels: kernels))
+        let name = signature ?? probe.defaultSignature
+        let stageTensors = Set(probe.signatures[name].map { Self.stageTensors($0) } ?? [])
+        let extra = fetch.filter { !stageTensors.contains($0) }
+        let saved = extra.isEmpty ? probe : try SavedModel(directory: model, options: .init(maxBatchSize: batch, kernels: kernels),
+                                                           extraFetches: [name: extra])
         guard let chosen = saved.signatures[name] else {
             throw EngineError.invalidInput("the export has no signature '\(name)' (signatures: \(saved.signatures.keys.sorted().joined(separator: ", ")))")
         }
@@ -92,7 +110,25 @@ extension ModelRun {
         try servable.decodeImages(&decoded)
         let response = try servable.infer(decoded, worker: 0)
         var written: [(String, InferTensor)] = response.outputs.map { ($0.name, $0) }
-        for tensorName in fetch {
+        if !extra.isEmpty {
+            // The same network again on the decoded inputs, for the extra tensors.
+            let engine = chosen.model
+            let ordered = try engine.inputs.map { info -> HostTensor in
+                guard let tensor = decoded.inputs.first(where: { $0.name == info.name }), let dtype = tensor.datatype.engineType else {
+                    throw EngineError.invalidInput("no decoded value for network input '\(info.name)'")
+                }
+                return tensor.data.withUnsafeBytes { HostTensor(dtype: dtype, shape: tensor.shape, copying: $0) }
+            }
+            let results = try engine.makeSession().run(ordered)
+            for tensorName in extra {
+                guard let outputName = chosen.extraOutputs[tensorName],
+                      let index = engine.outputs.firstIndex(where: { $0.name == outputName }) else { continue }
+                let result = results[index]
+                written.append((tensorName, InferTensor(name: tensorName, datatype: TensorDataType(result.dtype), shape: result.shape,
+                                                        data: [UInt8](UnsafeRawBufferPointer(start: result.bytes, count: result.byteCount)))))
+            }
+        }
+        for tensorName in fetch where stageTensors.contains(tensorName) {
             // The batch an image stage made stands for the TF tensor it replaced.
             guard let feed = chosen.feeds.values.first(where: { feed in
                 if case .images(_, let steps) = feed { return steps.networkTensor == tensorName }

@@ -21,7 +21,8 @@ public final class SavedModel: Sendable {
         FileManager.default.fileExists(atPath: directory + "/saved_model.pb")
     }
 
-    public init(directory: String, options: Model.Options = Model.Options()) throws {
+    /// `extraFetches`: per signature, graph tensors to add as engine outputs (debugging).
+    public init(directory: String, options: Model.Options = Model.Options(), extraFetches: [String: [String]] = [:]) throws {
         let contents = try SavedModelReader(directory: directory)
         let builder = try SavedModelSignatureBuilder(contents: contents)
         var signatures: [String: SavedModelSignature] = [:]
@@ -29,7 +30,8 @@ public final class SavedModel: Sendable {
         var failures: [String] = []
         for (name, def) in contents.metaGraph.signatureDef.sorted(by: { $0.key < $1.key }) where !name.hasPrefix("__") {
             do {
-                signatures[name] = try builder.build(name: name, signature: def, options: options, cache: &cache)
+                signatures[name] = try builder.build(name: name, signature: def, options: options, cache: &cache,
+                                                     extraFetches: extraFetches[name] ?? [])
             } catch let error as EngineError {
                 if case .invalidModel(let message) = error, message.hasPrefix("signature '") {
                     failures.append(message)

@@ -75,4 +75,6 @@ public struct SavedModelSignature: Sendable {
     public let feeds: [String: Feed]
     /// By output alias.
     public let fetches: [String: Fetch]
+    /// Graph tensors added on request (`SavedModel(extraFetches:)`) -> engine output name.
+    public var extraOutputs: [String: String] = [:]
 }

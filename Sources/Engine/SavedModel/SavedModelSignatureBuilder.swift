@@ -58,8 +58,10 @@ struct SavedModelSignatureBuilder {
 
     // MARK: - Signatures
 
+    /// `extraFetches`: graph tensors ("node:index") to add as engine outputs named by the
+    /// tensor (for debugging tools: `model-run --fetch`).
     func build(name: String, signature def: Tensorflow_SignatureDef, options: Model.Options,
-               cache: inout [String: Model]) throws -> SavedModelSignature {
+               cache: inout [String: Model], extraFetches: [String] = []) throws -> SavedModelSignature {
         func spec(_ alias: String, _ info: Tensorflow_TensorInfo) throws -> SavedModelSignature.TensorSpec {
             guard case .name(let tensor)? = info.encoding, !tensor.isEmpty else {
                 throw EngineError.invalidModel("signature '\(name)': '\(alias)' is a sparse or composite tensor, which is not supported")
@@ -81,6 +83,17 @@ struct SavedModelSignatureBuilder {
             let (kind, source) = try analyzeOutput(flat.resolved(ref), signature: name, alias: output.alias)
             let index = coreFetches.firstIndex(of: source) ?? { coreFetches.append(source); return coreFetches.count - 1 }()
             fetchPlans.append((output.alias, kind, index))
+        }
+
+        var extraOutputs: [String: String] = [:]
+        for tensor in extraFetches {
+            guard let ref = TFTensorRef(graphInput: tensor), flat.node(flat.resolved(ref).node) != nil else {
+                throw EngineError.invalidInput("--fetch '\(tensor)': the graph has no such tensor")
+            }
+            let source = flat.resolved(ref)
+            let index = coreFetches.firstIndex(of: source) ?? { coreFetches.append(source); return coreFetches.count - 1 }()
+            fetchPlans.append((tensor, .tensor, index))
+            extraOutputs[tensor] = tensor
         }
 
         // Inputs: numeric tensors feed the network; strings go through image / example stages.
@@ -130,8 +143,10 @@ struct SavedModelSignatureBuilder {
             outputInfos.append(ValueInfo(name: outputName, dtype: .float32, typeName: "", dims: nil))
             coreNames.append(outputName)
         }
+        for plan in fetchPlans where extraOutputs[plan.alias] != nil { extraOutputs[plan.alias] = coreNames[plan.core] }
         let key = engineInputs.map(\.name).joined(separator: ",") + "->" + coreFetches.map(\.description).joined(separator: ",")
             + "|" + engineInputs.map { "\($0.name):\(String(describing: $0.dims))" }.joined()
+            + "=>" + coreNames.joined(separator: ",")
         let model: Model
         if let cached = cache[key] {
             model = cached
@@ -151,8 +166,9 @@ struct SavedModelSignatureBuilder {
             case .topKLabels(let k, let labels, let missing): fetches[plan.alias] = .topKLabels(output: output, k: k, labels: labels, missing: missing)
             }
         }
+        for tensor in extraFetches { fetches[tensor] = nil }
         return SavedModelSignature(name: name, methodName: def.methodName, inputs: inputs, outputs: outputs,
-                                   model: model, feeds: feeds, fetches: fetches)
+                                   model: model, feeds: feeds, fetches: fetches, extraOutputs: extraOutputs)
     }
 
     enum FetchKind {
