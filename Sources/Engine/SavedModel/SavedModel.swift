@@ -24,6 +24,7 @@ public final class SavedModel: Sendable {
     /// `extraFetches`: per signature, graph tensors to add as engine outputs (debugging).
     public init(directory: String, options: Model.Options = Model.Options(), extraFetches: [String: [String]] = [:]) throws {
         let contents = try SavedModelReader(directory: directory)
+        try contents.bundle?.verifyAll()
         let builder = try SavedModelSignatureBuilder(contents: contents)
         var signatures: [String: SavedModelSignature] = [:]
         var cache: [String: Model] = [:]
@@ -33,8 +34,8 @@ public final class SavedModel: Sendable {
                 signatures[name] = try builder.build(name: name, signature: def, options: options, cache: &cache,
                                                      extraFetches: extraFetches[name] ?? [])
             } catch let error as EngineError {
-                if case .invalidModel(let message) = error, message.hasPrefix("signature '") {
-                    failures.append(message)
+                if case .invalidModel(let message) = error {
+                    failures.append(message.hasPrefix("signature '") ? message : "signature '\(name)': \(message)")
                 } else {
                     failures.append("signature '\(name)': \(error)")
                 }

@@ -181,7 +181,7 @@ struct SavedModelSignatureBuilder {
     // MARK: - Outputs
 
     /// Follows Identity-like nodes back from `ref`.
-    private func throughIdentities(_ ref: TFTensorRef) -> TFTensorRef {
+    func throughIdentities(_ ref: TFTensorRef) -> TFTensorRef {
         var current = flat.resolved(ref)
         var hops = 0
         while let node = flat.node(current.node), ["Identity", "StopGradient", "Snapshot"].contains(node.op)
@@ -273,14 +273,23 @@ struct SavedModelSignatureBuilder {
             if case .i(let value)? = initializer.attributes[key]?.value { return Int(value) }
             return fallback
         }
-        let keyIndex = attr("key_index", -2), valueIndex = attr("value_index", -1), vocabularySize = attr("vocab_size", -1)
+        // TF's TextFileIndex: LINE_NUMBER = -1, WHOLE_LINE = -2, a column otherwise.
+        let keyIndex = attr("key_index", -1), valueIndex = attr("value_index", -2), vocabularySize = attr("vocab_size", -1)
         var delimiter = "\t"
         if case .s(let bytes)? = initializer.attributes["delimiter"]?.value { delimiter = String(decoding: bytes, as: UTF8.self) }
-        guard keyIndex == -2 else {
+        guard keyIndex == -1 else {
             throw EngineError.invalidModel("text-file table '\(initializer.name)': only line numbers as keys are supported (key_index \(keyIndex))")
         }
         guard initializer.inputs.count >= 2 else { throw EngineError.invalidModel("'\(initializer.name)' has no filename input") }
-        let fileRef = throughIdentities(initializer.inputs[1])
+        var fileRef = throughIdentities(initializer.inputs[1])
+        // TF2 keeps an asset's path in a string variable the init op assigns from the asset
+        // placeholder: follow ReadVariableOp -> AssignVariableOp(handle, value).
+        if let read = flat.node(fileRef.node), read.op == "ReadVariableOp", let handle = read.inputs.first {
+            let variable = flat.resolved(handle).node
+            if let assign = flat.nodes.values.first(where: { $0.op == "AssignVariableOp" && $0.inputs.count == 2 && flat.resolved($0.inputs[0]).node == variable }) {
+                fileRef = throughIdentities(assign.inputs[1])
+            }
+        }
         var path = contents.assetPath(tensorName: fileRef.description) ?? contents.assetPath(tensorName: fileRef.node)
         if path == nil, let name = try strings(fileRef)?.first {
             let base = (name as NSString).lastPathComponent
@@ -511,8 +520,9 @@ struct SavedModelSignatureBuilder {
         // Which loop variable carries the results: the body returns the set item's list.
         let setRef = TFTensorRef(node: set.name, index: 0)
         var resultIndex: Int?
-        for (index, output) in body.signature.outputArg.enumerated() {
-            if bodyGraph.resolved(TFTensorRef(node: "body", index: index)) == setRef { resultIndex = index; _ = output }
+        for index in body.signature.outputArg.indices
+        where bodyBuilder.throughIdentities(TFTensorRef(node: "body", index: index)) == setRef {
+            resultIndex = index
         }
         guard let resultIndex else { throw EngineError.invalidModel("While '\(loop.name)': the body does not return the preprocessed images") }
         let loopOutput = TFTensorRef(node: loop.name, index: resultIndex)

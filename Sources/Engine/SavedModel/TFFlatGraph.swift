@@ -160,7 +160,13 @@ struct TFFlatGraph {
             return index
         }
         guard let def = opDefs[node.op] else {
-            throw EngineError.invalidModel("node '\(node.name)' uses op \(node.op), which the file's op list does not describe")
+            // Exports leave ops used only inside loop bodies out of their op list: the
+            // multi-output ones a body may use are known here; any other op has one output list.
+            guard let outputs = knownOutputs[node.op] else { return 0 }
+            guard let index = outputs.firstIndex(of: argument) else {
+                throw EngineError.invalidModel("op \(node.op) has no output '\(argument)' (node '\(node.name)')")
+            }
+            return index
         }
         var offset = 0
         for output in def.outputArg {
@@ -169,6 +175,20 @@ struct TFFlatGraph {
         }
         throw EngineError.invalidModel("op \(node.op) has no output '\(argument)' (node '\(node.name)')")
     }
+
+    /// Output argument names of multi-output ops (each one tensor), for ops an export's op
+    /// list leaves out.
+    static let knownOutputs: [String: [String]] = [
+        "TopKV2": ["values", "indices"],
+        "FusedBatchNorm": ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2"],
+        "FusedBatchNormV2": ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2"],
+        "FusedBatchNormV3": ["y", "batch_mean", "batch_variance", "reserve_space_1", "reserve_space_2", "reserve_space_3"],
+        "Unique": ["y", "idx"],
+        "Switch": ["output_false", "output_true"],
+        "Merge": ["output", "value_index"],
+        "TensorListPopBack": ["output_handle", "tensor"],
+        "TensorArrayV3": ["handle", "flow"],
+    ]
 
     /// How many tensors an argument stands for: 1, its number attribute, or its type list's length.
     static func count(of argument: Tensorflow_OpDef.ArgDef, _ node: Tensorflow_NodeDef) throws -> Int {

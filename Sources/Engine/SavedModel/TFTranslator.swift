@@ -55,6 +55,8 @@ struct TFTranslator {
         for name in order {
             guard let node = flat.node(name) else { continue }
             if node.inputs.contains(where: { failed.contains(flat.resolved($0).node) }) {
+                // Downstream of an op that failed: still name it if it has no translation.
+                if !Self.translatedOps.contains(node.op), unsupported[node.op] == nil { unsupported[node.op] = node.name }
                 failed.insert(name)
                 continue
             }
@@ -105,6 +107,18 @@ struct TFTranslator {
     }
 
     static let loopOps: Set<String> = ["Merge", "NextIteration", "Enter", "Exit", "Switch", "LoopCond"]
+
+    /// Every op `translate(_:)` handles (kept beside its switch).
+    static let translatedOps: Set<String> = [
+        "Const", "VariableV2", "Variable", "VarHandleOp", "Identity", "ReadVariableOp", "StopGradient", "Snapshot",
+        "PreventGradient", "EnsureShape", "CheckNumerics", "IdentityN", "Placeholder", "PlaceholderWithDefault",
+        "Conv2D", "DepthwiseConv2dNative", "BiasAdd", "BiasAddV1", "FusedBatchNorm", "FusedBatchNormV2", "FusedBatchNormV3",
+        "Relu", "Sigmoid", "Tanh", "Elu", "Sqrt", "Reciprocal", "Inv", "Neg", "Exp", "Softplus", "Abs", "Rsqrt", "Square",
+        "Relu6", "LeakyRelu", "Add", "AddV2", "Sub", "Mul", "RealDiv", "Div", "Maximum", "Minimum", "SquaredDifference",
+        "AddN", "MaxPool", "AvgPool", "Mean", "Max", "Sum", "Min", "Prod", "ConcatV2", "Concat", "Pad", "PadV2", "MirrorPad",
+        "MatMul", "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3", "Softmax", "Reshape", "Squeeze", "ExpandDims",
+        "Transpose", "Shape", "StridedSlice", "Slice", "Pack", "Cast",
+    ]
 
     private func value(_ ref: TFTensorRef, for what: String) throws -> Value {
         guard let value = values[flat.resolved(ref)] else {
