@@ -452,6 +452,9 @@ public final class GRPCService: Sendable {
     /// The export's own signatures (TensorFlow), or the one predict signature (ONNX), as
     /// REST's model metadata describes them.
     static func signatureDefMap(_ version: LoadedVersion) -> Tensorflow_Serving_SignatureDefMap {
+        if !version.signatureDefs.isEmpty {
+            return .with { $0.signatureDef = version.signatureDefs }
+        }
         if let signature = version.signature {
             var map = Tensorflow_Serving_SignatureDefMap()
             for saved in [signature] + version.signatures.values.compactMap(\.signature) {

@@ -140,7 +140,7 @@ extension RESTService {
 
     /// TF Serving REST `:classify` / `:regress`: `examples` (objects of feature values, with an
     /// optional `context` merged into each) through a classify or regress signature; answers
-    /// `{"result": [[[label, score], ...], ...]}` or `{"result": [value, ...]}`.
+    /// `{"results": [[[label, score], ...], ...]}` or `{"results": [value, ...]}` (TF Serving's code and tests use "results").
     func examplesV1(_ defaultServable: BatchScheduler, verb: String, _ request: RESTRequest,
                     _ completion: @escaping @Sendable (RESTResponse) -> Void) throws(ServingError) {
         let body = try parseJSON(request.body[...], allowNonFinite: true)
@@ -166,7 +166,7 @@ extension RESTService {
         run(InferRequest(inputs: tensors), on: servable, protocolName: "v1", encode: { response throws(ServingError) in
             var out = JSONBuilder(capacity: 256)
             out.beginObject()
-            out.key("result"); out.beginArray()
+            out.key("results"); out.beginArray()
             if method == .classify {
                 for row in try ExampleResults.classifications(response, version) {
                     out.beginArray()
@@ -202,16 +202,19 @@ extension RESTService {
                 }
                 entry.bytesList = bytes
             } else {
-                var numbers: [JSONNumber] = []
+                // Integers (and true/false as 1/0) make an int64_list; any fraction or exponent a float_list.
+                var integers: [Int64] = [], floats: [Float] = [], allIntegers = true
                 for element in elements {
-                    guard let number = element.numberValue else { throw .invalidInput("feature '\(key)' of \(label) must hold strings or numbers") }
-                    numbers.append(number)
+                    if let flag = element.boolValue {
+                        integers.append(flag ? 1 : 0)
+                        floats.append(flag ? 1 : 0)
+                        continue
+                    }
+                    guard let number = element.numberValue else { throw .invalidInput("feature '\(key)' of \(label) must hold strings, numbers or booleans") }
+                    if number.isIntegerLiteral, let value = number.int64Value { integers.append(value) } else { allIntegers = false }
+                    floats.append(number.floatValue)
                 }
-                if numbers.allSatisfy(\.isIntegerLiteral), let integers = Optional(numbers.compactMap(\.int64Value)), integers.count == numbers.count {
-                    entry.int64List = .with { $0.value = integers }
-                } else {
-                    entry.floatList = .with { $0.value = numbers.map(\.floatValue) }
-                }
+                if allIntegers { entry.int64List = .with { $0.value = integers } } else { entry.floatList = .with { $0.value = floats } }
             }
             example.features.feature[key] = entry
         }

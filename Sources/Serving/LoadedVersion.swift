@@ -1,5 +1,6 @@
 import Engine
 import Foundation
+import TensorFlowProto
 import ImageCodec
 
 /// Runs jobs on threads the executable owns. Serving never creates threads.
@@ -52,6 +53,8 @@ public final class LoadedVersion: @unchecked Sendable {
     public private(set) var signatures: [String: LoadedVersion] = [:]
     /// The name requests use when they name no signature.
     public let defaultSignatureName: String
+    /// TensorFlow: the export's SignatureDefs as written (set in init, read-only afterwards).
+    public private(set) var signatureDefs: [String: Tensorflow_SignatureDef] = [:]
 
     /// Whether `directory` holds a model this server reads (model.onnx or a SavedModel).
     public static func holdsModel(_ directory: String) -> Bool {
@@ -77,6 +80,7 @@ public final class LoadedVersion: @unchecked Sendable {
             try self.init(name: name, version: version, directory: directory, settings: settings, workers: workers,
                           signature: saved.signatures[saved.defaultSignature]!, defaultSignature: saved.defaultSignature)
             signatures = siblings
+            signatureDefs = saved.signatureDefs
             return
         }
         let path = directory + "/model.onnx"

@@ -15,6 +15,9 @@ public final class SavedModel: Sendable {
     public let defaultSignature: String
     /// The TF version that wrote the export, when recorded.
     public let tensorflowVersion: String
+    /// The meta graph's SignatureDefs exactly as exported (`__saved_model_init_op` included),
+    /// what TF Serving's GetModelMetadata answers.
+    public let signatureDefs: [String: Tensorflow_SignatureDef]
 
     /// Whether `directory` holds a SavedModel (a `saved_model.pb`).
     public static func isSavedModel(directory: String) -> Bool {
@@ -46,5 +49,6 @@ public final class SavedModel: Sendable {
         self.signatures = signatures
         defaultSignature = signatures["serving_default"] != nil ? "serving_default" : signatures.keys.sorted()[0]
         tensorflowVersion = contents.metaGraph.metaInfoDef.tensorflowVersion
+        signatureDefs = contents.metaGraph.signatureDef
     }
 }
