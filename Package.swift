@@ -10,7 +10,9 @@ let package = Package(
         .executable(name: "model-client", targets: ["model-client"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        // No package traits: the default BinaryDelimitedStreams trait imports Foundation
+        // (Input/OutputStream), which links ICU's 34 MB of data into every static binary.
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0", traits: []),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [

@@ -1,5 +1,5 @@
 import Engine
-import Foundation
+import FoundationEssentials
 import ImageCodec
 
 /// Runs jobs on threads the executable owns. Serving never creates threads.
