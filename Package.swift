@@ -60,15 +60,17 @@ let package = Package(
         .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC
-        // through libnghttp2's memory API.
-        .executableTarget(
-            name: "model-client",
+        // through libnghttp2's memory API. A library so that model-server can also run it
+        // when invoked as model-client (the container image's multi-call binary).
+        .target(
+            name: "ModelClientCommand",
             dependencies: ["CNGHTTP2", "ServingProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .executableTarget(name: "model-client", dependencies: ["ModelClientCommand"]),
         .executableTarget(
             name: "model-server",
-            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers",
+            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers", "ModelClientCommand",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

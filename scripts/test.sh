@@ -17,10 +17,13 @@ eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"
 # the generator or the TF/Keras/Pillow versions change.
 "$VENV_TF2/bin/python" Tests/Fixtures/make_savedmodels.py
 
-swift build -c release --product model-run
-swift build -c release --product model-server
-swift build -c release --product model-client
-swift build -c release --product image-bench
+# --static-swift-stdlib on every release build: it is how the container image's binary is
+# built (docker/Dockerfile, docker/build-image.sh), so the end-to-end tests run what ships,
+# and one flag for all products avoids recompiling every module when it changes.
+swift build -c release --static-swift-stdlib --product model-run
+swift build -c release --static-swift-stdlib --product model-server
+swift build -c release --static-swift-stdlib --product model-client
+swift build -c release --static-swift-stdlib --product image-bench
 export IMAGE_BENCH="$PWD/.build/release/image-bench"
 export MODEL_RUN="$PWD/.build/release/model-run"
 export MODEL_SERVER="$PWD/.build/release/model-server"

@@ -4,6 +4,7 @@ import Dispatch
 import FoundationEssentials
 import Glibc
 import InferenceProtocol
+import ModelClientCommand
 import Serving
 import Transport
 import Workers
@@ -83,6 +84,15 @@ struct ModelServer: ParsableCommand {
         let modes = [modelBasePath != nil, modelConfigFile != nil, modelRepository != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("give exactly one of --model_base_path, --model_config_file, --model_repository") }
         if modelBasePath != nil && modelName == nil { throw ValidationError("--model_base_path needs --model_name") }
+    }
+
+    /// Started under the name model-client (a link to this binary, as the container image
+    /// ships it: one static Swift runtime instead of two), run the client.
+    static func main() {
+        if CommandLine.arguments.first?.split(separator: "/").last == "model-client" {
+            ModelClientCommand.main()
+        }
+        main(nil)
     }
 
     func run() throws {
