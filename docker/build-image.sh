@@ -151,6 +151,11 @@ git diff --quiet HEAD 2>/dev/null || revision="$revision-dirty"
 created="$(date -u +%Y-%m-%dT%H:%M:%SZ)"
 log "buildah bud -> $IMAGE"
 t0=$SECONDS
+# vfs stores every layer as a full copy: drop what this build leaves behind (the previous
+# image of the tag and the intermediate stage images), nothing else.
+previous="$(podman "${STORAGE[@]}" image inspect --format '{{.Id}}' "$IMAGE" 2>/dev/null || true)"
+dangling_before="$(podman "${STORAGE[@]}" images -q --no-trunc --filter dangling=true | sort)"
+containers_before="$(buildah "${STORAGE[@]}" containers -q --notruncate | sort)"
 # --network host: the runtime stage's apt-get reaches Debian's mirror without a CNI bridge.
 # --pull=never: the base is the debootstrapped one in the store, never a registry's.
 buildah "${STORAGE[@]}" bud --pull=never --network host --layers=false \
@@ -159,6 +164,15 @@ buildah "${STORAGE[@]}" bud --pull=never --network host --layers=false \
     --build-arg VERSION=dev --build-arg REVISION="$revision" --build-arg CREATED="$created" \
     -f docker/Dockerfile -t "$IMAGE" . >&2
 log "image built in $((SECONDS - t0)) s"
+# buildah 1.28 leaves a working container for the instruction-less `binaries` stage.
+for id in $(comm -13 <(echo "$containers_before") <(buildah "${STORAGE[@]}" containers -q --notruncate | sort)); do
+    buildah "${STORAGE[@]}" rm "$id" >/dev/null 2>&1 || true
+done
+for id in $(comm -13 <(echo "$dangling_before") <(podman "${STORAGE[@]}" images -q --no-trunc --filter dangling=true | sort)) \
+          ${previous:+"$previous"}; do
+    [[ "$id" == "$(podman "${STORAGE[@]}" image inspect --format '{{.Id}}' "$IMAGE")" ]] && continue
+    podman "${STORAGE[@]}" rmi "$id" >/dev/null 2>&1 || true   # still used by a container: kept
+done
 
 ARCHIVE_DIR="$CACHE/image"
 ARCHIVE="$ARCHIVE_DIR/swift-model-server-dev.oci.tar"

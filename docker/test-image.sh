@@ -43,7 +43,7 @@ check() {  # check NAME COMMAND...: pass when the command succeeds
     if output="$("$@" 2>&1)"; then pass "$name"; else fail "$name" "$(printf '%s' "$output" | tail -5)"; fi
 }
 cleanup() {
-    "${PODMAN[@]}" rm -f -t 0 "$SERVER" "$KSERVE" >/dev/null 2>&1 || true
+    "${PODMAN[@]}" rm -f --ignore -t 0 "$SERVER" "$KSERVE" >/dev/null 2>&1 || true
     rm -rf "$WORK"
 }
 trap cleanup EXIT
