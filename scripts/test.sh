@@ -37,7 +37,7 @@ export VENV_TF_PYTHON="$VENV_TF/bin/python"
 
 # Deployment: the Dockerfile, the Kubernetes base and overlay and the KServe objects
 # checked offline (seconds), then the image built and run as a hardened pod (docker/
-# test-image.sh: about 1.5 min with a cached base, 4 min when the base is debootstrapped).
+# test-image.sh: about 1 min with a cached base, 3-4 min when the base is debootstrapped).
 docker/check-deploy.sh
 docker/test-image.sh
 
