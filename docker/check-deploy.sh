@@ -25,6 +25,17 @@ run "hadolint $("$BIN/hadolint" --version | grep -o '[0-9.]*$'): docker/Dockerfi
     "$BIN/hadolint" --failure-threshold style docker/Dockerfile
 run "hadolint fails the Dockerfile without its explained ignores (the check can fail)" \
     sh -c "grep -v 'hadolint ignore' docker/Dockerfile >'$WORK/Dockerfile' && ! '$BIN/hadolint' '$WORK/Dockerfile'"
+# The build stage's COPY sources (the files a `docker build` compiles) must make a package
+# SwiftPM loads: e.g. the manifest's test targets need their directories.
+context_check() {
+    local dir="$WORK/context" source
+    mkdir -p "$dir"
+    for source in $(sed -n '/^FROM swift/,/^FROM /p' docker/Dockerfile | awk '/^COPY /{for (i = 2; i < NF; i++) print $i}'); do
+        cp -r "$source" "$dir/" || return 1
+    done
+    (cd "$dir" && swift package describe >/dev/null)
+}
+run "the Dockerfile's build stage copies a package SwiftPM loads" context_check
 run "entrypoint is POSIX sh" sh -n docker/entrypoint.sh
 for dir in docker/k8s docker/k8s-inception; do
     run "kubectl kustomize $dir ($("$BIN/kubectl" version --client | grep -o 'Kustomize Version: .*'))" \
