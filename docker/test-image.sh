@@ -188,20 +188,21 @@ else
     fail "KServe runtime container starts"
 fi
 # A bare model file in the storage URI (/mnt/models/model.onnx, KServe's documented ONNX
-# layout) served as version 1: enabled once model-server supports it (BARE_LAYOUT=1).
-if [[ "${BARE_LAYOUT:-0}" == 1 ]]; then
-    mkdir -p "$WORK/bare" && cp models/digits/1/model.onnx "$WORK/bare/model.onnx" && chmod -R a+rX "$WORK/bare"
-    if "${RUN[@]}" -d --name "$KSERVE" "${HARDENED[@]}" -p 127.0.0.1::8080 -v "$WORK/bare:/mnt/models:ro" \
-            --entrypoint "${KSERVE_CMD[0]}" "$IMAGE" "${KSERVE_CMD[@]:1}" >/dev/null; then
-        KREST="$("${PODMAN[@]}" port "$KSERVE" 8080/tcp)"
-        if wait_ready "$KREST" 30; then pass "bare /mnt/models/model.onnx is served (ready)"; else
-            fail "bare /mnt/models/model.onnx is served" "$("${PODMAN[@]}" logs "$KSERVE" 2>&1 | tail -3)"; fi
-        "${PODMAN[@]}" rm -f -t 0 "$KSERVE" >/dev/null 2>&1
+# layout) is served as version 1.
+mkdir -p "$WORK/bare" && cp models/digits/1/model.onnx "$WORK/bare/model.onnx" && chmod -R a+rX "$WORK/bare"
+if ((${#KSERVE_CMD[@]})) && "${RUN[@]}" -d --name "$KSERVE" "${HARDENED[@]}" -p 127.0.0.1::8080 -v "$WORK/bare:/mnt/models:ro" \
+        --entrypoint "${KSERVE_CMD[0]}" "$IMAGE" "${KSERVE_CMD[@]:1}" >/dev/null; then
+    KREST="$("${PODMAN[@]}" port "$KSERVE" 8080/tcp)"
+    if wait_ready "$KREST" 30; then
+        check "bare /mnt/models/model.onnx served as version 1 (V2 infer on versions/1)" bash -c '
+            curl -sf -m 10 -X POST "http://$1/v2/models/digits/versions/1/infer" -H "Content-Type: application/json" -d @"$2" \
+            | grep -q "\"name\":\"logits\""' _ "$KREST" "$WORK/v2.json"
     else
-        fail "bare-layout container starts"
+        fail "bare /mnt/models/model.onnx is served" "$("${PODMAN[@]}" logs "$KSERVE" 2>&1 | tail -3)"
     fi
+    "${PODMAN[@]}" rm -f -t 0 "$KSERVE" >/dev/null 2>&1
 else
-    echo "SKIP bare /mnt/models/model.onnx (BARE_LAYOUT=1 once model-server serves a bare model file as version 1)"
+    fail "bare-layout container starts"
 fi
 
 # --- SIGTERM: not ready during the drain delay, then drained, exit 0 within the grace ----------
