@@ -10,7 +10,9 @@ let package = Package(
         .executable(name: "model-client", targets: ["model-client"]),
     ],
     dependencies: [
-        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0"),
+        // No package traits: the default BinaryDelimitedStreams trait imports Foundation
+        // (Input/OutputStream), which links ICU's 34 MB of data into every static binary.
+        .package(url: "https://github.com/apple/swift-protobuf", exact: "1.39.0", traits: []),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
     ],
     targets: [
@@ -58,15 +60,17 @@ let package = Package(
         .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC
-        // through libnghttp2's memory API.
-        .executableTarget(
-            name: "model-client",
+        // through libnghttp2's memory API. A library so that model-server can also run it
+        // when invoked as model-client (the container image's multi-call binary).
+        .target(
+            name: "ModelClientCommand",
             dependencies: ["CNGHTTP2", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .executableTarget(name: "model-client", dependencies: ["ModelClientCommand"]),
         .executableTarget(
             name: "model-server",
-            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers",
+            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers", "ModelClientCommand",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(

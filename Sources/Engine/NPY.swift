@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 
 /// NumPy `.npy` files (format versions 1-3), C order, little endian, for the dtypes the engine has.
 public enum NPY {
@@ -38,8 +38,8 @@ public enum NPY {
         }
         if field(header, "fortran_order") == "True" { throw FormatError(description: "Fortran-ordered arrays are not supported") }
         guard let shapeText = field(header, "shape") else { throw FormatError(description: "header has no shape") }
-        let shape = try shapeText.trimmingCharacters(in: CharacterSet(charactersIn: "() ")).split(separator: ",").compactMap { part -> Int? in
-            let text = part.trimmingCharacters(in: .whitespaces)
+        let shape = try trimmed(shapeText, "() ").split(separator: ",").compactMap { part -> Int? in
+            let text = trimmed(part, " \t")
             if text.isEmpty { return nil }
             guard let value = Int(text), value >= 0 else { throw FormatError(description: "bad shape \(shapeText)") }
             return value
@@ -54,16 +54,25 @@ public enum NPY {
 
     /// The text of `'key': value` in a header dict, up to the next top-level comma.
     private static func field(_ header: String, _ key: String) -> String? {
-        guard let range = header.range(of: "'\(key)':") else { return nil }
+        let pattern = Array("'\(key)':")
+        let characters = Array(header)
+        guard let start = characters.indices.first(where: { characters[$0...].starts(with: pattern) }) else { return nil }
         var depth = 0
         var value = ""
-        for character in header[range.upperBound...] {
+        for character in characters[(start + pattern.count)...] {
             if character == "(" { depth += 1 }
             if character == ")" { depth -= 1 }
             if (character == "," && depth == 0) || character == "}" { break }
             value.append(character)
         }
-        return value.trimmingCharacters(in: .whitespaces)
+        return trimmed(value, " \t")
+    }
+
+    /// `text` without leading and trailing characters from `characters`.
+    private static func trimmed(_ text: some StringProtocol, _ characters: String) -> String {
+        let drop: (Character) -> Bool = { characters.contains($0) }
+        guard let first = text.firstIndex(where: { !drop($0) }), let last = text.lastIndex(where: { !drop($0) }) else { return "" }
+        return String(text[first...last])
     }
 
     public static func encode(_ tensor: HostTensor) -> Data {

@@ -1,5 +1,5 @@
-import Foundation
 import Engine
+import FoundationEssentials
 import Serving
 import ServingProto
 import TensorFlowProto

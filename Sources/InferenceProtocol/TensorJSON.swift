@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Serving
 
 /// Moves tensor data between JSON and the byte layout of `InferTensor` (no boxed

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 
 /// Post-processing that turns a score tensor [batch, classes] into classes: the classic TF
 /// Serving Inception outputs (`classes` BYTES [batch, k] and `scores` FP32 [batch, k]) when

@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import Glibc
 
 /// Which version a request names.
@@ -235,8 +235,8 @@ public final class ModelRepository: @unchecked Sendable {
         var result: [Int: String] = [:]
         for child in children {
             guard !child.isEmpty, child.allSatisfy(\.isNumber), let version = Int(child) else { continue }
-            var isDirectory: ObjCBool = false
-            if FileManager.default.fileExists(atPath: base + "/" + child, isDirectory: &isDirectory), isDirectory.boolValue {
+            var isDirectory = false
+            if FileManager.default.fileExists(atPath: base + "/" + child, isDirectory: &isDirectory), isDirectory {
                 result[version] = base + "/" + child
             }
         }

@@ -1,4 +1,5 @@
-import Foundation
+import Engine
+import FoundationEssentials
 import ServingProto
 import SwiftProtobuf
 
@@ -88,7 +89,7 @@ public struct ModelSettings: Sendable {
         guard FileManager.default.fileExists(atPath: path) else { return ModelSettings() }
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ServingError.invalidInput("cannot read \(path): \(error.localizedDescription)")
+            throw ServingError.invalidInput("cannot read \(path): \(describeFileError(error))")
         }
         var options = TextFormatDecodingOptions()
         options.ignoreUnknownFields = true
@@ -161,7 +162,7 @@ public struct ModelSource: Sendable {
     public static func fromConfigFile(_ path: String) throws -> [ModelSource] {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ServingError.invalidInput("cannot read model config file \(path): \(error.localizedDescription)")
+            throw ServingError.invalidInput("cannot read model config file \(path): \(describeFileError(error))")
         }
         let config: Tensorflow_Serving_ModelServerConfig
         do { config = try Tensorflow_Serving_ModelServerConfig(textFormatString: text) } catch {
@@ -196,11 +197,11 @@ public struct ModelSource: Sendable {
     public static func fromRepository(_ directory: String) throws -> [ModelSource] {
         let names: [String]
         do { names = try FileManager.default.contentsOfDirectory(atPath: directory) } catch {
-            throw ServingError.invalidInput("cannot list model repository \(directory): \(error.localizedDescription)")
+            throw ServingError.invalidInput("cannot list model repository \(directory): \(describeFileError(error))")
         }
         return names.sorted().filter { name in
-            var isDirectory: ObjCBool = false
-            return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory) && isDirectory.boolValue
+            var isDirectory = false
+            return !name.hasPrefix(".") && FileManager.default.fileExists(atPath: directory + "/" + name, isDirectory: &isDirectory) && isDirectory
         }.map { ModelSource(name: $0, basePath: directory + "/" + $0) }
     }
 }
@@ -221,7 +222,7 @@ public struct BatchingParameters: Sendable {
     public static func load(path: String) throws -> BatchingParameters {
         let text: String
         do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
-            throw ServingError.invalidInput("cannot read batching parameters file \(path): \(error.localizedDescription)")
+            throw ServingError.invalidInput("cannot read batching parameters file \(path): \(describeFileError(error))")
         }
         let proto: Tensorflow_Serving_BatchingParameters
         do { proto = try Tensorflow_Serving_BatchingParameters(textFormatString: text) } catch {

@@ -1,7 +1,10 @@
 import ArgumentParser
 import Engine
-import Foundation
+import Dispatch
+import FoundationEssentials
+import Glibc
 import InferenceProtocol
+import ModelClientCommand
 import Serving
 import Transport
 import Workers
@@ -81,6 +84,15 @@ struct ModelServer: ParsableCommand {
         let modes = [modelBasePath != nil, modelConfigFile != nil, modelRepository != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("give exactly one of --model_base_path, --model_config_file, --model_repository") }
         if modelBasePath != nil && modelName == nil { throw ValidationError("--model_base_path needs --model_name") }
+    }
+
+    /// Started under the name model-client (a link to this binary, as the container image
+    /// ships it: one static Swift runtime instead of two), run the client.
+    static func main() {
+        if CommandLine.arguments.first?.split(separator: "/").last == "model-client" {
+            ModelClientCommand.main()
+        }
+        main(nil)
     }
 
     func run() throws {
@@ -205,8 +217,12 @@ func log(_ message: String, level: LogLevel = .info) {
         gettimeofday(&now, nil)
         var seconds = now.tv_sec, parts = tm()
         gmtime_r(&seconds, &parts)
-        let time = String(format: "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", parts.tm_year + 1900, parts.tm_mon + 1, parts.tm_mday,
-                          parts.tm_hour, parts.tm_min, parts.tm_sec, Int32(now.tv_usec / 1000))
+        func digits(_ value: some BinaryInteger, _ width: Int) -> String {
+            let text = String(value)
+            return String(repeating: "0", count: max(0, width - text.count)) + text
+        }
+        let time = "\(digits(parts.tm_year + 1900, 4))-\(digits(parts.tm_mon + 1, 2))-\(digits(parts.tm_mday, 2))T"
+            + "\(digits(parts.tm_hour, 2)):\(digits(parts.tm_min, 2)):\(digits(parts.tm_sec, 2)).\(digits(now.tv_usec / 1000, 3))Z"
         var writer = JSONWriter(reservingCapacity: message.utf8.count + 64)
         writer.beginObject()
         writer.key("time"); writer.value(time)
@@ -215,7 +231,9 @@ func log(_ message: String, level: LogLevel = .info) {
         writer.endObject()
         line = String(decoding: writer.bytes, as: UTF8.self)
     }
-    FileHandle.standardError.write(Data((line + "\n").utf8))
+    line += "\n"
+    // One write(2) per line, so lines from different threads never interleave.
+    _ = line.utf8CString.withUnsafeBufferPointer { write(STDERR_FILENO, $0.baseAddress, $0.count - 1) }
 }
 
 /// Joins Transport and the protocol layer: HTTP requests in, REST responses out.

@@ -1,4 +1,5 @@
-import Foundation
+import FoundationEssentials
+import Glibc
 import ONNXProto
 import SwiftProtobuf
 
@@ -16,7 +17,7 @@ enum ONNXLoader {
         do {
             data = try Data(contentsOf: url, options: .alwaysMapped)
         } catch {
-            throw EngineError.invalidModel("cannot read '\(path)': \(error.localizedDescription)")
+            throw EngineError.invalidModel("cannot read '\(path)': \(describeFileError(error))")
         }
         return try load(data: data, directory: url.deletingLastPathComponent().path, label: path)
     }
@@ -196,25 +197,33 @@ enum ONNXLoader {
             throw EngineError.invalidModel("tensor '\(proto.name)': external data location '\(location)' leaves the model directory")
         }
         let path = directory + "/" + location
-        guard let handle = FileHandle(forReadingAtPath: path) else {
+        let descriptor = open(path, O_RDONLY | O_CLOEXEC)
+        guard descriptor >= 0 else {
             throw EngineError.invalidModel("tensor '\(proto.name)': cannot open external data file '\(path)'")
         }
-        defer { try? handle.close() }
+        defer { close(descriptor) }
         let wanted = length >= 0 ? length : byteCount
         guard wanted == byteCount else {
             throw EngineError.invalidModel("tensor '\(proto.name)': external length \(wanted) != \(byteCount) bytes for its shape")
         }
-        do {
-            try handle.seek(toOffset: UInt64(offset))
-            let data = try handle.read(upToCount: wanted) ?? Data()
-            guard data.count == wanted else {
-                throw EngineError.invalidModel("tensor '\(proto.name)': external data file '\(location)' is too short")
+        var data = Data(count: wanted)
+        let filled = data.withUnsafeMutableBytes { buffer -> Int in
+            var done = 0
+            while done < wanted {
+                let count = pread(descriptor, buffer.baseAddress! + done, wanted - done, off_t(offset + done))
+                if count < 0 && errno == EINTR { continue }
+                if count < 0 { return -Int(errno) }
+                if count == 0 { break }
+                done += count
             }
-            return data
-        } catch let error as EngineError {
-            throw error
-        } catch {
-            throw EngineError.invalidModel("tensor '\(proto.name)': reading '\(location)': \(error)")
+            return done
         }
+        if filled < 0 {
+            throw EngineError.invalidModel("tensor '\(proto.name)': reading '\(location)': \(String(cString: strerror(Int32(-filled))))")
+        }
+        guard filled == wanted else {
+            throw EngineError.invalidModel("tensor '\(proto.name)': external data file '\(location)' is too short")
+        }
+        return data
     }
 }

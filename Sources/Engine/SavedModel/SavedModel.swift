@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import TensorFlowProto
 
 /// A TensorFlow SavedModel read natively: the `serve` meta graph, its variables and assets,

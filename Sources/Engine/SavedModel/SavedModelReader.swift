@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import SwiftProtobuf
 import TensorFlowProto
 
@@ -87,7 +87,7 @@ public final class SavedModelReader: @unchecked Sendable {
 
         let data: Data
         do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
-            throw .invalidModel("cannot read '\(file)': \(error.localizedDescription)")
+            throw .invalidModel("cannot read '\(file)': \(describeFileError(error))")
         }
         guard !data.isEmpty else { throw invalid("the file is empty") }
         let savedModel: Tensorflow_SavedModel
@@ -156,8 +156,8 @@ public final class SavedModelReader: @unchecked Sendable {
                 throw invalid("asset \(index) has the file name '\(name)'; an asset must be a plain file name inside assets/")
             }
             let assetPath = directory + "/assets/" + name
-            var isDirectory: ObjCBool = false
-            guard FileManager.default.fileExists(atPath: assetPath, isDirectory: &isDirectory), !isDirectory.boolValue else {
+            var isDirectory = false
+            guard FileManager.default.fileExists(atPath: assetPath, isDirectory: &isDirectory), !isDirectory else {
                 throw .invalidModel("asset file '\(assetPath)' (asset_file_def \(index) of '\(file)') is missing")
             }
             assetPaths.append(assetPath)

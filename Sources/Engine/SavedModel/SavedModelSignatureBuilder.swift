@@ -1,4 +1,4 @@
-import Foundation
+import FoundationEssentials
 import TensorFlowProto
 
 /// What the signature builder needs from the files: the serve meta graph with attribute
@@ -292,7 +292,7 @@ struct SavedModelSignatureBuilder {
         }
         var path = contents.assetPath(tensorName: fileRef.description) ?? contents.assetPath(tensorName: fileRef.node)
         if path == nil, let name = try strings(fileRef)?.first {
-            let base = (name as NSString).lastPathComponent
+            let base = name.split(separator: "/").last.map(String.init) ?? name
             let candidate = contents.directory + "/assets/" + base
             if FileManager.default.fileExists(atPath: candidate) { path = candidate }
         }

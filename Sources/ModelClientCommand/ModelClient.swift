@@ -1,6 +1,16 @@
 import ArgumentParser
 import Glibc
 
+/// model-client's entry point: the `model-client` executable, and `model-server` when it is
+/// started under the name model-client (the container image ships one multi-call binary).
+public enum ModelClientCommand {
+    /// Parses `CommandLine.arguments` and runs; exits the process.
+    public static func main() -> Never {
+        ModelClient.main()
+        Glibc.exit(0)
+    }
+}
+
 /// Sends images or .npy tensors to a model on model-server (or any KServe V1 / TF Serving
 /// REST / Open Inference Protocol V2 REST or gRPC server) and prints the top-k `label score`
 /// lines.
@@ -8,7 +18,6 @@ import Glibc
 /// Exit status: 0 success; 1 the server or the connection failed (refused, timed out, an
 /// HTTP error status or a gRPC error status: its message is printed); 2 bad arguments or
 /// input files.
-@main
 struct ModelClient: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "model-client",

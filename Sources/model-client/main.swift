@@ -1,0 +1,3 @@
+import ModelClientCommand
+
+ModelClientCommand.main()
