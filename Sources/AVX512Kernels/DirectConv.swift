@@ -135,11 +135,12 @@ public enum DirectConv {
     }
 
     /// Writes a finished accumulator tile out channel-major: for channel j < `channels` and
-    /// pixel i < `count`, out[j * ldOut + i] = clamp(acc[i * ldAcc + j] + bias[j], low, high).
-    /// `bias` may be nil.
+    /// pixel i < `count`, out[j * ldOut + i] = clamp(acc[i * ldAcc + j] + bias[j] +
+    /// residual[j * ldOut + i], low, high). `bias` and `residual` (laid out like `out`) may be nil.
     public static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
                                        bias: UnsafePointer<Float>?, low: Float, high: Float,
-                                       out: UnsafeMutablePointer<Float>, ldOut: Int) {
+                                       out: UnsafeMutablePointer<Float>, ldOut: Int,
+                                       residual: UnsafePointer<Float>? = nil) {
         var i = 0
 #if AVX2_KERNELS
         // Blocks of 8 pixels x 8 channels, transposed in registers by three perfect shuffles
@@ -162,6 +163,7 @@ public enum DirectConv {
                 }
                 for c in 0..<min(8, channels - j) {
                     var v = rows[c] + H(repeating: bias?[j + c] ?? 0)
+                    if let residual { v += UnsafeRawPointer(residual + (j + c) * ldOut + i).loadUnaligned(as: H.self) }
                     v.replace(with: lowH, where: v .< lowH)
                     v.replace(with: highH, where: v .> highH)
                     UnsafeMutableRawPointer(out + (j + c) * ldOut + i).storeBytes(of: v, as: H.self)
@@ -189,6 +191,7 @@ public enum DirectConv {
                 }
                 for c in 0..<min(16, channels - j) {
                     var v = rows[c] + V(repeating: bias?[j + c] ?? 0)
+                    if let residual { v += UnsafeRawPointer(residual + (j + c) * ldOut + i).loadUnaligned(as: V.self) }
                     v.replace(with: lowV, where: v .< lowV)
                     v.replace(with: highV, where: v .> highV)
                     store(out + (j + c) * ldOut + i, v)
@@ -200,7 +203,10 @@ public enum DirectConv {
 #endif
         for c in 0..<channels {
             let shift = bias?[c] ?? 0
-            for p in i..<count { out[c * ldOut + p] = min(max(acc[p * ldAcc + c] + shift, low), high) }
+            for p in i..<count {
+                let sum = acc[p * ldAcc + c] + shift + (residual?[c * ldOut + p] ?? 0)
+                out[c * ldOut + p] = min(max(sum, low), high)
+            }
         }
     }
 
