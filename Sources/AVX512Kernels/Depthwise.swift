@@ -33,10 +33,29 @@ public enum Depthwise {
         } else {
             rows(source, ld, weights, kh, kw, strideH, 1, dilationH, dilationW, outH, outW, bias, out, ldOut)
         }
-        if kind != Elementwise.identity {
+        if kind != 0 && ldOut == outW {
+            // Contiguous rows: one pass over the plane (rows of 7 or 14 would be all tail).
+            Elementwise.activate(kind, alpha: alpha, beta: beta, out, out, count: outH * outW)
+        } else if kind != 0 {   // Elementwise.identity is 0
             for oy in 0..<outH {
                 Elementwise.activate(kind, alpha: alpha, beta: beta, out + oy * ldOut, out + oy * ldOut, count: outW)
             }
+        }
+    }
+
+    /// Copies `rows` rows of `columns` floats (source row stride `sourceStride`) to `target`
+    /// (row stride `ld`): the interior of a zero-bordered plane whose borders the caller
+    /// zeroed once (they are never written here).
+    public static func copyRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, columns: Int,
+                                _ target: UnsafeMutablePointer<Float>, ld: Int) {
+        for r in 0..<rows {
+            let from = source + r * sourceStride, to = target + r * ld
+            var c = 0
+            while c + 16 <= columns {
+                Elementwise.store(to + c, Elementwise.load(from + c))
+                c += 16
+            }
+            while c < columns { to[c] = from[c]; c += 1 }
         }
     }
 

@@ -140,7 +140,8 @@ public enum DirectConv {
     public static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
                                        bias: UnsafePointer<Float>?, low: Float, high: Float,
                                        out: UnsafeMutablePointer<Float>, ldOut: Int,
-                                       residual: UnsafePointer<Float>? = nil) {
+                                       residual: UnsafePointer<Float>? = nil,
+                                       activation kind: Int = 0, alpha: Float = 0, beta: Float = 0) {
         var i = 0
 #if AVX2_KERNELS
         // Blocks of 8 pixels x 8 channels, transposed in registers by three perfect shuffles
@@ -172,6 +173,10 @@ public enum DirectConv {
             }
             i += 8
         }
+        // Other activations over the vector part while it is in L1 (the tail gets it below).
+        if kind != 0 && i > 0 {
+            for c in 0..<channels { Elementwise.activate(kind, alpha: alpha, beta: beta, out + c * ldOut, out + c * ldOut, count: i) }
+        }
 #else
         let lowV = V(repeating: low), highV = V(repeating: high)
         // Blocks of 16 pixels x 16 channels, transposed in registers by four perfect shuffles.
@@ -194,6 +199,7 @@ public enum DirectConv {
                     if let residual { v += UnsafeRawPointer(residual + (j + c) * ldOut + i).loadUnaligned(as: V.self) }
                     v.replace(with: lowV, where: v .< lowV)
                     v.replace(with: highV, where: v .> highV)
+                    if kind != 0 { v = Elementwise.activation(kind, v, alpha: alpha, beta: beta) }
                     store(out + (j + c) * ldOut + i, v)
                 }
                 j += 16
@@ -206,6 +212,9 @@ public enum DirectConv {
             for p in i..<count {
                 let sum = acc[p * ldAcc + c] + shift + (residual?[c * ldOut + p] ?? 0)
                 out[c * ldOut + p] = min(max(sum, low), high)
+            }
+            if kind != 0 && i < count {
+                Elementwise.activate(kind, alpha: alpha, beta: beta, out + c * ldOut + i, out + c * ldOut + i, count: count - i)
             }
         }
     }

@@ -37,13 +37,15 @@ enum VectorKernels {
 
     static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
                                 bias: UnsafePointer<Float>?, low: Float, high: Float, out: UnsafeMutablePointer<Float>, ldOut: Int,
-                                residual: UnsafePointer<Float>? = nil) {
+                                residual: UnsafePointer<Float>? = nil, activation: (kind: Int, alpha: Float, beta: Float) = (0, 0, 0)) {
         if isa == .avx512 {
             AVX512Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
-                                                     low: low, high: high, out: out, ldOut: ldOut, residual: residual)
+                                                     low: low, high: high, out: out, ldOut: ldOut, residual: residual,
+                                                     activation: activation.kind, alpha: activation.alpha, beta: activation.beta)
         } else {
             AVX2Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
-                                                   low: low, high: high, out: out, ldOut: ldOut, residual: residual)
+                                                   low: low, high: high, out: out, ldOut: ldOut, residual: residual,
+                                                   activation: activation.kind, alpha: activation.alpha, beta: activation.beta)
         }
     }
 
@@ -87,6 +89,16 @@ enum VectorKernels {
             AVX512Kernels.Elementwise.binaryScalar(op, a, scalar, scalarFirst: scalarFirst, target, count: count)
         } else {
             AVX2Kernels.Elementwise.binaryScalar(op, a, scalar, scalarFirst: scalarFirst, target, count: count)
+        }
+    }
+
+    /// `AVX512Kernels.Depthwise.copyRows`.
+    static func copyRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, columns: Int,
+                         _ target: UnsafeMutablePointer<Float>, ld: Int, isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Depthwise.copyRows(source, sourceStride: sourceStride, rows: rows, columns: columns, target, ld: ld)
+        } else {
+            AVX2Kernels.Depthwise.copyRows(source, sourceStride: sourceStride, rows: rows, columns: columns, target, ld: ld)
         }
     }
 

@@ -53,12 +53,17 @@ struct DepthwiseConvKernel: Kernel, ResidualEpilogue {
         let items = min(planes, max(1, planes * outPlane / 4096))
         let code = hasResidual ? (kind: 0, alpha: Float(0), beta: Float(0)) : activation.vectorCode ?? (0, 0, 0)
         let lateActivation = !hasResidual && activation.vectorCode == nil
+        // Input rows and columns that land in the bordered plane (the rest is never read).
+        let rows = max(0, min(g.height, sourceHeight - g.padTop)), columns = max(0, min(g.width, sourceWidth - g.padLeft))
         io.parallelItems(items) { item, worker in
             let buffer = io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self)
+            // Borders zeroed once per item: each plane only overwrites the interior.
+            buffer.update(repeating: 0, count: sourceHeight * sourceWidth)
+            let interior = buffer + g.padTop * sourceWidth + g.padLeft
             for p in item * planes / items ..< (item + 1) * planes / items {
                 let c = p % channels
-                g.copyZeroBordered(x + p * g.inputPlane, into: buffer, sourceHeight: sourceHeight, sourceWidth: sourceWidth,
-                                   channels: 0..<1)
+                VectorKernels.copyRows(x + p * g.inputPlane, sourceStride: g.width, rows: rows, columns: columns, interior,
+                                       ld: sourceWidth, isa: isa)
                 let out = y + p * outPlane
                 VectorKernels.depthwisePlane(source: buffer, ld: sourceWidth, weights: w + c * taps, kh: g.kernelH, kw: g.kernelW,
                                              strideH: g.strideH, strideW: g.strideW, dilationH: g.dilationH, dilationW: g.dilationW,

@@ -63,6 +63,9 @@ struct DirectConvKernel: Kernel, ResidualEpilogue {
         let out = y + (image * outChannels + chunk.firstChannel) * plan.pixels + firstPixel
         let residual = hasResidual ? io.input(3, Float.self) + (image * outChannels + chunk.firstChannel) * plan.pixels + firstPixel : nil
         let (low, high) = activation.clampBounds
+        // Non-clamp activations run in the store when they have a vector form (Tanh after it).
+        let epilogue = activation.isClamp ? (kind: 0, alpha: Float(0), beta: Float(0)) : activation.vectorCode ?? (0, 0, 0)
+        let late = !activation.isClamp && activation.vectorCode == nil
         let rowFloats = DirectConvPlan.tileRowFloats
         // Blocks of 8 tiles: the block's results are still in L1 when they are transposed out.
         let block = perTile * 8
@@ -87,8 +90,8 @@ struct DirectConvKernel: Kernel, ResidualEpilogue {
             }
             VectorKernels.storeTransposed(acc: tile, ldAcc: rowFloats, count: blockCount, channels: channels,
                                           bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out + start,
-                                          ldOut: plan.pixels, residual: residual.map { $0 + start })
-            if !activation.isClamp {
+                                          ldOut: plan.pixels, residual: residual.map { $0 + start }, activation: epilogue)
+            if late {
                 for c in 0..<channels { activation.apply(out + c * plan.pixels + start, out + c * plan.pixels + start, count: blockCount) }
             }
             start += blockCount
