@@ -174,6 +174,26 @@ public enum Elementwise {
 
     // MARK: entry points
 
+    /// The sum (or the maximum, when `isMax`) of `count` floats, in four vector accumulators.
+    public static func reduce(_ source: UnsafePointer<Float>, count: Int, isMax: Bool) -> Float {
+        let start = isMax ? V(repeating: -.infinity) : V()
+        var a0 = start, a1 = start, a2 = start, a3 = start
+        var i = 0
+        @inline(__always) func combine(_ a: inout V, _ v: V) {
+            if isMax { a.replace(with: v, where: v .> a) } else { a += v }
+        }
+        while i + 64 <= count {
+            combine(&a0, load(source + i)); combine(&a1, load(source + i + 16))
+            combine(&a2, load(source + i + 32)); combine(&a3, load(source + i + 48))
+            i += 64
+        }
+        while i + 16 <= count { combine(&a0, load(source + i)); i += 16 }
+        combine(&a0, a1); combine(&a2, a3); combine(&a0, a2)
+        var result = isMax ? a0.max() : a0.sum()
+        while i < count { result = isMax ? Swift.max(result, source[i]) : result + source[i]; i += 1 }
+        return result
+    }
+
     /// target[i] = f(source[i] + bias) for i < count.
     public static func activate(_ kind: Int, alpha: Float, beta: Float, _ source: UnsafePointer<Float>,
                                 _ target: UnsafeMutablePointer<Float>, count: Int, bias: Float = 0) {

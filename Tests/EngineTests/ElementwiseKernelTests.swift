@@ -70,12 +70,23 @@ struct ElementwiseKernelTests {
         }
     }
 
+    @Test(arguments: isas)
+    func sumsAndMaxima(_ isa: VectorISA) {
+        for count in Self.lengths + [1000, 4099] where count > 0 {
+            let x = randomFloats(count, seed: UInt64(count * 5))
+            let sum = x.withUnsafeBufferPointer { VectorKernels.reduce($0.baseAddress!, count: count, isMax: false, isa: isa) }
+            let maximum = x.withUnsafeBufferPointer { VectorKernels.reduce($0.baseAddress!, count: count, isMax: true, isa: isa) }
+            #expect(abs(Double(sum) - x.reduce(0.0) { $0 + Double($1) }) <= 1e-5 * Double(count), "\(isa) sum of \(count)")
+            #expect(maximum == x.max()!, "\(isa) max of \(count)")
+        }
+    }
+
     /// Shapes whose broadcast leaves rows of both kinds (row-row, row-scalar, scalar-row,
     /// strided), and a tensor large enough to be split across workers.
     static let broadcasts: [([Int], [Int])] = [
         ([2, 3, 4, 5], [2, 3, 4, 5]), ([2, 3, 4, 5], [3, 1, 1]), ([2, 3, 4, 5], [5]), ([1], [2, 3, 4, 5]),
         ([2, 1, 4, 1], [1, 3, 1, 5]), ([2, 3, 4, 5], [2, 3, 1, 1]), ([3, 1], [3, 70000]), ([1, 64, 90, 90], [1, 64, 90, 90]),
-        ([1, 64, 90, 90], [1, 64, 1, 1]), ([4, 40000], [4, 1]),
+        ([1, 64, 90, 90], [1, 64, 1, 1]), ([4, 40000], [4, 1]), ([2, 224, 224, 3], [3]), ([7], [5, 9, 7]),
     ]
 
     @Test(arguments: ["Add", "Sub", "Mul", "Div"])

@@ -92,6 +92,12 @@ enum VectorKernels {
         }
     }
 
+    /// Sum or maximum of `count` floats.
+    static func reduce(_ source: UnsafePointer<Float>, count: Int, isMax: Bool, isa: VectorISA = isa) -> Float {
+        isa == .avx512 ? AVX512Kernels.Elementwise.reduce(source, count: count, isMax: isMax)
+                       : AVX2Kernels.Elementwise.reduce(source, count: count, isMax: isMax)
+    }
+
     /// `AVX512Kernels.Depthwise.copyRows`.
     static func copyRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, columns: Int,
                          _ target: UnsafeMutablePointer<Float>, ld: Int, isa: VectorISA = isa) {

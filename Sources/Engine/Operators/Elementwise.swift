@@ -147,10 +147,46 @@ struct VectorBinaryKernel: Kernel {
     /// Elements per work piece when one row is split.
     static let piece = 16384
 
+    /// Short rows where one operand is contiguous over the whole output and the other repeats
+    /// one row (a per-channel constant on an NHWC tensor: rows of 3): the repeating row is
+    /// tiled into a longer pattern so the kernels run on long rows. 0 for no, 1 for A
+    /// repeating, 2 for B.
+    var periodic: Int {
+        let inner = walk.innerCount, rank = walk.shape.count
+        guard rank >= 2, inner < 256 else { return 0 }
+        let own = contiguousStrides(walk.shape)
+        let repeats = { (k: Int) in walk.strides[k].last == 1 && walk.strides[k].dropLast().allSatisfy { $0 == 0 } }
+        if walk.strides[0] == own && repeats(1) { return 2 }
+        if walk.strides[1] == own && repeats(0) { return 1 }
+        return 0
+    }
+
     func run(_ io: KernelIO) {
         let a = io.input(aIndex, Float.self), b = io.input(bIndex, Float.self), y = io.output(0, Float.self)
         let inner = walk.innerCount, rows = walk.rowCount
         let sa = walk.strides[0].last!, sb = walk.strides[1].last!
+        let repeating = periodic
+        if repeating != 0 {
+            // Rows per chunk so a chunk is about 1024 floats; the pattern is that many copies.
+            let perChunk = max(1, 1024 / inner), length = perChunk * inner, count = rows * inner
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { pattern in
+                let row = repeating == 2 ? b : a
+                for r in 0..<perChunk { (pattern.baseAddress! + r * inner).update(from: row, count: inner) }
+                let tiled = UnsafePointer(pattern.baseAddress!)
+                let chunks = (count + length - 1) / length
+                splitWork(io, units: chunks, elementsPerUnit: length) { range in
+                    for chunk in range {
+                        let start = chunk * length, n = min(length, count - start)
+                        if repeating == 2 {
+                            VectorKernels.binary(op, a + start, tiled, y + start, count: n, isa: isa)
+                        } else {
+                            VectorKernels.binary(op, tiled, b + start, y + start, count: n, isa: isa)
+                        }
+                    }
+                }
+            }
+            return
+        }
         if rows < 2 * io.width && inner >= 2 * Self.piece {
             // Few long rows: pieces of rows.
             let pieces = (inner + Self.piece - 1) / Self.piece
