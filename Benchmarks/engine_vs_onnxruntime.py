@@ -4,12 +4,14 @@ thread count, in one run. Each measurement runs in its own child process so its 
 resident memory (ru_maxrss) is its own. Prints a Markdown table; the ratio is ours / ORT
 (below 1 means we are faster).
 
-usage: engine_vs_onnxruntime.py --model-run .build/release/model-run --model M.onnx \
+usage: engine_vs_onnxruntime.py --model-run .build/release/model-run [OTHER/model-run ...] --model M.onnx \
            [--batches 1 8] [--threads 1 2] [--repeat 20] [--rounds 1]
 
 With --rounds N each point runs N times, ORT and ours alternating, and the table gives the
 median of each side and the median of the N per-round ratios (on a shared VM whose speed
 drifts by 20-50% within a minute, a ratio of runs taken seconds apart is the stable figure).
+With several --model-run binaries (say the build before a change and after it), each round
+runs ORT and then every binary, so before/after ratios come from the same minutes.
 """
 import argparse
 import json
@@ -93,7 +95,7 @@ def measured_peak():
 
 def main():
     parser = argparse.ArgumentParser()
-    parser.add_argument("--model-run", required=True)
+    parser.add_argument("--model-run", required=True, nargs="+", help="one or more model-run binaries")
     parser.add_argument("--model", required=True)
     parser.add_argument("--input-shape", type=int, nargs="+", help="per-sample shape; default from the model")
     parser.add_argument("--batches", type=int, nargs="+", default=[1, 8])
@@ -123,23 +125,29 @@ def main():
             np.save(path, x)
             for threads in args.threads:
                 for kernels in args.kernels:
-                    orts, ourss, ratios, ort_rss, ours_rss = [], [], [], 0.0, 0.0
+                    binaries = args.model_run
+                    orts, ourss, ratios = [], {b: [] for b in binaries}, {b: [] for b in binaries}
+                    ort_rss, ours_rss, gflop = 0.0, {b: 0.0 for b in binaries}, 0.0
                     for _ in range(args.rounds):
                         ort_out, rss = timed([sys.executable, "-c", ORT_CHILD, args.model, path, str(threads), str(args.repeat)])
                         ort_rss = max(ort_rss, rss)
                         orts.append(json.loads(ort_out.strip().splitlines()[-1])["median_ms"])
-                        ours_out, rss = timed([args.model_run, args.model, "--input", path, "--threads", str(threads),
-                                               "--repeat", str(args.repeat), "--kernels", kernels])
-                        ours_rss = max(ours_rss, rss)
-                        values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
-                        ourss.append(float(values["median_ms"]))
-                        gflop = float(values["gflops_per_s"]) * ourss[-1] / 1e3
-                        ratios.append(ourss[-1] / orts[-1])
-                    ours, ort, ratio = float(np.median(ourss)), float(np.median(orts)), float(np.median(ratios))
-                    rows.append((batch, threads, kernels, ours, ort, ratio, gflop / ours * 1e3, gflop / ort * 1e3,
-                                 threads, ours_rss, ort_rss))
-                    print(f"batch {batch} threads {threads} {kernels}: ours {ours:.1f} ms, onnxruntime {ort:.1f} ms, "
-                          f"ratio {ratio:.2f} (per round: {' '.join(f'{r:.2f}' for r in ratios)})", file=sys.stderr)
+                        for binary in binaries:
+                            ours_out, rss = timed([binary, args.model, "--input", path, "--threads", str(threads),
+                                                   "--repeat", str(args.repeat), "--kernels", kernels])
+                            ours_rss[binary] = max(ours_rss[binary], rss)
+                            values = dict(line.split(": ", 1) for line in ours_out.splitlines() if ": " in line)
+                            ourss[binary].append(float(values["median_ms"]))
+                            gflop = float(values["gflops_per_s"]) * ourss[binary][-1] / 1e3
+                            ratios[binary].append(ourss[binary][-1] / orts[-1])
+                    ort = float(np.median(orts))
+                    for binary in binaries:
+                        ours, ratio = float(np.median(ourss[binary])), float(np.median(ratios[binary]))
+                        label = kernels if len(binaries) == 1 else f"{kernels} {binary}"
+                        rows.append((batch, threads, label, ours, ort, ratio, gflop / ours * 1e3, gflop / ort * 1e3,
+                                     threads, ours_rss[binary], ort_rss))
+                        print(f"batch {batch} threads {threads} {label}: ours {ours:.1f} ms, onnxruntime {ort:.1f} ms, "
+                              f"ratio {ratio:.2f} (per round: {' '.join(f'{r:.2f}' for r in ratios[binary])})", file=sys.stderr)
     if peaks:
         peaks.append(measured_peak())
         measured = [p for p in peaks if p]

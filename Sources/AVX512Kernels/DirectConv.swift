@@ -135,11 +135,13 @@ public enum DirectConv {
     }
 
     /// Writes a finished accumulator tile out channel-major: for channel j < `channels` and
-    /// pixel i < `count`, out[j * ldOut + i] = clamp(acc[i * ldAcc + j] + bias[j], low, high).
-    /// `bias` may be nil.
+    /// pixel i < `count`, out[j * ldOut + i] = clamp(acc[i * ldAcc + j] + bias[j] +
+    /// residual[j * ldOut + i], low, high). `bias` and `residual` (laid out like `out`) may be nil.
     public static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
                                        bias: UnsafePointer<Float>?, low: Float, high: Float,
-                                       out: UnsafeMutablePointer<Float>, ldOut: Int) {
+                                       out: UnsafeMutablePointer<Float>, ldOut: Int,
+                                       residual: UnsafePointer<Float>? = nil,
+                                       activation kind: Int = 0, alpha: Float = 0, beta: Float = 0) {
         var i = 0
 #if AVX2_KERNELS
         // Blocks of 8 pixels x 8 channels, transposed in registers by three perfect shuffles
@@ -162,6 +164,7 @@ public enum DirectConv {
                 }
                 for c in 0..<min(8, channels - j) {
                     var v = rows[c] + H(repeating: bias?[j + c] ?? 0)
+                    if let residual { v += UnsafeRawPointer(residual + (j + c) * ldOut + i).loadUnaligned(as: H.self) }
                     v.replace(with: lowH, where: v .< lowH)
                     v.replace(with: highH, where: v .> highH)
                     UnsafeMutableRawPointer(out + (j + c) * ldOut + i).storeBytes(of: v, as: H.self)
@@ -170,9 +173,44 @@ public enum DirectConv {
             }
             i += 8
         }
+        // Other activations over the vector part while it is in L1 (the tail gets it below).
+        if kind != 0 && i > 0 {
+            for c in 0..<channels { Elementwise.activate(kind, alpha: alpha, beta: beta, out + c * ldOut, out + c * ldOut, count: i) }
+        }
 #else
+        // One specialisation per activation: the function inlines into the store.
+        let k = Elementwise.Constants(0, alpha, beta)
+        switch kind {
+        case 2: i = storeBlocks(Elementwise.LeakyRelu.self, k, acc, ldAcc, count, channels, bias, low, high, out, ldOut, residual)
+        case 4: i = storeBlocks(Elementwise.Sigmoid.self, k, acc, ldAcc, count, channels, bias, low, high, out, ldOut, residual)
+        case 5: i = storeBlocks(Elementwise.HardSigmoid.self, k, acc, ldAcc, count, channels, bias, low, high, out, ldOut, residual)
+        case 6: i = storeBlocks(Elementwise.HardSwish.self, k, acc, ldAcc, count, channels, bias, low, high, out, ldOut, residual)
+        case 7: i = storeBlocks(Elementwise.SiLU.self, k, acc, ldAcc, count, channels, bias, low, high, out, ldOut, residual)
+        default: i = storeBlocks(Elementwise.Identity.self, k, acc, ldAcc, count, channels, bias, low, high, out, ldOut, residual)
+        }
+#endif
+        for c in 0..<channels {
+            let shift = bias?[c] ?? 0
+            for p in i..<count {
+                let sum = acc[p * ldAcc + c] + shift + (residual?[c * ldOut + p] ?? 0)
+                out[c * ldOut + p] = min(max(sum, low), high)
+            }
+            if kind != 0 && i < count {
+                Elementwise.activate(kind, alpha: alpha, beta: beta, out + c * ldOut + i, out + c * ldOut + i, count: count - i)
+            }
+        }
+    }
+
+#if !AVX2_KERNELS
+    /// `storeTransposed`'s whole blocks of 16 pixels x 16 channels, transposed in registers by
+    /// four perfect shuffles, with bias, residual, clamp and then `F`; returns the pixels done.
+    @inline(never)
+    static func storeBlocks<F: Elementwise.Unary>(_ f: F.Type, _ k: Elementwise.Constants, _ acc: UnsafePointer<Float>, _ ldAcc: Int,
+                                                  _ count: Int, _ channels: Int, _ bias: UnsafePointer<Float>?, _ low: Float,
+                                                  _ high: Float, _ out: UnsafeMutablePointer<Float>, _ ldOut: Int,
+                                                  _ residual: UnsafePointer<Float>?) -> Int {
         let lowV = V(repeating: low), highV = V(repeating: high)
-        // Blocks of 16 pixels x 16 channels, transposed in registers by four perfect shuffles.
+        var i = 0
         while i + 16 <= count {
             var j = 0
             while j < channels {
@@ -189,20 +227,18 @@ public enum DirectConv {
                 }
                 for c in 0..<min(16, channels - j) {
                     var v = rows[c] + V(repeating: bias?[j + c] ?? 0)
+                    if let residual { v += UnsafeRawPointer(residual + (j + c) * ldOut + i).loadUnaligned(as: V.self) }
                     v.replace(with: lowV, where: v .< lowV)
                     v.replace(with: highV, where: v .> highV)
-                    store(out + (j + c) * ldOut + i, v)
+                    store(out + (j + c) * ldOut + i, F.apply(v, k))
                 }
                 j += 16
             }
             i += 16
         }
-#endif
-        for c in 0..<channels {
-            let shift = bias?[c] ?? 0
-            for p in i..<count { out[c * ldOut + p] = min(max(acc[p * ldAcc + c] + shift, low), high) }
-        }
+        return i
     }
+#endif
 
     /// Floats ahead of a tile's first pixel that its steps prefetch (three cache lines).
     static let prefetchDistance = 48

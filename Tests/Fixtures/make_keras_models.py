@@ -7,7 +7,7 @@ Run with the venv-tf interpreter (see scripts/python-env.sh):
 
 For each model writes <cache>/models/<name>/:
     model.onnx                  float32, NHWC input, dynamic batch dimension
-    input_b1.npy  output_b1.npy batch 1 (input uniform in [-1, 1])
+    input_b1.npy  output_b1.npy batch 1 (input uniform in [-1, 1]; [0, 255] for EfficientNet)
     input_b4.npy  output_b4.npy batch 4; input_b4[0] == input_b1[0]
     meta.json                   names, shapes, opset, op census, stats, stamp
 meta.json is written last and doubles as the completion marker: a model is
@@ -36,7 +36,13 @@ MODELS = {
     "inception_v3": ("InceptionV3", 299),
     "resnet50": ("ResNet50", 224),
     "mobilenet_v2": ("MobileNetV2", 224),
+    "efficientnet_b0": ("EfficientNetB0", 224),
 }
+
+# Input value range per model (default [-1, 1]). EfficientNet rescales its input by 1/255
+# itself (pixels in [0, 255]); fed [-1, 1] its stem activations are ~1e-3, below BatchNorm's
+# epsilon, and the perturbed statistics then blow the logits up.
+INPUT_RANGES = {"efficientnet_b0": (0.0, 255.0)}
 
 # Sanity thresholds for the reference logits.
 MIN_LOGIT_STD = 0.05
@@ -71,9 +77,13 @@ def model_seed(name):
     return SEED + int(hashlib.sha256(name.encode()).hexdigest()[:6], 16)
 
 
+def input_range(name):
+    return INPUT_RANGES.get(name, (-1.0, 1.0))
+
+
 def make_inputs(name, side):
     rng = np.random.default_rng(model_seed(name) + 1)
-    b4 = rng.uniform(-1.0, 1.0, size=(4, side, side, 3)).astype(np.float32)
+    b4 = rng.uniform(*input_range(name), size=(4, side, side, 3)).astype(np.float32)
     return b4[:1].copy(), b4
 
 
@@ -116,7 +126,7 @@ def build_keras(name, ctor, side):
             beta.assign(rng.normal(0.0, 0.1, beta.shape).astype(np.float32))
 
     # 3. Calibrate moving statistics with one training-mode forward pass.
-    calib = rng.uniform(-1.0, 1.0, size=(8, side, side, 3)).astype(np.float32)
+    calib = rng.uniform(*input_range(name), size=(8, side, side, 3)).astype(np.float32)
     momenta = [bn.momentum for bn in bns]
     for bn in bns:
         bn.momentum = 0.0
@@ -251,7 +261,7 @@ def generate(name, ctor, side, out, stamp_info):
         k = model(x, training=False).numpy()
         s["max_abs_diff_vs_keras"] = float(np.abs(k - y).max())
         meta["data"][tag] = {"input": f"input_{tag}.npy", "output": f"output_{tag}.npy",
-                             "input_range": [-1.0, 1.0], "output_stats": s}
+                             "input_range": list(input_range(name)), "output_stats": s}
         np.save(os.path.join(out, f"input_{tag}.npy"), x)
         np.save(os.path.join(out, f"output_{tag}.npy"), y)
         print(f"  {tag}: max |keras - onnxruntime| = {s['max_abs_diff_vs_keras']:.3g}")

@@ -41,7 +41,7 @@ def model_run():
 @pytest.fixture(scope="session")
 def keras_models():
     path = _path("KERAS_MODELS", "directory with the Keras ONNX exports and onnxruntime references")
-    for name in ("inception_v3", "resnet50", "mobilenet_v2"):
+    for name in ("inception_v3", "resnet50", "mobilenet_v2", "efficientnet_b0"):
         assert (path / name / "meta.json").is_file(), f"{path / name} is incomplete"
     return path
 

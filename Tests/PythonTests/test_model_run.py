@@ -11,7 +11,11 @@ from onnx import TensorProto, helper
 
 ATOL = 1e-4
 RTOL = 1e-3
-MODELS = ["inception_v3", "resnet50", "mobilenet_v2"]
+MODELS = ["inception_v3", "resnet50", "mobilenet_v2", "efficientnet_b0"]
+# EfficientNetB0 with random weights has logits up to ~370 (std ~85) and amplifies float
+# rounding: onnxruntime differs from Keras by 2.5e-3 on it, and from its own unoptimised
+# graph by 2e-3; the engine (before and after its graph rewrites) by under 1e-2.
+ABSOLUTE_TOLERANCE = {"efficientnet_b0": 2e-2}
 
 
 def run(model_run, *args, check=True):
@@ -33,7 +37,7 @@ def test_matches_onnxruntime(model_run, keras_models, tmp_path, name, batch, thr
     ours = np.load(output)
     reference = np.load(directory / f"output_b{batch}.npy")
     assert ours.shape == reference.shape and ours.dtype == np.float32
-    np.testing.assert_allclose(ours, reference, atol=ATOL, rtol=RTOL)
+    np.testing.assert_allclose(ours, reference, atol=ABSOLUTE_TOLERANCE.get(name, ATOL), rtol=RTOL)
 
 
 def test_reference_is_current_onnxruntime(keras_models):

@@ -66,6 +66,59 @@ struct StridedWalk: Sendable {
     }
 }
 
+extension StridedWalk {
+    /// Number of innermost rows.
+    var rowCount: Int { count / innerCount }
+
+    /// `forEachRow` restricted to rows `rows` (in output order): `row(outputOffset,
+    /// offset0, offset1)` for each. The start index is computed once, then advanced.
+    @inline(__always)
+    func forEachRow(in rows: Range<Int>, _ row: (Int, Int, Int) -> Void) {
+        let rank = shape.count
+        let inner = shape[rank - 1]
+        guard !rows.isEmpty else { return }
+        if rank == 1 { row(0, 0, 0); return }
+        let s0 = strides.count > 0 ? strides[0] : [Int](repeating: 0, count: rank)
+        let s1 = strides.count > 1 ? strides[1] : [Int](repeating: 0, count: rank)
+        withUnsafeTemporaryAllocation(of: Int.self, capacity: rank) { index in
+            index.initialize(repeating: 0)
+            var offset0 = 0, offset1 = 0
+            var rest = rows.lowerBound
+            for d in stride(from: rank - 2, through: 0, by: -1) {
+                let (q, r) = rest.quotientAndRemainder(dividingBy: shape[d])
+                index[d] = r
+                offset0 += r * s0[d]
+                offset1 += r * s1[d]
+                rest = q
+            }
+            for outer in rows {
+                row(outer * inner, offset0, offset1)
+                var d = rank - 2
+                while d >= 0 {
+                    index[d] += 1
+                    offset0 += s0[d]
+                    offset1 += s1[d]
+                    if index[d] < shape[d] { break }
+                    offset0 -= s0[d] * shape[d]
+                    offset1 -= s1[d] * shape[d]
+                    index[d] = 0
+                    d -= 1
+                }
+            }
+        }
+    }
+}
+
+/// Splits `count` elements of work into pieces for `io`'s workers: one piece (the caller's
+/// thread) below `minimum` elements per worker, else one contiguous range per worker.
+func splitWork(_ io: KernelIO, units: Int, elementsPerUnit: Int, minimum: Int = 32768, _ body: (Range<Int>) -> Void) {
+    if io.width > 1 && units > 1 && units * elementsPerUnit >= minimum * 2 {
+        io.parallelRanges(units) { range, _ in if !range.isEmpty { body(range) } }
+    } else {
+        body(0..<units)
+    }
+}
+
 /// Strides that broadcast a tensor of `shape` to `outputShape` (numpy rules, right-aligned).
 func broadcastStrides(_ shape: Shape, to outputShape: Shape) -> [Int] {
     let own = contiguousStrides(shape)

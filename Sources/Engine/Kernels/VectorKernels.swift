@@ -36,13 +36,91 @@ enum VectorKernels {
     }
 
     static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
-                                bias: UnsafePointer<Float>?, low: Float, high: Float, out: UnsafeMutablePointer<Float>, ldOut: Int) {
+                                bias: UnsafePointer<Float>?, low: Float, high: Float, out: UnsafeMutablePointer<Float>, ldOut: Int,
+                                residual: UnsafePointer<Float>? = nil, activation: (kind: Int, alpha: Float, beta: Float) = (0, 0, 0)) {
         if isa == .avx512 {
             AVX512Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
-                                                     low: low, high: high, out: out, ldOut: ldOut)
+                                                     low: low, high: high, out: out, ldOut: ldOut, residual: residual,
+                                                     activation: activation.kind, alpha: activation.alpha, beta: activation.beta)
         } else {
             AVX2Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
-                                                   low: low, high: high, out: out, ldOut: ldOut)
+                                                   low: low, high: high, out: out, ldOut: ldOut, residual: residual,
+                                                   activation: activation.kind, alpha: activation.alpha, beta: activation.beta)
+        }
+    }
+
+    // Element-wise kernels (`AVX512Kernels.Elementwise`). `isa` defaults to the CPU's; tests
+    // pass the other one to check both builds on one machine (AVX2 runs on AVX-512 CPUs).
+
+    /// target[i] = f(source[i] + bias), f an activation with a vector form (`Activation.vectorCode`).
+    static func activate(_ code: (kind: Int, alpha: Float, beta: Float), _ source: UnsafePointer<Float>,
+                         _ target: UnsafeMutablePointer<Float>, count: Int, bias: Float = 0, isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Elementwise.activate(code.kind, alpha: code.alpha, beta: code.beta, source, target, count: count, bias: bias)
+        } else {
+            AVX2Kernels.Elementwise.activate(code.kind, alpha: code.alpha, beta: code.beta, source, target, count: count, bias: bias)
+        }
+    }
+
+    /// target[i] = f(a[i] + b[i]).
+    static func addActivate(_ code: (kind: Int, alpha: Float, beta: Float), _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>,
+                            _ target: UnsafeMutablePointer<Float>, count: Int, isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Elementwise.addActivate(code.kind, alpha: code.alpha, beta: code.beta, a, b, target, count: count)
+        } else {
+            AVX2Kernels.Elementwise.addActivate(code.kind, alpha: code.alpha, beta: code.beta, a, b, target, count: count)
+        }
+    }
+
+    /// target[i] = a[i] op b[i]; `op` is an `Elementwise` operator code.
+    static func binary(_ op: Int, _ a: UnsafePointer<Float>, _ b: UnsafePointer<Float>, _ target: UnsafeMutablePointer<Float>,
+                       count: Int, isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Elementwise.binary(op, a, b, target, count: count)
+        } else {
+            AVX2Kernels.Elementwise.binary(op, a, b, target, count: count)
+        }
+    }
+
+    /// target[i] = a[i] op scalar, or scalar op a[i] when `scalarFirst`.
+    static func binaryScalar(_ op: Int, _ a: UnsafePointer<Float>, _ scalar: Float, scalarFirst: Bool,
+                             _ target: UnsafeMutablePointer<Float>, count: Int, isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Elementwise.binaryScalar(op, a, scalar, scalarFirst: scalarFirst, target, count: count)
+        } else {
+            AVX2Kernels.Elementwise.binaryScalar(op, a, scalar, scalarFirst: scalarFirst, target, count: count)
+        }
+    }
+
+    /// Sum or maximum of `count` floats.
+    static func reduce(_ source: UnsafePointer<Float>, count: Int, isMax: Bool, isa: VectorISA = isa) -> Float {
+        isa == .avx512 ? AVX512Kernels.Elementwise.reduce(source, count: count, isMax: isMax)
+                       : AVX2Kernels.Elementwise.reduce(source, count: count, isMax: isMax)
+    }
+
+    /// `AVX512Kernels.Depthwise.copyRows`.
+    static func copyRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, columns: Int,
+                         _ target: UnsafeMutablePointer<Float>, ld: Int, isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Depthwise.copyRows(source, sourceStride: sourceStride, rows: rows, columns: columns, target, ld: ld)
+        } else {
+            AVX2Kernels.Depthwise.copyRows(source, sourceStride: sourceStride, rows: rows, columns: columns, target, ld: ld)
+        }
+    }
+
+    /// One depthwise plane (`AVX512Kernels.Depthwise.plane`).
+    static func depthwisePlane(source: UnsafePointer<Float>, ld: Int, weights: UnsafePointer<Float>, kh: Int, kw: Int,
+                               strideH: Int, strideW: Int, dilationH: Int, dilationW: Int, outH: Int, outW: Int, bias: Float,
+                               out: UnsafeMutablePointer<Float>, ldOut: Int, code: (kind: Int, alpha: Float, beta: Float),
+                               isa: VectorISA = isa) {
+        if isa == .avx512 {
+            AVX512Kernels.Depthwise.plane(source: source, ld: ld, weights: weights, kh: kh, kw: kw, strideH: strideH, strideW: strideW,
+                                          dilationH: dilationH, dilationW: dilationW, outH: outH, outW: outW, bias: bias,
+                                          out: out, ldOut: ldOut, kind: code.kind, alpha: code.alpha, beta: code.beta)
+        } else {
+            AVX2Kernels.Depthwise.plane(source: source, ld: ld, weights: weights, kh: kh, kw: kw, strideH: strideH, strideW: strideW,
+                                        dilationH: dilationH, dilationW: dilationW, outH: outH, outW: outW, bias: bias,
+                                        out: out, ldOut: ldOut, kind: code.kind, alpha: code.alpha, beta: code.beta)
         }
     }
 

@@ -57,7 +57,8 @@ struct ConvOperator: Operator {
 
     init(_ node: NodeContext) throws {
         try node.allowOnly(["auto_pad", "dilations", "group", "kernel_shape", "pads", "strides",
-                            GraphOptimizer.fusedActivationKey, GraphOptimizer.fusedAlphaKey, GraphOptimizer.fusedBetaKey])
+                            GraphOptimizer.fusedActivationKey, GraphOptimizer.fusedAlphaKey, GraphOptimizer.fusedBetaKey,
+                            GraphOptimizer.fusedResidualKey])
         autoPad = try node.string("auto_pad", default: "NOTSET")
         dilations = try node.ints("dilations")
         group = try node.int("group", default: 1)
@@ -66,9 +67,38 @@ struct ConvOperator: Operator {
         strides = try node.ints("strides")
         activation = try fusedActivation(node)
         if group < 1 { throw node.invalid("group must be at least 1") }
+        hasResidual = node.has(GraphOptimizer.fusedResidualKey)
+        if hasResidual != (node.inputCount == 4) { throw node.invalid("a Conv takes 2 or 3 inputs") }
     }
 
+    /// Set by the graph optimizer: input 3 (a fused Add's other operand) is added to the
+    /// result before the activation; the output has the Add's (broadcast) shape.
+    let hasResidual: Bool
+
     func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
+        guard hasResidual else { return try prepareConv(inputs, node, activation: activation) }
+        let residual = try node.required(inputs, 3, "residual")
+        try node.requireFloat(residual, "residual")
+        // The convolution alone, then the residual and the activation (in the epilogue when
+        // the kernel takes them there).
+        var prepared = try prepareConv(Array(inputs.prefix(3)), node, activation: activation, residual: residual.shape)
+        let convShape = prepared.outputs[0].shape
+        if let native = prepared.kernel as? ResidualEpilogue, native.takesResidual(shape: residual.shape, outShape: convShape) {
+            return prepared
+        }
+        prepared = try prepareConv(Array(inputs.prefix(3)), node, activation: .identity)
+        guard let shape = broadcastShapes(convShape, residual.shape) else {
+            throw node.invalid("the convolution's output \(convShape) and the added \(residual.shape) do not broadcast")
+        }
+        let wrapper = ResidualKernel(conv: prepared.kernel!, convScratch: prepared.scratchBytes, convShape: convShape,
+                                     outShape: shape, residualShape: residual.shape, activation: activation)
+        prepared.outputs = [ValueSpec(dtype: .float32, shape: shape)]
+        prepared.kernel = wrapper
+        prepared.scratchBytes = wrapper.scratchBytes
+        return prepared
+    }
+
+    private func prepareConv(_ inputs: [ValueSpec?], _ node: NodeContext, activation: Activation, residual: Shape? = nil) throws -> Prepared {
         let x = try node.required(inputs, 0, "X"), w = try node.required(inputs, 1, "W")
         try node.requireFloat(x, "X")
         try node.requireFloat(w, "W")
@@ -119,9 +149,16 @@ struct ConvOperator: Operator {
             return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: winograd,
                             scratchBytes: winograd.scratchBytes, unusedInputs: [1])
         }
+        let isDepthwise = group > 1 && geometry.channels == 1 && outChannels == group && geometry.isPlanar
+        if node.nativeKernels, isDepthwise, DepthwiseConvKernel.supports(geometry) {
+            let depthwise = DepthwiseConvKernel(batch: batch, channels: group, geometry: geometry, hasBias: bias != nil,
+                                                activation: activation, hasResidual: residual == outShape)
+            return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: depthwise,
+                            scratchBytes: depthwise.scratchBytes)
+        }
         if node.nativeKernels, let weights = w.value, directSupported {
             let direct = DirectConvKernel(plan: packedWeightsCache.directPlan(weights, geometry: geometry), batch: batch,
-                                          hasBias: bias != nil, activation: activation)
+                                          hasBias: bias != nil, activation: activation, hasResidual: residual == outShape)
             return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: direct, scratchBytes: direct.scratchBytes,
                             unusedInputs: [1])
         }

@@ -7,11 +7,15 @@
 /// needs no bounds checks. Work items are (output-channel chunk, pixel group) pairs; each
 /// runs the full reduction per register tile into a small per-worker buffer and writes each
 /// block of 8 tiles out channel-major while it is in L1.
-struct DirectConvKernel: Kernel {
+struct DirectConvKernel: Kernel, ResidualEpilogue {
     let plan: DirectConvPlan
     let batch: Int
     let hasBias: Bool
     let activation: Activation
+    /// Input 3, laid out like the output, is added before the activation.
+    var hasResidual = false
+
+    func takesResidual(shape: Shape, outShape: Shape) -> Bool { hasResidual && shape == outShape }
 
     var scratchBytes: Int { plan.scratchFloats * MemoryLayout<Float>.size + plan.pointerSlots * MemoryLayout<UnsafePointer<Float>>.size }
 
@@ -57,7 +61,11 @@ struct DirectConvKernel: Kernel {
         let outChannels = plan.outChannels
         let channels = min(lanes, outChannels - chunk.firstChannel)
         let out = y + (image * outChannels + chunk.firstChannel) * plan.pixels + firstPixel
+        let residual = hasResidual ? io.input(3, Float.self) + (image * outChannels + chunk.firstChannel) * plan.pixels + firstPixel : nil
         let (low, high) = activation.clampBounds
+        // Non-clamp activations run in the store when they have a vector form (Tanh after it).
+        let epilogue = activation.isClamp ? (kind: 0, alpha: Float(0), beta: Float(0)) : activation.vectorCode ?? (0, 0, 0)
+        let late = !activation.isClamp && activation.vectorCode == nil
         let rowFloats = DirectConvPlan.tileRowFloats
         // Blocks of 8 tiles: the block's results are still in L1 when they are transposed out.
         let block = perTile * 8
@@ -82,8 +90,8 @@ struct DirectConvKernel: Kernel {
             }
             VectorKernels.storeTransposed(acc: tile, ldAcc: rowFloats, count: blockCount, channels: channels,
                                           bias: bias.map { $0 + chunk.firstChannel }, low: low, high: high, out: out + start,
-                                          ldOut: plan.pixels)
-            if !activation.isClamp {
+                                          ldOut: plan.pixels, residual: residual.map { $0 + start }, activation: epilogue)
+            if late {
                 for c in 0..<channels { activation.apply(out + c * plan.pixels + start, out + c * plan.pixels + start, count: blockCount) }
             }
             start += blockCount

@@ -26,7 +26,12 @@ struct UnaryOperator: Operator {
         let count = x.shape.elementCount
         let activation = activation
         return Prepared(outputs: [ValueSpec(dtype: .float32, shape: x.shape)], kernel: ClosureKernel { io in
-            activation.apply(io.input(0, Float.self), io.output(0, Float.self), count: count)
+            let source = io.input(0, Float.self), target = io.output(0, Float.self)
+            let pieces = (count + VectorBinaryKernel.piece - 1) / VectorBinaryKernel.piece
+            splitWork(io, units: pieces, elementsPerUnit: VectorBinaryKernel.piece) { units in
+                let start = units.lowerBound * VectorBinaryKernel.piece, end = min(count, units.upperBound * VectorBinaryKernel.piece)
+                activation.apply(source + start, target + start, count: end - start)
+            }
         })
     }
 }
@@ -58,7 +63,12 @@ struct ClipOperator: Operator {
             let low = hasMin ? io.input(1, Float.self).pointee : defaultLow
             let high = hasMax ? io.input(2, Float.self).pointee : defaultHigh
             // ONNX: min > max yields max everywhere; min(max(x, low), high) gives that.
-            Activation.clip(low: low, high: high).apply(io.input(0, Float.self), io.output(0, Float.self), count: count)
+            let source = io.input(0, Float.self), target = io.output(0, Float.self)
+            let pieces = (count + VectorBinaryKernel.piece - 1) / VectorBinaryKernel.piece
+            splitWork(io, units: pieces, elementsPerUnit: VectorBinaryKernel.piece) { units in
+                let start = units.lowerBound * VectorBinaryKernel.piece, end = min(count, units.upperBound * VectorBinaryKernel.piece)
+                Activation.clip(low: low, high: high).apply(source + start, target + start, count: end - start)
+            }
         })
     }
 }
@@ -113,8 +123,115 @@ struct BroadcastKernel<F: BinaryFunction>: Kernel {
     }
 }
 
+/// Float Add/Sub/Mul/Div with broadcasting on the vector kernels: the walk's innermost rows
+/// (as long as the broadcast allows) run as row-op-row or row-op-scalar loops at memory speed;
+/// rows, or pieces of one long row, are split across the workers when there is enough work.
+struct VectorBinaryKernel: Kernel {
+    /// `AVX512Kernels.Elementwise` operator code.
+    let op: Int
+    let walk: StridedWalk
+    let aIndex: Int
+    let bIndex: Int
+    var isa: VectorISA = VectorKernels.isa
+
+    static func code(_ opType: String) -> Int? {
+        switch opType {
+        case "Add", "Sum": return 0
+        case "Sub": return 1
+        case "Mul": return 2
+        case "Div": return 3
+        default: return nil
+        }
+    }
+
+    /// Elements per work piece when one row is split.
+    static let piece = 16384
+
+    /// Short rows where one operand is contiguous over the whole output and the other repeats
+    /// one row (a per-channel constant on an NHWC tensor: rows of 3): the repeating row is
+    /// tiled into a longer pattern so the kernels run on long rows. 0 for no, 1 for A
+    /// repeating, 2 for B.
+    var periodic: Int {
+        let inner = walk.innerCount, rank = walk.shape.count
+        guard rank >= 2, inner < 256 else { return 0 }
+        let own = contiguousStrides(walk.shape)
+        let repeats = { (k: Int) in walk.strides[k].last == 1 && walk.strides[k].dropLast().allSatisfy { $0 == 0 } }
+        if walk.strides[0] == own && repeats(1) { return 2 }
+        if walk.strides[1] == own && repeats(0) { return 1 }
+        return 0
+    }
+
+    func run(_ io: KernelIO) {
+        let a = io.input(aIndex, Float.self), b = io.input(bIndex, Float.self), y = io.output(0, Float.self)
+        let inner = walk.innerCount, rows = walk.rowCount
+        let sa = walk.strides[0].last!, sb = walk.strides[1].last!
+        let repeating = periodic
+        if repeating != 0 {
+            // Rows per chunk so a chunk is about 1024 floats; the pattern is that many copies.
+            let perChunk = max(1, 1024 / inner), length = perChunk * inner, count = rows * inner
+            withUnsafeTemporaryAllocation(of: Float.self, capacity: length) { pattern in
+                let row = repeating == 2 ? b : a
+                for r in 0..<perChunk { (pattern.baseAddress! + r * inner).update(from: row, count: inner) }
+                let tiled = UnsafePointer(pattern.baseAddress!)
+                let chunks = (count + length - 1) / length
+                splitWork(io, units: chunks, elementsPerUnit: length) { range in
+                    for chunk in range {
+                        let start = chunk * length, n = min(length, count - start)
+                        if repeating == 2 {
+                            VectorKernels.binary(op, a + start, tiled, y + start, count: n, isa: isa)
+                        } else {
+                            VectorKernels.binary(op, tiled, b + start, y + start, count: n, isa: isa)
+                        }
+                    }
+                }
+            }
+            return
+        }
+        if rows < 2 * io.width && inner >= 2 * Self.piece {
+            // Few long rows: pieces of rows.
+            let pieces = (inner + Self.piece - 1) / Self.piece
+            splitWork(io, units: rows * pieces, elementsPerUnit: Self.piece) { units in
+                for unit in units {
+                    let (row, piece) = unit.quotientAndRemainder(dividingBy: pieces)
+                    let start = piece * Self.piece, count = min(Self.piece, inner - start)
+                    walk.forEachRow(in: row..<row + 1) { o, ia, ib in
+                        self.row(a + ia + start * sa, sa, b + ib + start * sb, sb, y + o + start, count)
+                    }
+                }
+            }
+            return
+        }
+        splitWork(io, units: rows, elementsPerUnit: inner) { range in
+            walk.forEachRow(in: range) { o, ia, ib in self.row(a + ia, sa, b + ib, sb, y + o, inner) }
+        }
+    }
+
+    @inline(__always)
+    private func row(_ a: UnsafePointer<Float>, _ sa: Int, _ b: UnsafePointer<Float>, _ sb: Int, _ y: UnsafeMutablePointer<Float>,
+                     _ count: Int) {
+        switch (sa, sb) {
+        case (1, 1): VectorKernels.binary(op, a, b, y, count: count, isa: isa)
+        case (1, 0): VectorKernels.binaryScalar(op, a, b[0], scalarFirst: false, y, count: count, isa: isa)
+        case (0, 1): VectorKernels.binaryScalar(op, b, a[0], scalarFirst: true, y, count: count, isa: isa)
+        default:
+            for i in 0..<count {
+                let x = a[i * sa], z = b[i * sb]
+                switch op {
+                case 0: y[i] = x + z
+                case 1: y[i] = x - z
+                case 2: y[i] = x * z
+                default: y[i] = x / z
+                }
+            }
+        }
+    }
+}
+
 /// Picks the specialised kernel for an op type and dtype.
 func binaryKernel(_ opType: String, _ dtype: DType, _ walk: StridedWalk, a: Int, b: Int, node: NodeContext) throws -> any Kernel {
+    if dtype == .float32, opType != "Sum", VectorISA.detected != nil, let code = VectorBinaryKernel.code(opType) {
+        return VectorBinaryKernel(op: code, walk: walk, aIndex: a, bIndex: b)
+    }
     switch (opType, dtype) {
     case ("Add", .float32), ("Sum", .float32): return BroadcastKernel<AddFloat>(walk: walk, aIndex: a, bIndex: b)
     case ("Sub", .float32): return BroadcastKernel<SubFloat>(walk: walk, aIndex: a, bIndex: b)

@@ -299,8 +299,18 @@ struct GlobalPoolOperator: Operator {
         let planes = x.shape[0] * x.shape[1], size = x.shape.dropFirst(2).reduce(1, *)
         let isMax = node.opType == "GlobalMaxPool"
         let outShape = Array(x.shape.prefix(2)) + Array(repeating: 1, count: x.shape.count - 2)
+        let vector = VectorISA.detected != nil
         return Prepared(outputs: [ValueSpec(dtype: .float32, shape: outShape)], kernel: ClosureKernel { io in
             let source = io.input(0, Float.self), y = io.output(0, Float.self)
+            if vector {
+                splitWork(io, units: planes, elementsPerUnit: size) { range in
+                    for p in range {
+                        let value = VectorKernels.reduce(source + p * size, count: size, isMax: isMax)
+                        y[p] = isMax ? value : value / Float(size)
+                    }
+                }
+                return
+            }
             for p in 0..<planes {
                 let row = source + p * size
                 if isMax {

@@ -338,35 +338,100 @@ struct PadOperator: Operator {
                 }
             })
         }
-        let strides = contiguousStrides(x.shape)
-        let dtype = x.dtype, count = outShape.elementCount
-        return Prepared(outputs: [ValueSpec(dtype: dtype, shape: outShape)], kernel: ClosureKernel { [maps, value] io in
-            let source = io.inputs[0]!, y = io.outputs[0]!
-            withUnsafeTemporaryAllocation(of: Int.self, capacity: max(rank, 1)) { index in
+        let kernel = PadKernel(inputShape: x.shape, outShape: outShape, maps: maps, dtype: x.dtype, value: value)
+        return Prepared(outputs: [ValueSpec(dtype: x.dtype, shape: outShape)], kernel: kernel)
+    }
+}
+
+/// Pad as row copies: each output row (innermost axis) is either all padding (an outer axis
+/// maps outside the input) or the runs of its inner-axis map, found at load: consecutive
+/// source indices copied as one block, padding filled, mirrored or repeated elements as runs
+/// of one. Rows split across workers when the tensor is large.
+struct PadKernel: Kernel {
+    struct Run: Sendable {
+        var start: Int
+        var count: Int
+        /// First source element of the run along the inner axis; -1 for the padding value.
+        var source: Int
+    }
+    let outShape: Shape
+    let maps: [[Int]]
+    let strides: [Int]
+    let runs: [Run]
+    let dtype: DType
+    /// The padding value as one element of `dtype`.
+    let fill: HostTensor
+
+    init(inputShape: Shape, outShape: Shape, maps: [[Int]], dtype: DType, value: Double) {
+        self.outShape = outShape
+        self.maps = maps
+        self.dtype = dtype
+        strides = contiguousStrides(inputShape)
+        var runs: [Run] = []
+        for (o, s) in (maps.last ?? [0]).enumerated() {
+            if var last = runs.last, (s < 0 && last.source < 0) || (s >= 0 && last.source >= 0 && last.source + last.count == s) {
+                last.count += 1
+                runs[runs.count - 1] = last
+            } else {
+                runs.append(Run(start: o, count: 1, source: s))
+            }
+        }
+        self.runs = runs
+        fill = HostTensor(dtype: dtype, shape: [1])
+        storeScalar(value, dtype, fill.bytes)
+    }
+
+    func run(_ io: KernelIO) {
+        let rank = outShape.count
+        let count = outShape.elementCount
+        guard count > 0 else { return }
+        if rank == 0 { io.outputs[0]!.copyMemory(from: io.inputs[0]!, byteCount: dtype.size); return }
+        let inner = outShape[rank - 1], rows = count / inner
+        let size = dtype.size
+        let source = io.inputs[0]!, y = io.outputs[0]!
+        splitWork(io, units: rows, elementsPerUnit: inner) { range in
+            withUnsafeTemporaryAllocation(of: Int.self, capacity: rank) { index in
                 index.initialize(repeating: 0)
-                for o in 0..<count {
-                    var offset = 0
-                    var inside = true
-                    for axis in 0..<rank {
+                var rest = range.lowerBound
+                for d in stride(from: rank - 2, through: 0, by: -1) {
+                    let (q, r) = rest.quotientAndRemainder(dividingBy: outShape[d])
+                    index[d] = r
+                    rest = q
+                }
+                for row in range {
+                    var offset = 0, inside = true
+                    for axis in 0..<(rank - 1) {
                         let s = maps[axis][index[axis]]
                         if s < 0 { inside = false; break }
                         offset += s * strides[axis]
                     }
-                    switch dtype.size {
-                    case 4 where dtype == .float32:
-                        y.assumingMemoryBound(to: Float.self)[o] = inside ? source.assumingMemoryBound(to: Float.self)[offset] : Float(value)
-                    case 8 where dtype == .int64:
-                        y.assumingMemoryBound(to: Int64.self)[o] = inside ? source.assumingMemoryBound(to: Int64.self)[offset] : Int64(value)
-                    default:
-                        if inside { (y + o * dtype.size).copyMemory(from: source + offset * dtype.size, byteCount: dtype.size) } else {
-                            storeScalar(value, dtype, y + o * dtype.size)
+                    let target = y + row * inner * size
+                    if inside {
+                        for run in runs {
+                            if run.source >= 0 {
+                                (target + run.start * size).copyMemory(from: source + (offset + run.source) * size, byteCount: run.count * size)
+                            } else {
+                                fillElements(target + run.start * size, run.count)
+                            }
                         }
+                    } else {
+                        fillElements(target, inner)
                     }
-                    var axis = rank - 1
-                    while axis >= 0 { index[axis] += 1; if index[axis] < outShape[axis] { break }; index[axis] = 0; axis -= 1 }
+                    var d = rank - 2
+                    while d >= 0 { index[d] += 1; if index[d] < outShape[d] { break }; index[d] = 0; d -= 1 }
                 }
             }
-        })
+        }
+    }
+
+    @inline(__always)
+    private func fillElements(_ target: UnsafeMutableRawPointer, _ count: Int) {
+        switch dtype.size {
+        case 4: target.assumingMemoryBound(to: UInt32.self).update(repeating: fill.bytes.load(as: UInt32.self), count: count)
+        case 8: target.assumingMemoryBound(to: UInt64.self).update(repeating: fill.bytes.load(as: UInt64.self), count: count)
+        case 2: target.assumingMemoryBound(to: UInt16.self).update(repeating: fill.bytes.load(as: UInt16.self), count: count)
+        default: target.assumingMemoryBound(to: UInt8.self).update(repeating: fill.bytes.load(as: UInt8.self), count: count)
+        }
     }
 }
 

@@ -1,0 +1,1 @@
+../AVX512Kernels/Depthwise.swift

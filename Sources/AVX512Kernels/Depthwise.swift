@@ -1,0 +1,133 @@
+/// Depthwise convolution (one filter per channel) on one zero-bordered plane, output columns
+/// in 16-wide vectors; compiled like `DirectConv` once for AVX-512 and once for AVX2 + FMA.
+///
+/// The source plane is already padded (the caller copies it into a zero-bordered buffer), so
+/// the loops have no bounds checks: output (oy, ox) reads source row oy * strideH + ky *
+/// dilationH, column ox * strideW + kx * dilationW. Per group of up to four output vectors the
+/// taps run in the outer loop (one weight broadcast feeds four FMAs), the bias is the
+/// accumulators' start and the activation runs on the row while it is in L1.
+public enum Depthwise {
+    typealias V = SIMD16<Float>
+
+    /// Columns the caller's source buffer must hold per row (the row stride `ld` at least
+    /// this): vectors past `outW` read up to the next multiple of 16 output columns, and
+    /// stride 2 loads 32 floats per vector.
+    public static func sourceWidth(outW: Int, kernelW: Int, stride: Int, dilation: Int) -> Int {
+        let vectors = (outW + 15) / 16
+        return (vectors * 16 - 1) * stride + (kernelW - 1) * dilation + 1 + (stride == 2 ? 16 : 0)
+    }
+
+    /// Whether `plane` handles a column stride (1 and 2 load whole vectors).
+    public static func supports(strideW: Int) -> Bool { strideW == 1 || strideW == 2 }
+
+    /// out[oy * ldOut + ox] = f(bias + sum over ky < kh, kx < kw of weights[ky * kw + kx] *
+    /// source[(oy * strideH + ky * dilationH) * ld + ox * strideW + kx * dilationW]) for
+    /// oy < outH, ox < outW; f is `Elementwise`'s activation `kind`. `strideW` is 1 or 2;
+    /// `ld` >= `sourceWidth(...)`, and rows up to (outH - 1) * strideH + (kh - 1) * dilationH
+    /// must be readable.
+    public static func plane(source: UnsafePointer<Float>, ld: Int, weights: UnsafePointer<Float>, kh: Int, kw: Int,
+                             strideH: Int, strideW: Int, dilationH: Int, dilationW: Int, outH: Int, outW: Int, bias: Float,
+                             out: UnsafeMutablePointer<Float>, ldOut: Int, kind: Int, alpha: Float, beta: Float) {
+        if strideW == 2 {
+            rows(source, ld, weights, kh, kw, strideH, 2, dilationH, dilationW, outH, outW, bias, out, ldOut)
+        } else {
+            rows(source, ld, weights, kh, kw, strideH, 1, dilationH, dilationW, outH, outW, bias, out, ldOut)
+        }
+        if kind != 0 && ldOut == outW {
+            // Contiguous rows: one pass over the plane (rows of 7 or 14 would be all tail).
+            Elementwise.activate(kind, alpha: alpha, beta: beta, out, out, count: outH * outW)
+        } else if kind != 0 {   // Elementwise.identity is 0
+            for oy in 0..<outH {
+                Elementwise.activate(kind, alpha: alpha, beta: beta, out + oy * ldOut, out + oy * ldOut, count: outW)
+            }
+        }
+    }
+
+    /// Copies `rows` rows of `columns` floats (source row stride `sourceStride`) to `target`
+    /// (row stride `ld`): the interior of a zero-bordered plane whose borders the caller
+    /// zeroed once (they are never written here).
+    public static func copyRows(_ source: UnsafePointer<Float>, sourceStride: Int, rows: Int, columns: Int,
+                                _ target: UnsafeMutablePointer<Float>, ld: Int) {
+        for r in 0..<rows {
+            let from = source + r * sourceStride, to = target + r * ld
+            var c = 0
+            while c + 16 <= columns {
+                Elementwise.store(to + c, Elementwise.load(from + c))
+                c += 16
+            }
+            while c < columns { to[c] = from[c]; c += 1 }
+        }
+    }
+
+    /// Floats at `p`, `p + stride`, ... (16 of them): stride 1 is one load, stride 2 takes the
+    /// even lanes of two.
+    @inline(__always)
+    static func strided(_ p: UnsafePointer<Float>, _ stride: Int) -> V {
+        if stride == 1 { return UnsafeRawPointer(p).loadUnaligned(as: V.self) }
+        let pair = UnsafeRawPointer(p).loadUnaligned(as: SIMD32<Float>.self)
+        return pair.evenHalf
+    }
+
+    @inline(__always)
+    static func rows(_ source: UnsafePointer<Float>, _ ld: Int, _ weights: UnsafePointer<Float>, _ kh: Int, _ kw: Int,
+                     _ strideH: Int, _ stride: Int, _ dilationH: Int, _ dilation: Int, _ outH: Int, _ outW: Int, _ bias: Float,
+                     _ out: UnsafeMutablePointer<Float>, _ ldOut: Int) {
+        let b = V(repeating: bias)
+        let step = 16 * stride
+        for oy in 0..<outH {
+            let top = source + oy * strideH * ld
+            let target = out + oy * ldOut
+            var ox = 0
+            // Four vectors (64 columns) per pass: one broadcast per tap feeds four FMAs.
+            while ox + 64 <= outW {
+                var a0 = b, a1 = b, a2 = b, a3 = b
+                let start = top + ox * stride
+                for ky in 0..<kh {
+                    let line = start + ky * dilationH * ld
+                    for kx in 0..<kw {
+                        let w = V(repeating: weights[ky * kw + kx])
+                        let p = line + kx * dilation
+                        a0.addProduct(w, strided(p, stride))
+                        a1.addProduct(w, strided(p + step, stride))
+                        a2.addProduct(w, strided(p + 2 * step, stride))
+                        a3.addProduct(w, strided(p + 3 * step, stride))
+                    }
+                }
+                Elementwise.store(target + ox, a0)
+                Elementwise.store(target + ox + 16, a1)
+                Elementwise.store(target + ox + 32, a2)
+                Elementwise.store(target + ox + 48, a3)
+                ox += 64
+            }
+            // Two vectors, then one, the last possibly partial.
+            while ox + 32 <= outW {
+                var a0 = b, a1 = b
+                let start = top + ox * stride
+                for ky in 0..<kh {
+                    let line = start + ky * dilationH * ld
+                    for kx in 0..<kw {
+                        let w = V(repeating: weights[ky * kw + kx])
+                        let p = line + kx * dilation
+                        a0.addProduct(w, strided(p, stride))
+                        a1.addProduct(w, strided(p + step, stride))
+                    }
+                }
+                Elementwise.store(target + ox, a0)
+                Elementwise.store(target + ox + 16, a1)
+                ox += 32
+            }
+            while ox < outW {
+                var a0 = b
+                let start = top + ox * stride
+                for ky in 0..<kh {
+                    let line = start + ky * dilationH * ld
+                    for kx in 0..<kw {
+                        a0.addProduct(V(repeating: weights[ky * kw + kx]), strided(line + kx * dilation, stride))
+                    }
+                }
+                if ox + 16 <= outW { Elementwise.store(target + ox, a0) } else { Elementwise.storePartial(target + ox, a0, outW - ox) }
+                ox += 16
+            }
+        }
+    }
+}
