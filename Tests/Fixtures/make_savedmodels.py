@@ -15,14 +15,19 @@ Everything goes to ${MODEL_SERVER_CACHE:-~/.cache/swift-model-server}/savedmodel
                      names/dtypes/shapes, op census, stamp, timing, top-1 spread)
 
 Models (see MODELS): the classic TF1 Inception export as TF Serving's inception_saved_model.py
-writes it (fused and decomposed batch norm), Keras 3 model.export() and tf.saved_model.save of
+writes it (inception_tf1: FusedBatchNormV3, table filled by InitializeTableV2; inception_tf1_bn:
+decomposed batch norm, LookupTableImportV2), Keras 3 model.export() and tf.saved_model.save of
 four keras.applications networks, a TF2 tf.Module taking JPEG strings with an asset vocabulary,
 and broken copies for load-error tests. Weights are random (seeded); batch-norm statistics come
-from real photos so that the outputs depend strongly on the input.
+from real photos (calibration photos plus the test photos; variances floored) and the classifier
+input is standardised, so that the outputs depend strongly on the input (top-1 spread over the
+17 test photos in meta.json). Every reference is checked for conditioning: TensorFlow's own
+answers for batch 1 and for the whole batch must agree within a quarter of the tests' tolerance.
 
-Each model is built in a child process of its own (TF1 graph mode and Keras 3 eager state must
-not mix) into <model>.tmp, then renamed: <model>/reference/meta.json with the current stamp marks
-a complete model, which is skipped next time (--force rebuilds).
+Models that share a network are built by one child process (TF1 graph mode and Keras 3 eager
+state must not mix between groups) into <model>.tmp, then renamed: <model>/reference/meta.json
+with the current stamp (which covers this file's source) marks a complete model, skipped next
+time (--force rebuilds).
 """
 
 import argparse
@@ -588,15 +593,30 @@ def build_tf1_inception(name, out, root, index, photos, fused):
 
         values, indices = tf.nn.top_k(logits, TOP_K)
         class_tensor = tf.constant(names)
-        # tf.contrib.lookup.index_to_string_table_from_tensor of TF 1.x (no longer in the public API)
-        from tensorflow.python.ops import lookup_ops
-
-        table = lookup_ops.index_to_string_table_from_tensor(class_tensor)
         from tensorflow.python.ops import gen_lookup_ops
 
+        if fused:
+            # tf.contrib.lookup.index_to_string_table_from_tensor as TF 1.x wrote it (and the
+            # classic export has it): HashTableV2 filled by InitializeTableV2 with keys
+            # Cast(Range(n)), in the table_initializer collection.
+            with tf.name_scope("index_to_string"):
+                table_handle = gen_lookup_ops.hash_table_v2(key_dtype=tf.int64, value_dtype=tf.string,
+                                                            shared_name="", use_node_name_sharing=False,
+                                                            name="hash_table")
+                keys = tf.cast(tf.range(len(names)), tf.int64, name="ToInt64")
+                table_init = gen_lookup_ops.initialize_table_v2(table_handle, keys, class_tensor,
+                                                                name="table_init")
+            v1.add_to_collection(v1.GraphKeys.TABLE_INITIALIZERS, table_init)
+            default_value = tf.constant("UNK")
+        else:
+            # TF 2.x's version of the same helper: LookupTableImportV2 fills the table.
+            from tensorflow.python.ops import lookup_ops
+
+            table = lookup_ops.index_to_string_table_from_tensor(class_tensor)
+            table_handle, default_value = table.resource_handle, table.default_value
         # One LookupTableFindV2 named as TF 1.x named it.
-        classes = gen_lookup_ops.lookup_table_find_v2(table.resource_handle, tf.cast(indices, tf.int64),
-                                                      table.default_value, name="index_to_string_Lookup")
+        classes = gen_lookup_ops.lookup_table_find_v2(table_handle, tf.cast(indices, tf.int64), default_value,
+                                                      name="index_to_string_Lookup")
 
         export_dir = os.path.join(out, "1")
         builder = v1.saved_model.builder.SavedModelBuilder(export_dir)
@@ -681,6 +701,7 @@ def build_tf1_inception(name, out, root, index, photos, fused):
     photos_rows = slice(len(kind_files(index)), len(files))
     return {
         "kind": "tf1_inception", "batch_norm": "FusedBatchNormV3" if fused else "decomposed",
+        "table_init": "InitializeTableV2" if fused else "LookupTableImportV2",
         "inputs": files, "examples": [f[:-4] + ".example" for f in files],
         "outputs": {"classes": "classes.npy", "scores": "scores.npy"},
         "fetches": {TF1_LOGITS_TENSOR: "logits.npy", PIXELS_TENSOR: "pixels.npy"},
@@ -943,7 +964,7 @@ def build_broken_copy(name, out, root, index, photos, problem):
         info.update(original_bytes=len(blob), truncated_to=len(blob) // 2)
     else:
         raise ValueError(problem)
-    info["tensorflow_error"] = tf_load_error(export_dir)
+    info["tensorflow_error"] = tf_load_error(export_dir).replace(out + os.sep, os.path.join(root, name) + os.sep)
     log(f"  TensorFlow says: {info['tensorflow_error']}")
     assert info["tensorflow_error"], "TensorFlow loads the broken copy"
     return info

@@ -151,7 +151,9 @@ def export_signature_defs(export_dir):
 
 @pytest.mark.parametrize("model_name, source", [("inception", "inception_tf1"), *[(k, k) for k in KERAS]])
 def test_get_model_metadata_signature_def_map(server, prediction, saved_models, model_name, source):
-    """GetModelMetadata's SignatureDefMap equals the export's signature_def map, entry for entry."""
+    """GetModelMetadata's SignatureDefMap equals the export's signature_def map, entry for entry:
+    TF Serving copies every entry of the loaded meta graph's signature_def map, TF2 exports'
+    `__saved_model_init_op` included (servables/tensorflow/get_model_metadata_impl.cc)."""
     request = get_model_metadata_pb2.GetModelMetadataRequest()
     request.model_spec.name = model_name
     request.metadata_field.append("signature_def")

@@ -153,7 +153,8 @@ def rest_tensor_info(info):
 
 def test_metadata_signature_def_map_equals_the_exports(server, inception):
     """GET /v1/models/inception/metadata: every signature of saved_model.pb with its method name and
-    tensor names, dtypes and shapes (as TF's loader reads them)."""
+    tensor names, dtypes and shapes (as TF's loader reads them; TF Serving copies every entry, TF2
+    exports' __saved_model_init_op included)."""
     document = ok_json(server.get("/v1/models/inception/metadata"))
     assert document["model_spec"]["name"] == "inception" and str(document["model_spec"]["version"]) == "1"
     served = document["metadata"]["signature_def"]["signature_def"]
