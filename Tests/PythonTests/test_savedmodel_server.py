@@ -419,3 +419,35 @@ def test_broken_version_is_reported_and_previous_keeps_serving(server_factory, t
     assert status["1"]["state"] == "AVAILABLE", status
     jpeg_module_answers(server, "jpeg_module", model)
     assert server.process.poll() is None
+
+
+# --------------------------------------------------------------------------- model-client --protocol tf-grpc
+
+def test_model_client_tf_grpc_classic_call(server, inception):
+    """The model-client Job's call: TF Serving PredictionService/Predict on predict_images with
+    JPEG files as one DT_STRING batch; it prints TensorFlow's top-5 classes, best first, per
+    image; an unknown signature is an error (exit 1) naming it."""
+    import os
+    import subprocess
+    client = os.environ.get("MODEL_CLIENT")
+    if not client:
+        pytest.fail("MODEL_CLIENT is not set: path of the release model-client binary (run scripts/test.sh)")
+    files = ["yuv420_640x480.jpg", "photo_Garden.jpg"]
+    paths = [str(inception.input_path(f)) for f in files]
+    result = subprocess.run([client, "--server", f"127.0.0.1:{server.grpc_port}", "--model", "inception",
+                             "--protocol", "tf-grpc", "--signature", "predict_images", *paths],
+                            capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    printed, current = {}, None
+    for line in result.stdout.splitlines():
+        if line.endswith(":") and line[:-1] in paths:
+            current = line[:-1]
+            printed[current] = []
+        else:
+            printed[current].append(line.rsplit(" ", 1)[0])
+    expected = {path: [c.decode() for c in inception.ref("classes.npy")[inception.jpeg_rows()[f]]] for f, path in zip(files, paths)}
+    assert printed == expected, result.stdout
+    bad = subprocess.run([client, "--server", f"127.0.0.1:{server.grpc_port}", "--model", "inception",
+                          "--protocol", "tf-grpc", "--signature", "no_such_signature", paths[0]],
+                         capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "no_such_signature" in bad.stderr, bad.stderr
