@@ -70,6 +70,46 @@ struct ElementwiseKernelTests {
         }
     }
 
+    /// The direct convolution's transposed store (both builds): bias, residual, clamp and the
+    /// other activations in the epilogue, for pixel counts with and without a partial block.
+    @Test(arguments: isas)
+    func directConvStoreEpilogue(_ isa: VectorISA) {
+        let channels = 37, ldAcc = 64, ldOut = 90
+        let cases: [(Activation, (Double) -> Double)] = [
+            (.identity, { $0 }), (.relu, { max($0, 0) }), (.clip(low: -0.5, high: 0.5), { min(max($0, -0.5), 0.5) }),
+            (.silu, { $0 * sigmoid($0) }), (.sigmoid, { sigmoid($0) }), (.hardSwish, { $0 * min(max($0 / 6 + 0.5, 0), 1) }),
+        ]
+        for count in [5, 16, 37, 80] {
+            let acc = randomFloats(count * ldAcc, seed: UInt64(count)), bias = randomFloats(channels, seed: 3)
+            let residual = randomFloats(channels * ldOut, seed: 4)
+            for (activation, f) in cases {
+                for withResidual in [false, true] {
+                    var out = [Float](repeating: .nan, count: channels * ldOut)
+                    let (low, high) = activation.clampBounds
+                    let code = activation.isClamp ? (kind: 0, alpha: Float(0), beta: Float(0)) : activation.vectorCode!
+                    acc.withUnsafeBufferPointer { a in bias.withUnsafeBufferPointer { b in residual.withUnsafeBufferPointer { r in
+                        out.withUnsafeMutableBufferPointer { o in
+                            VectorKernels.storeTransposed(acc: a.baseAddress!, ldAcc: ldAcc, count: count, channels: channels,
+                                                          bias: b.baseAddress!, low: low, high: high, out: o.baseAddress!, ldOut: ldOut,
+                                                          residual: withResidual ? r.baseAddress! : nil, activation: code, isa: isa)
+                        }
+                    } } }
+                    var actual: [Float] = [], expected: [Double] = []
+                    for c in 0..<channels {
+                        for p in 0..<count {
+                            actual.append(out[c * ldOut + p])
+                            let sum = Double(acc[p * ldAcc + c]) + Double(bias[c]) + (withResidual ? Double(residual[c * ldOut + p]) : 0)
+                            expected.append(f(sum))
+                        }
+                        #expect(out[c * ldOut + count].isNaN, "wrote past the pixels")
+                    }
+                    #expect(worstError(actual, expected, atol: 1e-6, rtol: 1e-5) <= 1,
+                            "\(isa) \(activation) residual \(withResidual) count \(count)")
+                }
+            }
+        }
+    }
+
     @Test(arguments: isas)
     func sumsAndMaxima(_ isa: VectorISA) {
         for count in Self.lengths + [1000, 4099] where count > 0 {
