@@ -111,7 +111,9 @@ extension StridedWalk {
 
 /// Splits `count` elements of work into pieces for `io`'s workers: one piece (the caller's
 /// thread) below `minimum` elements per worker, else one contiguous range per worker.
-func splitWork(_ io: KernelIO, units: Int, elementsPerUnit: Int, minimum: Int = 32768, _ body: (Range<Int>) -> Void) {
+/// Memory-bound passes under 1 MiB per worker take tens of microseconds, about what waking
+/// and joining a worker costs (far more when its vCPU is busy), so they stay on one thread.
+func splitWork(_ io: KernelIO, units: Int, elementsPerUnit: Int, minimum: Int = 262_144, _ body: (Range<Int>) -> Void) {
     if io.width > 1 && units > 1 && units * elementsPerUnit >= minimum * 2 {
         io.parallelRanges(units) { range, _ in if !range.isEmpty { body(range) } }
     } else {

@@ -37,7 +37,8 @@ enum VectorKernels {
 
     static func storeTransposed(acc: UnsafePointer<Float>, ldAcc: Int, count: Int, channels: Int,
                                 bias: UnsafePointer<Float>?, low: Float, high: Float, out: UnsafeMutablePointer<Float>, ldOut: Int,
-                                residual: UnsafePointer<Float>? = nil, activation: (kind: Int, alpha: Float, beta: Float) = (0, 0, 0)) {
+                                residual: UnsafePointer<Float>? = nil, activation: (kind: Int, alpha: Float, beta: Float) = (0, 0, 0),
+                                isa: VectorISA = isa) {
         if isa == .avx512 {
             AVX512Kernels.DirectConv.storeTransposed(acc: acc, ldAcc: ldAcc, count: count, channels: channels, bias: bias,
                                                      low: low, high: high, out: out, ldOut: ldOut, residual: residual,
