@@ -339,8 +339,11 @@ struct TFTranslator {
         case "MatMul":
             let a = try input(node, 0), b = try input(node, 1)
             guard a.rank == 2, b.rank == 2 else { throw EngineError.unsupported(node: node.name, op: node.op, reason: "operands of rank other than 2") }
-            let out = emit("Gemm", [nhwc(a), nhwc(b)], ["transA": .int(bool(node, "transpose_a") ? 1 : 0),
-                                                         "transB": .int(bool(node, "transpose_b") ? 1 : 0)], hint: hint)[0]
+            let transposed = bool(node, "transpose_a") || bool(node, "transpose_b")
+            let out = transposed
+                ? emit("Gemm", [nhwc(a), nhwc(b)], ["transA": .int(bool(node, "transpose_a") ? 1 : 0),
+                                                     "transB": .int(bool(node, "transpose_b") ? 1 : 0)], hint: hint)[0]
+                : emit("MatMul", [nhwc(a), nhwc(b)], hint: hint)[0]
             set(node, Value(name: out, rank: 2))
         case "BatchMatMul", "BatchMatMulV2", "BatchMatMulV3":
             var a = try input(node, 0), b = try input(node, 1)
@@ -553,7 +556,7 @@ struct TFTranslator {
 
     private mutating func pad(_ node: TFNode) throws {
         let hint = node.name
-        let x = try input(node, 0)
+        var x = try input(node, 0)
         let paddings = try constantIntegers(node, 1, "paddings")
         guard let rank = x.rank, paddings.count == 2 * rank else { throw EngineError.invalidNode(node: node.name, op: node.op, reason: "paddings do not match the input's rank") }
         var mode = "constant"
@@ -564,6 +567,11 @@ struct TFTranslator {
         }
         var inputs: [String]
         var begins = (0..<rank).map { paddings[2 * $0] }, ends = (0..<rank).map { paddings[2 * $0 + 1] }
+        // A rank-4 pad goes to NCHW first: the planner merges a zero pad into the Conv or
+        // pool that reads it, which it can only do in the conv's layout.
+        if rank == 4 && !x.nchw && mode == "constant" && node.op != "PadV2" {
+            x = Value(name: nchw(x), rank: 4, nchw: true)
+        }
         if x.nchw {
             begins = [begins[0], begins[3], begins[1], begins[2]]
             ends = [ends[0], ends[3], ends[1], ends[2]]
