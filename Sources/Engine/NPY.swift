@@ -76,16 +76,7 @@ public enum NPY {
     }
 
     public static func encode(_ tensor: HostTensor) -> Data {
-        let descr = descriptors.first { $0.1 == tensor.dtype }!.0
-        let shapeText = tensor.shape.count == 1 ? "(\(tensor.shape[0]),)" : "(" + tensor.shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
-        // Pad so the payload starts on a 64-byte boundary; the header ends with a newline.
-        let unpadded = 10 + header.utf8.count + 1
-        header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
-        var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
-        let length = header.utf8.count
-        data.append(contentsOf: [UInt8(length & 0xff), UInt8(length >> 8)])
-        data.append(contentsOf: Array(header.utf8))
+        var data = header(descr: descriptors.first { $0.1 == tensor.dtype }!.0, shape: tensor.shape)
         data.append(Data(bytes: tensor.bytes, count: tensor.byteCount))
         return data
     }
@@ -93,15 +84,22 @@ public enum NPY {
     /// A byte-string array (numpy dtype `|S<n>`, each element zero-padded to the longest).
     public static func encodeStrings(shape: [Int], values: [[UInt8]]) -> Data {
         let width = max(values.map(\.count).max() ?? 1, 1)
+        var data = header(descr: "|S\(width)", shape: shape)
+        for value in values { data.append(contentsOf: value + [UInt8](repeating: 0, count: width - value.count)) }
+        return data
+    }
+
+    /// Magic, version 1.0 and the header dict, padded so the payload starts on a 64-byte
+    /// boundary (the header ends with a newline).
+    private static func header(descr: String, shape: [Int]) -> Data {
         let shapeText = shape.count == 1 ? "(\(shape[0]),)" : "(" + shape.map(String.init).joined(separator: ", ") + ")"
-        var header = "{'descr': '|S\(width)', 'fortran_order': False, 'shape': \(shapeText), }"
+        var header = "{'descr': '\(descr)', 'fortran_order': False, 'shape': \(shapeText), }"
         let unpadded = 10 + header.utf8.count + 1
         header += String(repeating: " ", count: (64 - unpadded % 64) % 64) + "\n"
         var data = Data([0x93] + Array("NUMPY".utf8) + [1, 0])
         let length = header.utf8.count
         data.append(contentsOf: [UInt8(length & 0xff), UInt8(length >> 8)])
         data.append(contentsOf: Array(header.utf8))
-        for value in values { data.append(contentsOf: value + [UInt8](repeating: 0, count: width - value.count)) }
         return data
     }
 

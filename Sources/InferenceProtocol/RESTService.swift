@@ -257,7 +257,7 @@ public final class RESTService: Sendable {
                     out.key(key); out.beginObject()
                     for (alias, info) in tensors.sorted(by: { $0.key < $1.key }) {
                         out.key(alias); out.beginObject()
-                        out.key("dtype"); out.string(Self.tfTypeName(info.dtype))
+                        out.key("dtype"); out.string(info.dtype.enumName)
                         out.key("tensor_shape"); out.beginObject()
                         out.key("dim"); out.beginArray()
                         for dim in info.tensorShape.dim {
@@ -276,27 +276,6 @@ public final class RESTService: Sendable {
                 out.endObject()
             }
             out.endObject(); out.endObject(); out.endObject()
-        }
-    }
-
-    /// TF's enum name of a dtype ("DT_FLOAT"), as TF Serving's JSON writes it.
-    static func tfTypeName(_ type: Tensorflow_DataType) -> String {
-        switch type {
-        case .dtFloat: return "DT_FLOAT"
-        case .dtDouble: return "DT_DOUBLE"
-        case .dtInt32: return "DT_INT32"
-        case .dtUint8: return "DT_UINT8"
-        case .dtInt16: return "DT_INT16"
-        case .dtInt8: return "DT_INT8"
-        case .dtString: return "DT_STRING"
-        case .dtInt64: return "DT_INT64"
-        case .dtBool: return "DT_BOOL"
-        case .dtUint16: return "DT_UINT16"
-        case .dtHalf: return "DT_HALF"
-        case .dtUint32: return "DT_UINT32"
-        case .dtUint64: return "DT_UINT64"
-        case .dtBfloat16: return "DT_BFLOAT16"
-        default: return "DT_INVALID"
         }
     }
 

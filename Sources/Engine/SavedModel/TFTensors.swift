@@ -15,22 +15,7 @@ enum TFTypes {
         }
     }
 
-    static func name(_ type: Tensorflow_DataType) -> String {
-        switch type {
-        case .dtFloat: return "DT_FLOAT"
-        case .dtDouble: return "DT_DOUBLE"
-        case .dtInt32: return "DT_INT32"
-        case .dtInt64: return "DT_INT64"
-        case .dtUint8: return "DT_UINT8"
-        case .dtInt8: return "DT_INT8"
-        case .dtBool: return "DT_BOOL"
-        case .dtString: return "DT_STRING"
-        case .dtResource: return "DT_RESOURCE"
-        case .dtHalf: return "DT_HALF"
-        case .dtBfloat16: return "DT_BFLOAT16"
-        default: return "\(type)"
-        }
-    }
+    static func name(_ type: Tensorflow_DataType) -> String { type.enumName }
 
     /// The dimensions of a shape proto; nil for unknown rank, -1 for unknown sizes.
     static func dims(_ shape: Tensorflow_TensorShapeProto) -> [Int]? {
