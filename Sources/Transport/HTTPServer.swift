@@ -119,15 +119,10 @@ public final class HTTPServer: @unchecked Sendable {
     public private(set) var port: Int = 0
     let connectionCount = Atomic<Int>(0)
     let draining = Atomic<Bool>(false)
-    /// Request bodies and unsent answers held by this server's connections (may be shared
-    /// with other servers of the process).
-    public let budget: MemoryBudget
 
-    /// `budget`: shared by every server of the process that should draw from one limit.
     public init(configuration: HTTPServerConfiguration, loops: [EventLoop], handler: any HTTPHandler,
-                grpcHandler: (any GRPCHandler)? = nil, budget: MemoryBudget = MemoryBudget(limit: 0)) throws {
+                grpcHandler: (any GRPCHandler)? = nil) throws {
         self.configuration = configuration
-        self.budget = budget
         self.loops = loops
         self.handler = handler
         self.grpcHandler = grpcHandler
@@ -357,10 +352,6 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
 
     private var currentHead: HTTPRequestHead?
     private var currentBody: [UInt8] = []
-    /// Budget bytes taken for the request being read: its Content-Length, or the chunks so far.
-    /// Once whole, a request's reservation equals its body's size: `pendingBytes` while
-    /// queued, then released by its responder. Unsent `output` bytes are reserved too.
-    private var currentReserved = 0
     private var pending: [HTTPRequest] = []
     /// Body bytes held in `pending`.
     private var pendingBytes = 0
@@ -440,7 +431,6 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 inputDone = true
                 readPaused = false
                 currentHead = nil
-                dropCurrentBody()
                 requestStarted = nil
                 updateInterest()
                 closeWhenAnswered()
@@ -503,32 +493,18 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         case .head(let head):
             currentHead = head
             currentBody = []
-            if let length = head.contentLength, length > 0 {
-                // The whole body up front: a refused request holds nothing.
-                guard server.budget.reserve(length) else { throw HTTPParseError(status: 503, reason: server.budget.refusal(length)) }
-                currentReserved = length
-                currentBody.reserveCapacity(length)
-            }
+            if let length = head.contentLength { currentBody.reserveCapacity(length) }
             if requestStarted == nil { requestStarted = monotonicSeconds() }
             // 100 Continue only when no earlier response is still owed (it must not overtake one);
             // otherwise the client sends the body after its own short wait.
             if head.expectsContinue && inFlight == nil && pending.isEmpty {
-                appendOutput { $0.append(contentsOf: HTTPResponseWriter.continueResponse) }
+                output.append(contentsOf: HTTPResponseWriter.continueResponse)
                 flush()
             }
         case .body(let bytes):
-            if currentBody.count + bytes.count > currentReserved {
-                // Chunked: reserved chunk by chunk.
-                let more = currentBody.count + bytes.count - currentReserved
-                guard server.budget.reserve(more) else { throw HTTPParseError(status: 503, reason: server.budget.refusal(more)) }
-                currentReserved += more
-            }
             currentBody.append(contentsOf: bytes)
         case .end:
             guard let head = currentHead else { return }
-            // A Content-Length body is exactly as long as reserved; keep the invariant anyway.
-            server.budget.release(currentReserved - currentBody.count)
-            currentReserved = 0
             pending.append(HTTPRequest(head: head, body: currentBody))
             pendingBytes += currentBody.count
             currentHead = nil
@@ -557,9 +533,8 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         inFlightKeepAlive = request.head.keepAlive && !draining
         inFlightHTTP10 = request.head.versionMinor == 0
         inFlightHEAD = request.head.method == "HEAD"
-        let reference = reference, budget = server.budget, held = request.body.count
+        let reference = reference
         server.handler.handleDecodingContent(request, maxBodyBytes: server.configuration.limits.maxBodyBytes, responder: HTTPResponder { response in
-            budget.release(held)
             reference.loop.execute { reference.value?.complete(sequence: sequence, response: response) }
         })
     }
@@ -572,15 +547,12 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         var response = response
         // HTTP/1.0 clients keep the connection only when told so.
         if keepAlive && inFlightHTTP10 { response.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
-        let head = inFlightHEAD
-        appendOutput { output in
-            if head {
-                // The fields GET would have, no body (RFC 9110 §9.3.2).
-                HTTPResponseWriter.serializeHead(status: response.status, headers: response.headers, contentLength: response.body.count,
-                                                 keepAlive: keepAlive, date: nil, into: &output)
-            } else {
-                HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
-            }
+        if inFlightHEAD {
+            // The fields GET would have, no body (RFC 9110 §9.3.2).
+            HTTPResponseWriter.serializeHead(status: response.status, headers: response.headers, contentLength: response.body.count,
+                                             keepAlive: keepAlive, date: nil, into: &output)
+        } else {
+            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
         }
         if !keepAlive { closeAfterFlush = true }
         lastActivity = monotonicSeconds()
@@ -596,12 +568,10 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     /// connection closes.
     private func reject(status: Int, message: String) {
         guard rejection == nil, !closeAfterFlush, !closed else { return }
-        var response = server.handler.errorResponse(status: status, message: message)
-        if status == 503 { response.headers.replaceOrAdd(name: "Retry-After", value: "1") }
-        rejection = response
+        rejection = server.handler.errorResponse(status: status, message: message)
         inputDone = true
         currentHead = nil
-        dropCurrentBody()
+        currentBody = []
         requestStarted = nil
         updateInterest()
         writeRejectionIfDue()
@@ -610,7 +580,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private func writeRejectionIfDue() {
         guard let response = rejection, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
         rejection = nil
-        appendOutput { HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &$0) }
+        HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
         closeAfterFlush = true
         updateInterest()
         flush()
@@ -639,7 +609,6 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 return
             }
             outputOffset += written
-            server.budget.release(written)
             lastActivity = monotonicSeconds()
         }
         output.removeAll(keepingCapacity: output.capacity <= 1 << 20)
@@ -671,31 +640,9 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     func close() {
         guard !closed else { return }
         closed = true
-        // The in-flight request's bytes go back when its responder fires.
-        server.budget.release(currentReserved + pendingBytes + output.count - outputOffset)
-        currentReserved = 0
-        pendingBytes = 0
-        pending = []
-        currentBody = []
-        output = []
-        outputOffset = 0
         if let registration { loop.deregister(registration) }
         registration = nil
         Glibc.close(fd)
         listener.removed(self)
-    }
-
-    /// Forgets the request being read and gives back its reservation.
-    private func dropCurrentBody() {
-        server.budget.release(currentReserved)
-        currentReserved = 0
-        currentBody = []
-    }
-
-    /// Appends answer bytes to `output`, taking them from the budget until written.
-    private func appendOutput(_ append: (inout [UInt8]) -> Void) {
-        let before = output.count
-        append(&output)
-        server.budget.forceReserve(output.count - before)
     }
 }

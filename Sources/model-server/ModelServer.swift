@@ -53,10 +53,6 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("grpc_max_message_bytes"), help: "Largest gRPC request message accepted (RESOURCE_EXHAUSTED beyond).")
     var maxMessageBytes: Int = 64 * 1024 * 1024
 
-    @Option(name: .customLong("max_buffered_bytes"),
-            help: "Request bodies and unsent answers held in memory, over all connections and both ports; new bodies past it get 503 / RESOURCE_EXHAUSTED (0: no limit).")
-    var maxBufferedBytes: Int = 1 << 30
-
     @Option(name: .customLong("max_connections"), help: "Connections served at once; more are closed on accept.")
     var maxConnections: Int = 10_000
 
@@ -88,9 +84,6 @@ struct ModelServer: ParsableCommand {
         let modes = [modelBasePath != nil, modelConfigFile != nil, modelRepository != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("give exactly one of --model_base_path, --model_config_file, --model_repository") }
         if modelBasePath != nil && modelName == nil { throw ValidationError("--model_base_path needs --model_name") }
-        if maxBufferedBytes < 0 || (maxBufferedBytes > 0 && maxBufferedBytes < max(maxBodyBytes, maxMessageBytes)) {
-            throw ValidationError("--max_buffered_bytes must be 0 (no limit) or at least --max_body_bytes and --grpc_max_message_bytes")
-        }
     }
 
     /// Started under the name model-client (a link to this binary, as the container image
@@ -154,11 +147,9 @@ struct ModelServer: ParsableCommand {
         let restBridge = RESTBridge(service: service)
         let grpcBridge = GRPCBridge(service: GRPCService(rest: service))
         var servers: [HTTPServer] = []
-        let budget = MemoryBudget(limit: maxBufferedBytes)
         for (name, settings) in [("REST", configuration), ("gRPC", grpcConfiguration)] {
             do {
-                servers.append(try HTTPServer(configuration: settings, loops: loops, handler: restBridge, grpcHandler: grpcBridge,
-                                              budget: budget))
+                servers.append(try HTTPServer(configuration: settings, loops: loops, handler: restBridge, grpcHandler: grpcBridge))
             } catch {
                 log("model-server: cannot listen for \(name) on \(host):\(settings.port): \(error)", level: .error)
                 throw ExitCode(1)

@@ -348,26 +348,13 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 status: 413, message: "request body exceeds \(configuration.limits.maxBodyBytes) bytes"))
             return
         }
-        guard server.budget.reserve(bytes.count) else {
-            let message = server.budget.refusal(bytes.count)
-            if stream.isGRPC {
-                answerGRPC(stream, GRPCResponse(status: GRPCResponse.resourceExhausted, message: message))
-            } else {
-                var response = server.handler.errorResponse(status: 503, message: message)
-                response.headers.replaceOrAdd(name: "Retry-After", value: "1")
-                answerHTTP(stream, response)
-            }
-            return
-        }
         stream.body.append(contentsOf: bytes)
         bufferedBytes += bytes.count
     }
 
-    /// Forgets a stream's buffered request bytes; their budget reservation too unless
-    /// `keepingReservation` (the bytes go to a handler, whose responder gives them back).
-    private func releaseBody(_ stream: HTTP2Stream, keepingReservation: Bool = false) {
+    /// Forgets a stream's buffered request bytes.
+    private func releaseBody(_ stream: HTTP2Stream) {
         bufferedBytes -= stream.body.count
-        if !keepingReservation { server.budget.release(stream.body.count) }
         stream.body = []
         stream.messagePrefix = []
     }
@@ -406,7 +393,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         releaseBody(stream)
         bufferedResponseBytes -= stream.responseLength - stream.responseOffset
-        server.budget.release(stream.responseLength - stream.responseOffset)
         // The client reset it (or the connection ends) before the answer left: drop the work.
         if !stream.answered || stream.responseOffset < stream.responseLength { stream.cancellation.cancel() }
     }
@@ -429,7 +415,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         }
         stream.responseOffset += count
         bufferedResponseBytes -= count
-        server.budget.release(count)
         if stream.responseOffset == stream.responseLength {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if let trailers = stream.trailers, let session {
@@ -447,13 +432,9 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     private func dispatch(_ stream: HTTP2Stream) {
         let body = stream.body, prefix = stream.messagePrefix
-        // The body's reservation is given back when the handler answers (or below, when it
-        // never reaches one).
-        let budget = server.budget, held = body.count
-        releaseBody(stream, keepingReservation: true)
+        releaseBody(stream)
         if stream.isGRPC {
             guard let handler = server.grpcHandler else {
-                budget.release(held)
                 answerGRPC(stream, GRPCResponse(status: GRPCResponse.unimplemented, message: "this port does not serve gRPC"))
                 return
             }
@@ -461,7 +442,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, encoding: stream.headers.first(name: "grpc-encoding"),
                                                            maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([], compressedWith: nil) {
             case .rejected(let response):
-                budget.release(held)
                 answerGRPC(stream, response)
             case .message(let message, let encoding):
                 stream.dispatched = true
@@ -469,7 +449,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 let reference = reference, id = stream.id, limit = server.configuration.maxGRPCMessageBytes
                 let path = stream.path, headers = stream.headers, deadline = stream.deadline, cancellation = stream.cancellation
                 let responder = GRPCResponder { response in
-                    budget.release(held)
                     reference.loop.execute { reference.value?.completeGRPC(streamID: id, response) }
                 }
                 guard let encoding else {
@@ -502,7 +481,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             outstanding += 1
             let reference = reference, id = stream.id
             server.handler.handleDecodingContent(request, maxBodyBytes: server.configuration.limits.maxBodyBytes, responder: HTTPResponder { response in
-                budget.release(held)
                 reference.loop.execute { reference.value?.completeHTTP(streamID: id, response) }
             })
         }
@@ -565,7 +543,6 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func submitResponse(_ stream: HTTP2Stream, _ fields: [(String, String)], hasBody: Bool) {
         guard let session else { return }
         bufferedResponseBytes += stream.responseLength
-        server.budget.forceReserve(stream.responseLength)
         let result = withHeaderFields(fields) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadResponse)
@@ -621,11 +598,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     func close() {
         guard !closed else { return }
         closed = true
-        for stream in streams.values {
-            stream.cancellation.cancel()
-            releaseBody(stream)
-            server.budget.release(stream.responseLength - stream.responseOffset)
-        }
+        for stream in streams.values { stream.cancellation.cancel() }
         streams.removeAll()
         if let registration { loop.deregister(registration) }
         registration = nil
