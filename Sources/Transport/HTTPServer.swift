@@ -240,6 +240,8 @@ final class Listener: EventHandler, @unchecked Sendable {
     var connections: [ObjectIdentifier: any ServerConnection] = [:]
     /// One read buffer per loop: a read is parsed completely before the next.
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// The Date field of this loop's answers, formatted once per second.
+    let date = HTTPDateCache()
     /// A descriptor held in reserve: when the process runs out (EMFILE), it is released to
     /// accept and close the waiting connection, so the level-triggered listener cannot spin.
     private var spareFD: Int32 = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -550,9 +552,9 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         if inFlightHEAD {
             // The fields GET would have, no body (RFC 9110 §9.3.2).
             HTTPResponseWriter.serializeHead(status: response.status, headers: response.headers, contentLength: response.body.count,
-                                             keepAlive: keepAlive, date: nil, into: &output)
+                                             keepAlive: keepAlive, date: listener.date.currentBytes, into: &output)
         } else {
-            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
+            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: listener.date.currentBytes, into: &output)
         }
         if !keepAlive { closeAfterFlush = true }
         lastActivity = monotonicSeconds()
@@ -580,7 +582,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private func writeRejectionIfDue() {
         guard let response = rejection, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
         rejection = nil
-        HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
+        HTTPResponseWriter.serialize(response, keepAlive: false, date: listener.date.currentBytes, into: &output)
         closeAfterFlush = true
         updateInterest()
         flush()
@@ -644,5 +646,41 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         registration = nil
         Glibc.close(fd)
         listener.removed(self)
+    }
+}
+
+/// The Date field value of the current second, formatted once per second (RFC 9110 §6.6.1: an
+/// origin server with a clock sends Date in its answers). One per event loop; loop thread only.
+final class HTTPDateCache {
+    private var second = Int.min
+    private var bytes: [UInt8] = []
+    private var text = ""
+
+    /// Seconds since 1970 (UTC) now: CLOCK_REALTIME_COARSE, a vDSO read without a system call
+    /// (its few milliseconds of granularity do not matter at one-second resolution).
+    private static func now() -> Int {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &time)
+        return time.tv_sec
+    }
+
+    private func refresh() {
+        let now = Self.now()
+        guard now != second else { return }
+        second = now
+        bytes = HTTPDate.imfFixdate(secondsSince1970: now)
+        text = String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The IMF-fixdate of the current second, as bytes (HTTP/1.1 serialisation).
+    var currentBytes: [UInt8] {
+        refresh()
+        return bytes
+    }
+
+    /// The IMF-fixdate of the current second, as text (HTTP/2 header fields).
+    var currentText: String {
+        refresh()
+        return text
     }
 }

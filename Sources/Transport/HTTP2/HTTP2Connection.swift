@@ -526,11 +526,11 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func answerHTTP(_ stream: HTTP2Stream, _ response: HTTPResponse) {
         stream.answered = true
         releaseBody(stream)
-        var fields = [(":status", String(response.status))]
+        var fields = [(":status", String(response.status)), ("date", listener.date.currentText)]
         for field in response.headers {
             let name = field.name.lowercased()
             // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2).
-            if ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "proxy-connection"].contains(name) { continue }
+            if ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "proxy-connection", "date"].contains(name) { continue }
             fields.append((name, field.value))
         }
         fields.append(("content-length", String(response.body.count)))
