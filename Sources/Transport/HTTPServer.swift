@@ -103,6 +103,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int = 10_000
     /// Requests a connection may queue (pipelined) before the server stops reading from it.
     public var maxPipelined: Int = 32
+    /// Request bodies and HTTP/2 answers held in memory, shared by every server given the
+    /// same budget (unbounded by default).
+    public var memoryBudget = MemoryBudget(limit: .max)
     public init() {}
 }
 
@@ -357,6 +360,10 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private var pending: [HTTPRequest] = []
     /// Body bytes held in `pending`.
     private var pendingBytes = 0
+    /// Bytes taken from the memory budget for the body being read, and for each request read
+    /// and not yet answered (those in `pending` and the one in flight), oldest first.
+    private var currentBudgeted = 0
+    private var budgeted: [Int] = []
     /// No more requests will be read: the peer shut down its side, or a request was rejected.
     private var inputDone = false
     /// The answer to a rejected request, written once the requests before it are answered.
@@ -433,6 +440,8 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 inputDone = true
                 readPaused = false
                 currentHead = nil
+                currentBody = []
+                releaseCurrentBody()
                 requestStarted = nil
                 updateInterest()
                 closeWhenAnswered()
@@ -504,11 +513,17 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 flush()
             }
         case .body(let bytes):
+            guard server.configuration.memoryBudget.reserve(bytes.count) else {
+                throw HTTPParseError(status: 503, reason: server.configuration.memoryBudget.refusal)
+            }
+            currentBudgeted += bytes.count
             currentBody.append(contentsOf: bytes)
         case .end:
             guard let head = currentHead else { return }
             pending.append(HTTPRequest(head: head, body: currentBody))
             pendingBytes += currentBody.count
+            budgeted.append(currentBudgeted)
+            currentBudgeted = 0
             currentHead = nil
             currentBody = []
             requestStarted = nil
@@ -545,6 +560,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     func complete(sequence: Int, response: HTTPResponse) {
         guard !closed, inFlight == sequence else { return }
         inFlight = nil
+        server.configuration.memoryBudget.release(budgeted.removeFirst())
         let keepAlive = inFlightKeepAlive && !draining
         var response = response
         // HTTP/1.0 clients keep the connection only when told so.
@@ -574,6 +590,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         inputDone = true
         currentHead = nil
         currentBody = []
+        releaseCurrentBody()
         requestStarted = nil
         updateInterest()
         writeRejectionIfDue()
@@ -642,10 +659,19 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     func close() {
         guard !closed else { return }
         closed = true
+        releaseCurrentBody()
+        server.configuration.memoryBudget.release(budgeted.reduce(0, +))
+        budgeted = []
         if let registration { loop.deregister(registration) }
         registration = nil
         Glibc.close(fd)
         listener.removed(self)
+    }
+
+    /// Gives back the budget of the body being read (dropped, or the connection ends).
+    private func releaseCurrentBody() {
+        server.configuration.memoryBudget.release(currentBudgeted)
+        currentBudgeted = 0
     }
 }
 
