@@ -12,6 +12,7 @@
 # Needs the test venv (scripts/python-env.sh). Time on the 2-CPU CI machine: builds ~6 min
 # each cold, ~10 s warm; each run ~1 min (the load, start-up and shutdown).
 set -euo pipefail
+shopt -s nullglob
 cd "$(dirname "$0")/.."
 export MODEL_SERVER_CACHE="${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}"
 if [[ -z "${VENV_TEST:-}" ]]; then eval "$(scripts/python-env.sh all)"; fi
@@ -58,10 +59,17 @@ for sanitizer in "${sanitizers[@]}"; do
         failed=1
     fi
     unset TSAN_OPTIONS ASAN_OPTIONS LSAN_OPTIONS
-    reports=$(cat "$report".* 2>/dev/null | grep -cE '^(WARNING: ThreadSanitizer|ERROR: (AddressSanitizer|LeakSanitizer))' || true)
-    echo "== $sanitizer: $reports sanitizer reports, $((SECONDS - start)) s"
-    if [[ "$reports" != 0 ]]; then
-        cat "$report".* >&2
+    # A report starts "WARNING: ThreadSanitizer:" or "==<pid>==ERROR: AddressSanitizer:" /
+    # "LeakSanitizer:"; any file at log_path at all is a failure too.
+    report_files=("$report".*)
+    files=${#report_files[@]}
+    reports=0
+    if [[ $files != 0 ]]; then
+        reports=$(cat "${report_files[@]}" | grep -cE '(WARNING: ThreadSanitizer|ERROR: (AddressSanitizer|LeakSanitizer)):' || true)
+    fi
+    echo "== $sanitizer: $reports sanitizer reports ($files report files), $((SECONDS - start)) s"
+    if [[ $files != 0 ]]; then
+        cat "${report_files[@]}" >&2
         failed=1
     fi
 done
