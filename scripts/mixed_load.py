@@ -12,8 +12,10 @@ versions served), then for --seconds runs --clients threads, each cycling throug
 while one more thread adds a version every --reload-seconds and removes the oldest (the
 server scans the repository every second), so requests race loads and unloads.
 
-Outcomes are counted per kind; a 5xx other than 503 (a version being unloaded), a wrong
-answer, or a server that does not exit 0 on SIGTERM fails the run (exit 1). Sanitizer
+Outcomes are counted per kind; a 5xx other than 503 (a version being unloaded, or the memory
+budget full), a wrong answer, a budget not whole again after the load (a body of 90% of
+--max_buffered_bytes must be read), or a server that does not exit 0 on SIGTERM fails the
+run (exit 1). Sanitizer
 reports are the caller's to find (the *SAN_OPTIONS log_path files). Usage:
   mixed_load.py SERVER --seconds 60 --clients 6 [--log FILE]
 """
@@ -94,6 +96,8 @@ class Load:
         # 503: the version chosen was being unloaded; 404: it is gone. Never any other 5xx.
         ok = response.status_code in allowed or response.status_code in (404, 503)
         self.count(kind, ok, f"{response.status_code} {response.text[:200]}")
+        if response.status_code == 503:
+            self.count("(of which 503)", True)
         return response.status_code in allowed
 
     # ------------------------------------------------------------------ REST
@@ -214,8 +218,12 @@ class Load:
             call()
             self.count(kind, True)
         except grpc.RpcError as error:
-            expected = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE}
+            # RESOURCE_EXHAUSTED: the memory budget was full at that moment.
+            expected = {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.NOT_FOUND, grpc.StatusCode.UNAVAILABLE,
+                        grpc.StatusCode.RESOURCE_EXHAUSTED}
             self.count(kind, error.code() in expected, f"{error.code()} {error.details()}")
+            if error.code() == grpc.StatusCode.RESOURCE_EXHAUSTED:
+                self.count("(of which RESOURCE_EXHAUSTED)", True)
 
     def check(self, kind, condition, detail):
         if not condition:
@@ -268,6 +276,9 @@ def main():
     parser.add_argument("--reload-seconds", type=float, default=3)
     parser.add_argument("--log", default=None, help="the server's stdout and stderr (default: inherited)")
     parser.add_argument("--ready-timeout", type=float, default=120)
+    parser.add_argument("--max-buffered-bytes", type=int, default=8 << 20,
+                        help="the server's --max_buffered_bytes; after the load a body of 90%% of it must be read in whole "
+                             "(every byte the load held was given back)")
     args = parser.parse_args()
 
     work = pathlib.Path(tempfile.mkdtemp(prefix="mixed-load-"))
@@ -280,7 +291,8 @@ def main():
     log = open(args.log, "ab") if args.log else None
     process = subprocess.Popen([args.server, "--model_repository", str(work / "repository"), "--rest_api_port", str(rest),
                                 "--port", str(grpc_port), "--rest_api_host", HOST, "--file_system_poll_wait_seconds", "1",
-                                "--compute_threads", "2", "--rest_api_num_threads", "2"],
+                                "--compute_threads", "2", "--rest_api_num_threads", "2",
+                                "--max_buffered_bytes", str(args.max_buffered_bytes)],
                                stdout=log, stderr=subprocess.STDOUT if log else None)
     status = 1
     try:
@@ -307,7 +319,7 @@ def main():
         for thread in threads:
             thread.join()
         elapsed = time.monotonic() - started
-        total = sum(load.counts.values())
+        total = sum(count for (kind, _), count in load.counts.items() if not kind.startswith("("))
         bad = sum(count for (kind, ok), count in load.counts.items() if not ok)
         kinds = collections.Counter()
         for (kind, ok), count in load.counts.items():
@@ -316,6 +328,12 @@ def main():
               + ", ".join(f"{kind} {count}" for kind, count in sorted(kinds.items())))
         for failure in load.failures:
             print(f"  unexpected: {failure}")
+        # The budget is whole again: a body of 90% of it is read to its end (400: not JSON),
+        # not refused (503) for bytes the load failed to give back.
+        filler = b"{" + b" " * int(args.max_buffered_bytes * 0.9)
+        r = requests.post(f"http://{HOST}:{rest}/v2/models/digits/infer", data=filler, timeout=60)
+        print(f"mixed_load: after the load a body of {len(filler)} bytes got {r.status_code} (400 expected)")
+        bad += r.status_code != 400
         alive = process.poll() is None
         process.send_signal(signal.SIGTERM)
         try:
