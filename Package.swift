@@ -22,6 +22,8 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Optimised in debug builds too: the CRC-32C loops check every checkpoint byte at load.
         .target(name: "CLinuxShims", cSettings: [.unsafeFlags(["-O2"])]),
+        // The one lock and condition type of every Swift layer (heap-allocated pthread objects).
+        .target(name: "Locks"),
         .target(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
@@ -41,7 +43,8 @@ let package = Package(
         ),
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims"]
+            dependencies: ["COpenBLAS", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims",
+                           "Locks"]
         ),
         // TensorFlow's own messages (graphs, SavedModel, tensors, tf.Example): read by the
         // engine's SavedModel frontend and carried by the TF Serving protocol.
@@ -53,12 +56,12 @@ let package = Package(
             name: "ServingProto",
             dependencies: ["TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib"]),
-        .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims"]),
+        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib", "Locks"]),
+        .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims", "Locks"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
-        .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "Locks", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
+        .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims", "Locks"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC
         // through libnghttp2's memory API. A library so that model-server can also run it
         // when invoked as model-client (the container image's multi-call binary).

@@ -43,3 +43,9 @@ docker/test-image.sh
 
 swift test
 "$VENV_TEST/bin/python" -m pytest -q Tests/PythonTests
+
+# The sanitizer gate (scripts/sanitizers.sh): model-server built with ThreadSanitizer and with
+# AddressSanitizer (debug, own scratch paths .build-tsan/.build-asan), each under 45 s of
+# mixed load with hot reloads and vanishing clients; any sanitizer report fails CI. Budget:
+# about 12 min cold (two debug builds, ~5 min each on 2 CPUs) and 2-3 min warm.
+scripts/sanitizers.sh

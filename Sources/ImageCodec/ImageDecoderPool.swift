@@ -1,11 +1,13 @@
-import Synchronization
+import Locks
 
 /// A thread-safe front for `ImageDecoder`: each call borrows an idle decoder (creating one
 /// when none is idle) and returns it afterwards, so there are at most as many decoders as
 /// concurrent callers. Use it from any number of threads; each decode itself runs on the
 /// calling thread.
-public final class ImageDecoderPool: Sendable {
-    private let idle = Mutex<[Borrowed]>([])
+public final class ImageDecoderPool: @unchecked Sendable {
+    /// Idle decoders; guarded by `lock` (a pthread mutex, so ThreadSanitizer sees the hand-over).
+    private let lock = Lock()
+    private var idle: [Borrowed] = []
     private let maxIdle: Int
 
     /// `maxIdle` bounds the decoders (and their scratch memory) kept between calls.
@@ -34,13 +36,13 @@ public final class ImageDecoderPool: Sendable {
     }
 
     private func take() throws(ImageError) -> Borrowed {
-        if let decoder = idle.withLock({ $0.popLast() }) { return decoder }
+        if let decoder = lock.withLock({ idle.popLast() }) { return decoder }
         return Borrowed(decoder: try ImageDecoder())
     }
 
     private func giveBack(_ borrowed: Borrowed) {
-        idle.withLock { decoders in
-            if decoders.count < maxIdle { decoders.append(borrowed) }
+        lock.withLock {
+            if idle.count < maxIdle { idle.append(borrowed) }
         }
     }
 }

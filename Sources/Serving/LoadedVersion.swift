@@ -15,7 +15,7 @@ public protocol ComputeExecutor: Sendable {
 
 /// One loaded, servable version of a model. Requests hold a reference for their whole
 /// inference, which pins the version: unloading only drops the repository's reference.
-/// Thread safety: immutable except `sessions[w]`, which only worker w touches.
+/// Thread safety: immutable except each worker's session slot (see `SessionSlot`).
 public final class LoadedVersion: @unchecked Sendable {
     public let name: String
     public let version: Int
@@ -29,7 +29,17 @@ public final class LoadedVersion: @unchecked Sendable {
     /// The input fed from encoded images, if the configuration declares one.
     public let imageInput: ImageInput?
     let imageDecoders = ImageDecoderPool()
-    private var sessions: [Session?]
+    /// One slot per compute worker, made in init and never resized or replaced, so the array
+    /// itself is only ever read (by any thread); slot w's content is read and written only by
+    /// worker w's thread. (A `var [Session?]` written in place by two workers was a data race:
+    /// the write may copy or reallocate the array another worker is reading.)
+    private let sessions: [SessionSlot]
+
+    /// A worker's session, made on the worker's first batch. Owned by that worker's thread.
+    private final class SessionSlot: @unchecked Sendable {
+        var session: Session?
+        init(_ session: Session?) { self.session = session }
+    }
 
     public struct TensorMetadata: Sendable {
         public let name: String
@@ -203,7 +213,7 @@ public final class LoadedVersion: @unchecked Sendable {
         } catch {
             throw ServingError.invalidInput("warm-up run of \(name) version \(version) failed: \(error)")
         }
-        sessions = [session] + Array(repeating: nil, count: max(1, workers) - 1)
+        sessions = [SessionSlot(session)] + (1..<max(1, workers)).map { _ in SessionSlot(nil) }
     }
 
     /// Largest batch one request may carry.
@@ -283,8 +293,9 @@ public final class LoadedVersion: @unchecked Sendable {
     /// and returns every output. Batches larger than the plan run in slices. Call only from
     /// that worker's thread.
     public func execute(worker: Int, rows batchSize: Int, inputs buffers: [[UInt8]]) throws(ServingError) -> [InferTensor] {
-        if sessions[worker] == nil { sessions[worker] = model.makeSession() }
-        let session = sessions[worker]!
+        let slot = sessions[worker]
+        if slot.session == nil { slot.session = model.makeSession() }
+        let session = slot.session!
         let slice = model.hasDynamicBatch ? model.maxBatchSize : batchSize
         var outputs: [InferTensor] = []
         var start = 0

@@ -1,7 +1,8 @@
 import Glibc
+import Locks
 
 /// Request counters and latency histograms, rendered in the Prometheus text format.
-/// Thread-safe (one mutex; updates are a few additions).
+/// Thread-safe (one lock; updates are a few additions).
 public final class Metrics: @unchecked Sendable {
     /// preprocess: decoding and preprocessing encoded images; queue: waiting for a batch;
     /// compute: the batch's run; total: receipt to answer.
@@ -21,20 +22,17 @@ public final class Metrics: @unchecked Sendable {
     /// Upper bounds in seconds.
     public static let buckets: [Double] = [0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10]
 
-    private var mutex = pthread_mutex_t()
+    private let lock = Lock()
     private var requests: [Key: Int] = [:]
     private var histograms: [HistogramKey: (counts: [Int], sum: Double, count: Int)] = [:]
     private var inFlight = 0
     private var batchSizes: [String: [Int: Int]] = [:]
     private var rejected: [String: Int] = [:]
 
-    public init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
+    public init() {}
 
     private func locked<R>(_ body: () -> R) -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
-        return body()
+        lock.withLock(body)
     }
 
     public func requestStarted() { locked { inFlight += 1 } }

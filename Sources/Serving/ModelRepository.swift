@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Glibc
+import Locks
 
 /// Which version a request names.
 public enum VersionSelector: Sendable, Equatable {
@@ -39,7 +40,7 @@ public final class ModelRepository: @unchecked Sendable {
         var layoutError: String?
     }
 
-    private var mutex = pthread_mutex_t()
+    private let lock = Lock()
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
     private let workers: Int
@@ -58,18 +59,15 @@ public final class ModelRepository: @unchecked Sendable {
         self.batchingDefaults = batchingDefaults
         self.log = log
         self.repositoryDirectory = repositoryDirectory
-        pthread_mutex_init(&mutex, nil)
         for source in sources {
             entries[source.name] = Entry(source: source)
             order.append(source.name)
         }
     }
 
-    deinit { pthread_mutex_destroy(&mutex) }
-
     private func locked<R>(_ body: () throws -> R) rethrows -> R {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return try body()
     }
 
@@ -88,8 +86,8 @@ public final class ModelRepository: @unchecked Sendable {
 
     /// The version a request should run on.
     public func lookup(model: String, version selector: VersionSelector) throws(ServingError) -> BatchScheduler {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         guard let entry = entries[model] else { throw .modelNotFound(model) }
         switch selector {
         case .latest:
@@ -113,8 +111,8 @@ public final class ModelRepository: @unchecked Sendable {
 
     /// Every version the repository knows of for `model`, ascending.
     public func status(model: String) throws(ServingError) -> [VersionStatus] {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         guard let entry = entries[model] else { throw .modelNotFound(model) }
         var result: [VersionStatus] = []
         for version in Set(entry.available.keys).union(entry.failed.keys).union(entry.loading).sorted() {

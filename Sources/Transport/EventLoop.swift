@@ -1,5 +1,6 @@
 import CLinuxShims
 import Glibc
+import Locks
 
 /// Something registered with an event loop; called on the loop's thread with the epoll event mask.
 public protocol EventHandler: AnyObject {
@@ -21,7 +22,8 @@ public final class EventLoop: @unchecked Sendable {
     /// slot that was reused since is recognised as stale and dropped.
     private var slots: [(generation: UInt32, handler: EventHandler?)] = []
     private var freeSlots: [Int] = []
-    private var mutex = pthread_mutex_t()
+    /// Guards `queued`.
+    private let lock = Lock()
     private var queued: [@Sendable () -> Void] = []
     private var running = true
     private var ticks: [(EventLoop) -> Void] = []
@@ -38,7 +40,6 @@ public final class EventLoop: @unchecked Sendable {
         guard wakeFD >= 0 else { throw SystemError(function: "eventfd", errno: errno) }
         timerFD = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
         guard timerFD >= 0 else { throw SystemError(function: "timerfd_create", errno: errno) }
-        pthread_mutex_init(&mutex, nil)
         var spec = itimerspec()
         spec.it_interval.tv_sec = milliseconds / 1000
         spec.it_interval.tv_nsec = (milliseconds % 1000) * 1_000_000
@@ -52,7 +53,6 @@ public final class EventLoop: @unchecked Sendable {
         close(epollFD)
         close(wakeFD)
         close(timerFD)
-        pthread_mutex_destroy(&mutex)
     }
 
     private func addRaw(_ fd: Int32, data: UInt64, events: UInt32) throws(SystemError) {
@@ -107,10 +107,10 @@ public final class EventLoop: @unchecked Sendable {
 
     /// Queues `work` to run on the loop's thread. Any thread.
     public func execute(_ work: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         let wasEmpty = queued.isEmpty
         queued.append(work)
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
         if wasEmpty {
             var one: UInt64 = 1
             _ = write(wakeFD, &one, 8)
@@ -158,10 +158,10 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     private func runQueued() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         let work = queued
         queued.removeAll(keepingCapacity: true)
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
         for item in work { item() }
     }
 }

@@ -103,6 +103,9 @@ public struct HTTPServerConfiguration: Sendable {
     public var maxConnections: Int = 10_000
     /// Requests a connection may queue (pipelined) before the server stops reading from it.
     public var maxPipelined: Int = 32
+    /// Request bodies and HTTP/2 answers held in memory, shared by every server given the
+    /// same budget (unbounded by default).
+    public var memoryBudget = MemoryBudget(limit: .max)
     public init() {}
 }
 
@@ -240,6 +243,8 @@ final class Listener: EventHandler, @unchecked Sendable {
     var connections: [ObjectIdentifier: any ServerConnection] = [:]
     /// One read buffer per loop: a read is parsed completely before the next.
     let readBuffer = UnsafeMutableRawBufferPointer.allocate(byteCount: 64 * 1024, alignment: 16)
+    /// The Date field of this loop's answers, formatted once per second.
+    let date = HTTPDateCache()
     /// A descriptor held in reserve: when the process runs out (EMFILE), it is released to
     /// accept and close the waiting connection, so the level-triggered listener cannot spin.
     private var spareFD: Int32 = open("/dev/null", O_RDONLY | O_CLOEXEC)
@@ -355,6 +360,10 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private var pending: [HTTPRequest] = []
     /// Body bytes held in `pending`.
     private var pendingBytes = 0
+    /// Bytes taken from the memory budget for the body being read, and for each request read
+    /// and not yet answered (those in `pending` and the one in flight), oldest first.
+    private var currentBudgeted = 0
+    private var budgeted: [Int] = []
     /// No more requests will be read: the peer shut down its side, or a request was rejected.
     private var inputDone = false
     /// The answer to a rejected request, written once the requests before it are answered.
@@ -431,6 +440,8 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 inputDone = true
                 readPaused = false
                 currentHead = nil
+                currentBody = []
+                releaseCurrentBody()
                 requestStarted = nil
                 updateInterest()
                 closeWhenAnswered()
@@ -502,11 +513,17 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
                 flush()
             }
         case .body(let bytes):
+            guard server.configuration.memoryBudget.reserve(bytes.count) else {
+                throw HTTPParseError(status: 503, reason: server.configuration.memoryBudget.refusal)
+            }
+            currentBudgeted += bytes.count
             currentBody.append(contentsOf: bytes)
         case .end:
             guard let head = currentHead else { return }
             pending.append(HTTPRequest(head: head, body: currentBody))
             pendingBytes += currentBody.count
+            budgeted.append(currentBudgeted)
+            currentBudgeted = 0
             currentHead = nil
             currentBody = []
             requestStarted = nil
@@ -543,6 +560,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     func complete(sequence: Int, response: HTTPResponse) {
         guard !closed, inFlight == sequence else { return }
         inFlight = nil
+        server.configuration.memoryBudget.release(budgeted.removeFirst())
         let keepAlive = inFlightKeepAlive && !draining
         var response = response
         // HTTP/1.0 clients keep the connection only when told so.
@@ -550,9 +568,9 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         if inFlightHEAD {
             // The fields GET would have, no body (RFC 9110 §9.3.2).
             HTTPResponseWriter.serializeHead(status: response.status, headers: response.headers, contentLength: response.body.count,
-                                             keepAlive: keepAlive, date: nil, into: &output)
+                                             keepAlive: keepAlive, date: listener.date.currentBytes, into: &output)
         } else {
-            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: nil, into: &output)
+            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: listener.date.currentBytes, into: &output)
         }
         if !keepAlive { closeAfterFlush = true }
         lastActivity = monotonicSeconds()
@@ -572,6 +590,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         inputDone = true
         currentHead = nil
         currentBody = []
+        releaseCurrentBody()
         requestStarted = nil
         updateInterest()
         writeRejectionIfDue()
@@ -580,7 +599,7 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private func writeRejectionIfDue() {
         guard let response = rejection, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
         rejection = nil
-        HTTPResponseWriter.serialize(response, keepAlive: false, date: nil, into: &output)
+        HTTPResponseWriter.serialize(response, keepAlive: false, date: listener.date.currentBytes, into: &output)
         closeAfterFlush = true
         updateInterest()
         flush()
@@ -640,9 +659,54 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     func close() {
         guard !closed else { return }
         closed = true
+        releaseCurrentBody()
+        server.configuration.memoryBudget.release(budgeted.reduce(0, +))
+        budgeted = []
         if let registration { loop.deregister(registration) }
         registration = nil
         Glibc.close(fd)
         listener.removed(self)
+    }
+
+    /// Gives back the budget of the body being read (dropped, or the connection ends).
+    private func releaseCurrentBody() {
+        server.configuration.memoryBudget.release(currentBudgeted)
+        currentBudgeted = 0
+    }
+}
+
+/// The Date field value of the current second, formatted once per second (RFC 9110 §6.6.1: an
+/// origin server with a clock sends Date in its answers). One per event loop; loop thread only.
+final class HTTPDateCache {
+    private var second = Int.min
+    private var bytes: [UInt8] = []
+    private var text = ""
+
+    /// Seconds since 1970 (UTC) now: CLOCK_REALTIME_COARSE, a vDSO read without a system call
+    /// (its few milliseconds of granularity do not matter at one-second resolution).
+    private static func now() -> Int {
+        var time = timespec()
+        clock_gettime(CLOCK_REALTIME_COARSE, &time)
+        return time.tv_sec
+    }
+
+    private func refresh() {
+        let now = Self.now()
+        guard now != second else { return }
+        second = now
+        bytes = HTTPDate.imfFixdate(secondsSince1970: now)
+        text = String(decoding: bytes, as: UTF8.self)
+    }
+
+    /// The IMF-fixdate of the current second, as bytes (HTTP/1.1 serialisation).
+    var currentBytes: [UInt8] {
+        refresh()
+        return bytes
+    }
+
+    /// The IMF-fixdate of the current second, as text (HTTP/2 header fields).
+    var currentText: String {
+        refresh()
+        return text
     }
 }

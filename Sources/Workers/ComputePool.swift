@@ -1,13 +1,15 @@
 import CLinuxShims
 import Glibc
+import Locks
 import Serving
 
 /// Threads that run inference jobs, fed from one FIFO queue. Created once by the executable
 /// (the thread plan); each thread knows its worker index, which selects its engine session.
 public final class ComputePool: ComputeExecutor, @unchecked Sendable {
     public let workerCount: Int
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    /// Guards `jobs`, `head` and `stopping`; `condition` wakes idle workers.
+    private let lock = Lock()
+    private let condition = Condition()
     /// Queued jobs from `head` on; taken slots are cleared at once so a finished job's captures
     /// (request bodies, tensors) are released immediately, not when the array is compacted.
     private var jobs: [(@Sendable (Int) -> Void)?] = []
@@ -17,8 +19,6 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
 
     public init(workers: Int) {
         workerCount = max(1, workers)
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
         for index in 0..<workerCount {
             let context = Unmanaged.passRetained(Context(pool: self, index: index))
             var thread = pthread_t()
@@ -42,10 +42,10 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
     }
 
     public func submit(_ job: @escaping @Sendable (Int) -> Void) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         jobs.append(job)
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
+        condition.signal()
+        lock.unlock()
     }
 
     public func submit(after seconds: Double, _ job: @escaping @Sendable (Int) -> Void) {
@@ -58,26 +58,24 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
 
     /// Finishes queued jobs, then stops the threads.
     public func shutdown() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         stopping = true
-        pthread_cond_broadcast(&condition)
-        pthread_mutex_unlock(&mutex)
+        condition.broadcast()
+        lock.unlock()
         for thread in threads { pthread_join(thread, nil) }
         threads = []
     }
 
     deinit {
         if !threads.isEmpty { shutdown() }
-        pthread_cond_destroy(&condition)
-        pthread_mutex_destroy(&mutex)
     }
 
     private func loop(index: Int) {
         while true {
-            pthread_mutex_lock(&mutex)
-            while head == jobs.count && !stopping { pthread_cond_wait(&condition, &mutex) }
+            lock.lock()
+            while head == jobs.count && !stopping { condition.wait(lock) }
             if head == jobs.count && stopping {
-                pthread_mutex_unlock(&mutex)
+                lock.unlock()
                 return
             }
             let job = jobs[head]!
@@ -90,7 +88,7 @@ public final class ComputePool: ComputeExecutor, @unchecked Sendable {
                 jobs.removeFirst(head)
                 head = 0
             }
-            pthread_mutex_unlock(&mutex)
+            lock.unlock()
             job(index)
         }
     }
@@ -124,29 +122,28 @@ public enum Threads {
 /// A serial queue on one thread for control-plane work (model loading, repository polling),
 /// so it never runs on an event loop or a compute worker.
 public final class ControlQueue: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    /// Guards `jobs`; `condition` wakes the thread.
+    private let lock = Lock()
+    private let condition = Condition()
     private var jobs: [@Sendable () -> Void] = []
 
     public init(name: String = "control") {
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
         Threads.start(name: name) { [self] in run() }
     }
 
     public func async(_ job: @escaping @Sendable () -> Void) {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         jobs.append(job)
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
+        condition.signal()
+        lock.unlock()
     }
 
     private func run() {
         while true {
-            pthread_mutex_lock(&mutex)
-            while jobs.isEmpty { pthread_cond_wait(&condition, &mutex) }
+            lock.lock()
+            while jobs.isEmpty { condition.wait(lock) }
             let job = jobs.removeFirst()
-            pthread_mutex_unlock(&mutex)
+            lock.unlock()
             job()
         }
     }
@@ -155,18 +152,13 @@ public final class ControlQueue: @unchecked Sendable {
 /// Runs closures at given times on one thread (a binary heap of deadlines and a timed
 /// condition wait). Closures must be short: they only hand work to other queues.
 final class TimerThread: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    /// Guards `heap` and `sequence`; `condition` (CLOCK_MONOTONIC deadlines) wakes the thread.
+    private let lock = Lock()
+    private let condition = Condition(monotonic: true)
     private var heap: [(deadline: timespec, sequence: Int, action: @Sendable () -> Void)] = []
     private var sequence = 0
 
     init() {
-        pthread_mutex_init(&mutex, nil)
-        var attributes = pthread_condattr_t()
-        pthread_condattr_init(&attributes)
-        pthread_condattr_setclock(&attributes, CLOCK_MONOTONIC)
-        pthread_cond_init(&condition, &attributes)
-        pthread_condattr_destroy(&attributes)
         Threads.start(name: "timers") { [self] in run() }
     }
 
@@ -181,7 +173,7 @@ final class TimerThread: @unchecked Sendable {
         var deadline = timespec()
         deadline.tv_sec = Int(total)
         deadline.tv_nsec = Int((total - Double(Int(total))) * 1e9)
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         sequence += 1
         heap.append((deadline, sequence, action))
         var child = heap.count - 1
@@ -191,8 +183,8 @@ final class TimerThread: @unchecked Sendable {
             heap.swapAt(child, parent)
             child = parent
         }
-        pthread_cond_signal(&condition)
-        pthread_mutex_unlock(&mutex)
+        condition.signal()
+        lock.unlock()
     }
 
     private func popFirst() -> @Sendable () -> Void {
@@ -213,23 +205,22 @@ final class TimerThread: @unchecked Sendable {
     }
 
     private func run() {
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         while true {
             if heap.isEmpty {
-                pthread_cond_wait(&condition, &mutex)
+                condition.wait(lock)
                 continue
             }
             var now = timespec()
             clock_gettime(CLOCK_MONOTONIC, &now)
             if Self.earlier(now, heap[0].deadline) {
-                var deadline = heap[0].deadline
-                pthread_cond_timedwait(&condition, &mutex, &deadline)
+                condition.wait(lock, until: heap[0].deadline)
                 continue
             }
             let action = popFirst()
-            pthread_mutex_unlock(&mutex)
+            lock.unlock()
             action()
-            pthread_mutex_lock(&mutex)
+            lock.lock()
         }
     }
 }

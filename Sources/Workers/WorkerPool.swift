@@ -1,6 +1,7 @@
 import CLinuxShims
 import Engine
 import Glibc
+import Locks
 import Synchronization
 
 /// A fixed set of threads that run one parallel job at a time for an engine session:
@@ -19,8 +20,9 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
     /// The current job; written by the caller before `generation` is bumped (release) and
     /// read by workers after they observe the bump (acquire).
     private nonisolated(unsafe) var job: ((Int) -> Void)?
-    private var mutex = pthread_mutex_t()
-    private var condition = pthread_cond_t()
+    /// Sleeping workers wait on `condition` under `lock`.
+    private let lock = Lock()
+    private let condition = Condition()
     private var threads: [pthread_t] = []
 
     /// Spin iterations before a worker sleeps (roughly 50 µs).
@@ -28,8 +30,6 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
 
     public init(width: Int) {
         self.width = max(1, width)
-        pthread_mutex_init(&mutex, nil)
-        pthread_cond_init(&condition, nil)
         for index in 1..<self.width {
             let context = Unmanaged.passRetained(WorkerContext(pool: self, index: index))
             var thread = pthread_t()
@@ -47,8 +47,6 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
         stopping.store(true, ordering: .releasing)
         wakeAll()
         for thread in threads { pthread_join(thread, nil) }
-        pthread_cond_destroy(&condition)
-        pthread_mutex_destroy(&mutex)
     }
 
     private final class WorkerContext {
@@ -79,9 +77,9 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
     }
 
     private func wakeAll() {
-        pthread_mutex_lock(&mutex)
-        pthread_cond_broadcast(&condition)
-        pthread_mutex_unlock(&mutex)
+        lock.lock()
+        condition.broadcast()
+        lock.unlock()
     }
 
     private func workerLoop(index: Int) {
@@ -91,11 +89,11 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
             while generation.load(ordering: .acquiring) == seen && !stopping.load(ordering: .acquiring) {
                 spins += 1
                 if spins > Self.spinLimit {
-                    pthread_mutex_lock(&mutex)
+                    lock.lock()
                     while generation.load(ordering: .acquiring) == seen && !stopping.load(ordering: .acquiring) {
-                        pthread_cond_wait(&condition, &mutex)
+                        condition.wait(lock)
                     }
-                    pthread_mutex_unlock(&mutex)
+                    lock.unlock()
                 }
             }
             if stopping.load(ordering: .acquiring) { return }

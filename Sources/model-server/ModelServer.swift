@@ -53,6 +53,9 @@ struct ModelServer: ParsableCommand {
     @Option(name: .customLong("grpc_max_message_bytes"), help: "Largest gRPC request message accepted (RESOURCE_EXHAUSTED beyond).")
     var maxMessageBytes: Int = 64 * 1024 * 1024
 
+    @Option(name: .customLong("max_buffered_bytes"), help: "Request bodies and HTTP/2 answers held in memory at once over all connections of both ports; past it requests get 503 / RESOURCE_EXHAUSTED and new HTTP/2 streams REFUSED_STREAM, all to retry (default: 1 GiB, at least twice the largest body or message; 0: unbounded).")
+    var maxBufferedBytes: Int?
+
     @Option(name: .customLong("max_connections"), help: "Connections served at once; more are closed on accept.")
     var maxConnections: Int = 10_000
 
@@ -84,6 +87,7 @@ struct ModelServer: ParsableCommand {
         let modes = [modelBasePath != nil, modelConfigFile != nil, modelRepository != nil].filter { $0 }.count
         guard modes == 1 else { throw ValidationError("give exactly one of --model_base_path, --model_config_file, --model_repository") }
         if modelBasePath != nil && modelName == nil { throw ValidationError("--model_base_path needs --model_name") }
+        if let maxBufferedBytes, maxBufferedBytes < 0 { throw ValidationError("--max_buffered_bytes must be >= 0 (0: unbounded), got \(maxBufferedBytes)") }
     }
 
     /// Started under the name model-client (a link to this binary, as the container image
@@ -139,6 +143,10 @@ struct ModelServer: ParsableCommand {
         configuration.maxConnections = maxConnections
         configuration.idleTimeout = idleTimeout
         configuration.requestTimeout = requestTimeout
+        // One budget for both ports.
+        let largest = max(maxBodyBytes, maxMessageBytes)
+        let budget = maxBufferedBytes.map { $0 > 0 ? $0 : Int.max } ?? max(1 << 30, largest > Int.max / 4 ? Int.max : 2 * largest)
+        configuration.memoryBudget = MemoryBudget(limit: budget)
         let loops = try (0..<max(1, loopThreads ?? cpus)).map { try EventLoop(index: $0) }
         var grpcConfiguration = configuration
         grpcConfiguration.port = grpcPort ?? 8500

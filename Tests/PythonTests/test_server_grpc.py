@@ -10,9 +10,12 @@ tritonclient.grpc and the KServe SDK cannot share a process (same protobuf symbo
 conftest.py runs this module in a child pytest (ISOLATED); KServe's gRPC client is tested
 in test_server_grpc_kserve.py, TF Serving's in test_server_grpc_tf.py."""
 import concurrent.futures
+import re
+import select
 import signal
 import socket
 import subprocess
+import tempfile
 import time
 
 import grpc
@@ -26,7 +29,8 @@ from grpc_helpers import (HEALTH_CHECK, MAX_MESSAGE, MiB, RPC_TIMEOUT, SERVING, 
                           calibrate_slow, channel, expect_status, frame, grpc_address, h2load, health_request,
                           health_status, in_flight, nghttp, raw_method, rest_address, wait_for)
 from image_reference import reference_preprocess
-from server_fixtures import (DTYPES, HOST, READY_TIMEOUT, STOP_TIMEOUT, assert_close, digits_batch, digits_bytes,
+from server_fixtures import (DTYPES, HOST, READY_TIMEOUT, STOP_TIMEOUT, RawReader, assert_close, base_path_args,
+                             digits_batch, digits_bytes, http_request_bytes, raw_connect,
                              digits_reference, dtypes_bytes, echo_bytes, make_model_dir, mobilenet_bytes, pair_bytes,
                              reference, slow_bytes, v2_binary_request, v2_json_request, v2_output, v2_parse_response)
 from test_server_images import CONFIG as JPEG_CONFIG, jpeg
@@ -895,3 +899,74 @@ def test_default_ports_8500_grpc_and_8501_rest(model_server_binary, tmp_path):
             process.wait()
             code = "killed"
     assert code == 0, f"exit {code}\n{(tmp_path / 'stderr.log').read_text()[-3000:]}"
+
+
+# --------------------------------------------------------------------------- memory budget
+
+def test_memory_budget_refuses_bodies_past_it_on_every_port(server_factory, tmp_path):
+    """--max_buffered_bytes bounds the request bytes held at once over all connections of both
+    ports: while one client holds 800 KB of an unfinished body, a 256 KB request gets 503 over
+    HTTP/1.1 and h2c and RESOURCE_EXHAUSTED over gRPC (each says retry); once the holder is gone
+    the same requests are served."""
+    base = make_model_dir(tmp_path / "digits", {1: digits_bytes()})
+    server = server_factory.start(*base_path_args("digits", base), "--max_buffered_bytes", str(1 << 20))
+    x = np.repeat(X, 100, axis=0)  # [1000, 1, 8, 8]: 256,000 bytes of FP32
+    body, json_length = v2_binary_request([("image", x)])
+    request = http_request_bytes("POST", "/v2/models/digits/infer", body, {"Inference-Header-Content-Length": json_length})
+
+    def rest_status():
+        with raw_connect(server) as sock:
+            sock.sendall(request)
+            response = RawReader(sock).read_response()
+            return response.status, response.body
+
+    def grpc_status(target):
+        client = triton_grpc.InferenceServerClient(target)
+        try:
+            client.infer("digits", [triton_input("image", x)])
+            return "OK", ""
+        except InferenceServerException as error:
+            return error.status(), error.message()
+        finally:
+            client.close()
+
+    def h2c_status():
+        with tempfile.NamedTemporaryFile() as data:
+            data.write(body)
+            data.flush()
+            result = subprocess.run(["nghttp", "-v", f"--data={data.name}", "-H", f"inference-header-content-length: {json_length}",
+                                     f"http://{HOST}:{server.rest_port}/v2/models/digits/infer"], capture_output=True, timeout=60)
+        return re.findall(r":status: (\d+)", result.stdout.decode()), result.stdout.decode()[-2000:]
+
+    def hold():
+        """A connection holding 800 KB of a 900 KB body, read by the server by the time it returns."""
+        sock = raw_connect(server)
+        sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nContent-Length: 900000\r\n\r\n" + b"{" * 800_000)
+        time.sleep(0.5)
+        return sock
+
+    def refused_while_held():
+        # A request racing the holder's bytes may win, and the holder is then the one refused
+        # (answered and closed): hold again.
+        nonlocal holder
+        if select.select([holder], [], [], 0)[0]:
+            holder.close()
+            holder = hold()
+        return rest_status()[0] == 503
+
+    assert rest_status()[0] == 200
+    holder = hold()
+    try:
+        wait_for(refused_while_held, 30, "a 503 while the budget is held")
+        status, message = rest_status()
+        assert status == 503 and b"retry" in message, (status, message)
+        status, message = grpc_status(grpc_address(server))
+        assert status == "StatusCode.RESOURCE_EXHAUSTED" and "retry" in message, (status, message)
+        statuses, output = h2c_status()
+        assert statuses == ["503"], output
+    finally:
+        holder.close()
+    # The holder's connection is closed: its bytes are given back.
+    wait_for(lambda: rest_status()[0] == 200, 20, "the budget to be given back")
+    assert grpc_status(grpc_address(server))[0] == "OK"
+    assert h2c_status()[0] == ["200"]

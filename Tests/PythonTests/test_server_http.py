@@ -2,6 +2,7 @@
 request bodies, Expect: 100-continue, body and header limits (413, 431), malformed
 requests (400 and close), and clients that vanish mid-request. The server must keep
 serving after each test (checked after every test)."""
+import email.utils
 import json
 import re
 import socket
@@ -278,6 +279,56 @@ def test_error_response_on_keep_alive_connection_keeps_it_usable(server):
         assert missing.status == 404 and json.loads(missing.body)["error"]
         sock.sendall(http_request_bytes("GET", "/v2/health/live", None))
         assert reader.read_response().status == 200
+
+
+# --------------------------------------------------------------------------- Date (RFC 9110 §6.6.1)
+
+IMF_FIXDATE = re.compile(r"(Mon|Tue|Wed|Thu|Fri|Sat|Sun), \d\d (Jan|Feb|Mar|Apr|May|Jun|Jul|Aug|Sep|Oct|Nov|Dec) "
+                         r"\d{4} \d\d:\d\d:\d\d GMT")
+
+
+def assert_current_date(value):
+    """`value` is an IMF-fixdate within a few seconds of this machine's clock."""
+    assert value is not None, "no Date field"
+    assert IMF_FIXDATE.fullmatch(value), value
+    when = email.utils.parsedate_to_datetime(value)
+    assert abs(when.timestamp() - time.time()) < 5, (value, time.time())
+
+
+def test_every_http1_answer_has_a_date(server):
+    """200 (GET, POST, HEAD), 404, 413 and a 400 rejection all carry Date."""
+    predict, _ = predict_bytes(X[:1])
+    with raw_connect(server) as sock:
+        reader = RawReader(sock)
+        for request, status, head_only in [(http_request_bytes("GET", "/v2/health/ready", None), 200, False),
+                                           (predict, 200, False),
+                                           (http_request_bytes("HEAD", "/v2/models/digits", None), 200, True),
+                                           (http_request_bytes("GET", "/v2/models/no_such_model", None), 404, False)]:
+            sock.sendall(request)
+            response = reader.read_response(head_only=head_only)
+            assert response.status == status, (response.status, response.body)
+            assert_current_date(response.headers.get("date"))
+    with raw_connect(server) as sock:
+        sock.sendall(b"POST /v1/models/digits:predict HTTP/1.1\r\nHost: x\r\nContent-Length: %d\r\n\r\n" % (MAX_BODY + 1))
+        response = RawReader(sock).read_response()
+        assert response.status == 413
+        assert_current_date(response.headers.get("date"))
+    with raw_connect(server) as sock:
+        sock.sendall(b"\x00\x01 garbage \r\n\r\n")
+        response = RawReader(sock).read_response()
+        assert response.status == 400
+        assert_current_date(response.headers.get("date"))
+
+
+def test_http2_rest_answer_has_a_date(server):
+    """An HTTP/2 (h2c) REST answer carries one date field too, for found and missing models."""
+    for path, status in [("/v2/models/digits", 200), ("/v2/models/no_such_model", 404)]:
+        result = subprocess.run(["nghttp", "-v", f"http://{HOST}:{server.rest_port}{path}"], capture_output=True, timeout=60)
+        output = result.stdout.decode()
+        assert f":status: {status}" in output, output
+        dates = re.findall(r"recv \(stream_id=\d+\) date: (.*)", output)
+        assert len(dates) == 1, output
+        assert_current_date(dates[0].strip())
 
 
 # --------------------------------------------------------------------------- HTTP/2 on the REST port

@@ -1,4 +1,5 @@
 import Testing
+import Glibc
 @testable import Transport
 
 // MARK: Harness
@@ -644,5 +645,27 @@ struct HTTPTypesTests {
             (1_700_000_000, "Tue, 14 Nov 2023 22:13:20 GMT"), (-1, "Wed, 31 Dec 1969 23:59:59 GMT"),
         ]
         for (seconds, text) in cases { #expect(String(decoding: HTTPDate.imfFixdate(secondsSince1970: seconds), as: UTF8.self) == text) }
+    }
+
+    @Test func dateCacheIsTheCurrentSecond() {
+        let cache = HTTPDateCache()
+        var before = timespec(), after = timespec()
+        clock_gettime(CLOCK_REALTIME, &before)
+        let bytes = cache.currentBytes, text = cache.currentText
+        clock_gettime(CLOCK_REALTIME, &after)
+        // The coarse clock may lag the precise one by a tick: accept the second before too.
+        let candidates = (before.tv_sec - 1...after.tv_sec).map { HTTPDate.imfFixdate(secondsSince1970: $0) }
+        #expect(candidates.contains(bytes))
+        #expect(String(decoding: bytes, as: UTF8.self) == text || candidates.contains(Array(text.utf8)))
+    }
+
+    @Test func writerDateReplacesAUserDateField() {
+        var headers = HTTPHeaders()
+        headers.add(name: "date", value: "yesterday")
+        var output: [UInt8] = []
+        HTTPResponseWriter.serializeHead(status: 200, headers: headers, contentLength: 0, keepAlive: true,
+                                         date: Array("Sun, 06 Nov 1994 08:49:37 GMT".utf8), into: &output)
+        #expect(String(decoding: output, as: UTF8.self)
+            == "HTTP/1.1 200 OK\r\nDate: Sun, 06 Nov 1994 08:49:37 GMT\r\nContent-Length: 0\r\n\r\n")
     }
 }

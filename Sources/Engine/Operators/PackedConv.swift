@@ -1,6 +1,7 @@
 import AVX512Kernels
 import CLinuxShims
 import Glibc
+import Locks
 
 /// Convolution on the engine's own AVX-512 GEMM (`AVX512Kernels.PackedGemm`): weights packed
 /// once at load, im2col written straight into the GEMM's packed-B layout in cache-sized
@@ -18,7 +19,7 @@ enum PackedConvolution {
 
 /// Packed weights shared by the kernels of every batch size's plan (packed once per tensor).
 final class PackedWeightsCache: @unchecked Sendable {
-    private var mutex = pthread_mutex_t()
+    private let lock = Lock()
     private var packed: [ObjectIdentifier: HostTensor] = [:]
     private struct PlanKey: Hashable {
         let weights: ObjectIdentifier
@@ -26,13 +27,10 @@ final class PackedWeightsCache: @unchecked Sendable {
     }
     private var plans: [PlanKey: AnyObject] = [:]
 
-    init() { pthread_mutex_init(&mutex, nil) }
-    deinit { pthread_mutex_destroy(&mutex) }
-
     /// W: (M, C/group, kh, kw) f32 -> per group, `PackedGemm.packA` of that group's (M/group, patch) rows.
     func packed(_ weights: HostTensor, group: Int) -> HostTensor {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         if let hit = packed[ObjectIdentifier(weights)] { return hit }
         let m = weights.shape[0] / group, patch = weights.count / weights.shape[0]
         let blocks = (m + PackedGemm.rowBlock - 1) / PackedGemm.rowBlock
@@ -59,8 +57,8 @@ final class PackedWeightsCache: @unchecked Sendable {
     /// The plan of kind `Plan` for `weights`, made by `make` on first use. A node's geometry is
     /// the same for every batch size, so one plan serves all.
     private func plan<Plan: AnyObject>(for weights: HostTensor, _ make: () -> Plan) -> Plan {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         let key = PlanKey(weights: ObjectIdentifier(weights), kind: ObjectIdentifier(Plan.self))
         if let hit = plans[key] as? Plan { return hit }
         let made = make()

@@ -1,10 +1,11 @@
 import Glibc
+import Locks
 
 /// The queue of one model version: requests from every protocol join it, `BatchPolicy`
 /// decides when and how many run together, and each batch runs on one compute worker; the
 /// outputs are split back to the requests in order.
 ///
-/// Thread safety: every method may be called from any thread (one mutex guards the queue).
+/// Thread safety: every method may be called from any thread (one lock guards the queue).
 public final class BatchScheduler: @unchecked Sendable {
     public typealias Completion = @Sendable (Result<InferResponse, ServingError>, _ queueSeconds: Double, _ computeSeconds: Double) -> Void
 
@@ -20,7 +21,7 @@ public final class BatchScheduler: @unchecked Sendable {
     public let configuration: BatchingConfiguration
     private let executor: any ComputeExecutor
     private let metrics: Metrics?
-    private var mutex = pthread_mutex_t()
+    private let lock = Lock()
     private var queue: [Entry] = []
     private var running = 0
     private var cost = BatchCostModel()
@@ -37,7 +38,6 @@ public final class BatchScheduler: @unchecked Sendable {
         self.configuration = configuration
         self.executor = executor
         self.metrics = metrics
-        pthread_mutex_init(&mutex, nil)
         for (name, sibling) in version.signatures {
             let scheduler = BatchScheduler(version: sibling, configuration: configuration, executor: executor, metrics: metrics, shared: true)
             scheduler.primary = self
@@ -50,7 +50,6 @@ public final class BatchScheduler: @unchecked Sendable {
         self.configuration = configuration
         self.executor = executor
         self.metrics = metrics
-        pthread_mutex_init(&mutex, nil)
     }
 
     /// The queue of signature `name` ("" and the default name: this one). TF Serving's
@@ -64,12 +63,10 @@ public final class BatchScheduler: @unchecked Sendable {
         return scheduler
     }
 
-    deinit { pthread_mutex_destroy(&mutex) }
-
     /// Requests waiting for a batch (not those running).
     public var queuedCount: Int {
-        pthread_mutex_lock(&mutex)
-        defer { pthread_mutex_unlock(&mutex) }
+        lock.lock()
+        defer { lock.unlock() }
         return queue.count
     }
 
@@ -82,9 +79,9 @@ public final class BatchScheduler: @unchecked Sendable {
     public func enqueue(_ prepared: LoadedVersion.PreparedRequest, timeout: Double = 0, deadline: Double? = nil,
                         isCancelled: (@Sendable () -> Bool)? = nil, completion: @escaping Completion) throws(ServingError) {
         let now = Self.now()
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         if configuration.maxQueuedRequests > 0 && queue.count >= configuration.maxQueuedRequests {
-            pthread_mutex_unlock(&mutex)
+            lock.unlock()
             metrics?.queueRejected(model: version.name)
             throw .queueFull("the queue of \(version.name) is full (\(configuration.maxQueuedRequests) requests); retry later")
         }
@@ -93,7 +90,7 @@ public final class BatchScheduler: @unchecked Sendable {
         if let deadline { expiry = min(expiry ?? deadline, deadline) }
         queue.append(Entry(prepared: prepared, arrival: now, deadline: expiry, isCancelled: isCancelled, completion: completion))
         cost.observeArrival(at: now)
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
         pump()
     }
 
@@ -101,7 +98,7 @@ public final class BatchScheduler: @unchecked Sendable {
     private func pump() {
         while true {
             let now = Self.now()
-            pthread_mutex_lock(&mutex)
+            lock.lock()
             let expired = expire(now: now)
             let cancelled = dropCancelled()
             let decision = BatchPolicy.decide(queue: queue.map { BatchPolicy.Queued(rows: $0.prepared.rows, arrival: $0.arrival) },
@@ -121,7 +118,7 @@ public final class BatchScheduler: @unchecked Sendable {
             case .idle:
                 break
             }
-            pthread_mutex_unlock(&mutex)
+            lock.unlock()
             for entry in expired {
                 entry.completion(.failure(.deadlineExceeded("request to \(version.name) waited longer than its timeout in the queue")), now - entry.arrival, 0)
             }
@@ -130,9 +127,9 @@ public final class BatchScheduler: @unchecked Sendable {
             }
             if let time = scheduleWake {
                 executor.submit(after: max(0, time - now)) { [self] _ in
-                    pthread_mutex_lock(&mutex)
+                    lock.lock()
                     if let scheduled = wakeAt, scheduled <= time { wakeAt = nil }
-                    pthread_mutex_unlock(&mutex)
+                    lock.unlock()
                     pump()
                 }
             }
@@ -142,7 +139,7 @@ public final class BatchScheduler: @unchecked Sendable {
         }
     }
 
-    /// Removes and returns queued entries past their deadline. Caller holds the mutex.
+    /// Removes and returns queued entries past their deadline. Caller holds the lock.
     private func expire(now: Double) -> [Entry] {
         guard queue.contains(where: { $0.deadline.map { $0 < now } ?? false }) else { return [] }
         let expired = queue.filter { $0.deadline.map { $0 < now } ?? false }
@@ -150,7 +147,7 @@ public final class BatchScheduler: @unchecked Sendable {
         return expired
     }
 
-    /// Removes and returns queued entries whose client has cancelled. Caller holds the mutex.
+    /// Removes and returns queued entries whose client has cancelled. Caller holds the lock.
     private func dropCancelled() -> [Entry] {
         guard queue.contains(where: { $0.isCancelled != nil }) else { return [] }
         var cancelled: [Entry] = []
@@ -180,10 +177,10 @@ public final class BatchScheduler: @unchecked Sendable {
         }
         let finished = Self.now()
         metrics?.batchExecuted(model: version.name, size: rows)
-        pthread_mutex_lock(&mutex)
+        lock.lock()
         running -= 1
         cost.observe(batchSize: rows, seconds: finished - started)
-        pthread_mutex_unlock(&mutex)
+        lock.unlock()
         switch result {
         case .success(let outputs):
             // Split every batched output back by rows, in queue order.

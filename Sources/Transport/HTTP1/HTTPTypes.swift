@@ -224,7 +224,7 @@ public enum HTTPResponseWriter {
     /// - A status outside 100...999 is written as 500.
     /// - Header bytes that could break framing are neutralised: CR, LF and other controls (except
     ///   HTAB) in values become SP; bytes of a name that are not token characters become '_'.
-    /// - `date` is the field value, e.g. from `HTTPDate.imfFixdate`.
+    /// - `date` is the field value, e.g. from `HTTPDate.imfFixdate`; when given, user Date fields are dropped.
     public static func serializeHead(status: Int, headers: HTTPHeaders, contentLength: Int, keepAlive: Bool,
                                      date: [UInt8]?, into output: inout [UInt8]) {
         let status = (100...999).contains(status) ? status : 500
@@ -240,6 +240,8 @@ public enum HTTPResponseWriter {
         }
         for field in headers.fields {
             if isFramingHeader(field.name, keepAlive: keepAlive) { continue }
+            // One Date field: the writer's, when it is given.
+            if date != nil && field.name.utf8.count == 4 && asciiCaseInsensitiveEquals(field.name, "date") { continue }
             appendName(field.name, to: &output)
             output.append(ascii.colon)
             output.append(ascii.space)

@@ -30,6 +30,10 @@ final class HTTP2Stream {
     var responseLength: Int { responsePrefix.count + responseBody.count }
     /// gRPC trailers, sent after the body.
     var trailers: [(String, String)]?
+    /// Bytes taken from the server's memory budget: request bytes until the stream is
+    /// answered, answer bytes until nghttp2 has copied them.
+    var budgetedRequestBytes = 0
+    var budgetedResponseBytes = 0
 
     init(id: Int32, started: Double) {
         self.id = id
@@ -279,6 +283,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         // Streams the client reset still hold their handler's work: bound that too.
         if outstanding >= server.configuration.maxConcurrentStreams || draining { return false }
         if bufferedResponseBytes > Self.maxBufferedResponseBytes { return false }
+        if budget.isExhausted { return false }
         streams[streamID] = HTTP2Stream(id: streamID, started: monotonicSeconds())
         return true
     }
@@ -314,8 +319,10 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         let configuration = server.configuration
         // All streams of a connection together hold at most two of the largest requests.
         let connectionLimit = 2 * max(configuration.maxGRPCMessageBytes, configuration.limits.maxBodyBytes) + (1 << 20)
-        if bufferedBytes + bytes.count > connectionLimit {
-            let message = "too many large requests in flight on this connection; retry"
+        let overBudget = !budget.reserve(bytes.count)
+        if overBudget || bufferedBytes + bytes.count > connectionLimit {
+            if !overBudget { budget.release(bytes.count) }
+            let message = overBudget ? budget.refusal : "too many large requests in flight on this connection; retry"
             if stream.isGRPC {
                 answerGRPC(stream, GRPCResponse(status: GRPCResponse.resourceExhausted, message: message))
             } else {
@@ -323,6 +330,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
             }
             return
         }
+        // Held until the stream is answered (early answers below included) or closes.
+        stream.budgetedRequestBytes += bytes.count
         var bytes = bytes
         if stream.isGRPC {
             if stream.messagePrefix.count < 5 {
@@ -350,6 +359,14 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         }
         stream.body.append(contentsOf: bytes)
         bufferedBytes += bytes.count
+    }
+
+    private var budget: MemoryBudget { server.configuration.memoryBudget }
+
+    /// Gives back the budget a stream's request holds (it is answered or gone).
+    private func releaseRequestBudget(_ stream: HTTP2Stream) {
+        budget.release(stream.budgetedRequestBytes)
+        stream.budgetedRequestBytes = 0
     }
 
     /// Forgets a stream's buffered request bytes.
@@ -392,6 +409,9 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     fileprivate func streamClosed(streamID: Int32) {
         guard let stream = streams.removeValue(forKey: streamID) else { return }
         releaseBody(stream)
+        releaseRequestBudget(stream)
+        budget.release(stream.budgetedResponseBytes)
+        stream.budgetedResponseBytes = 0
         bufferedResponseBytes -= stream.responseLength - stream.responseOffset
         // The client reset it (or the connection ends) before the answer left: drop the work.
         if !stream.answered || stream.responseOffset < stream.responseLength { stream.cancellation.cancel() }
@@ -415,6 +435,9 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         }
         stream.responseOffset += count
         bufferedResponseBytes -= count
+        let handed = min(count, stream.budgetedResponseBytes)
+        budget.release(handed)
+        stream.budgetedResponseBytes -= handed
         if stream.responseOffset == stream.responseLength {
             flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue
             if let trailers = stream.trailers, let session {
@@ -504,6 +527,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func answerGRPC(_ stream: HTTP2Stream, _ response: GRPCResponse) {
         stream.answered = true
         releaseBody(stream)
+        releaseRequestBudget(stream)
         var status = response.status, message = response.message
         if let deadline = stream.deadline, monotonicSeconds() > deadline, status == 0 {
             status = GRPCResponse.deadlineExceeded
@@ -526,11 +550,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func answerHTTP(_ stream: HTTP2Stream, _ response: HTTPResponse) {
         stream.answered = true
         releaseBody(stream)
-        var fields = [(":status", String(response.status))]
+        releaseRequestBudget(stream)
+        var fields = [(":status", String(response.status)), ("date", listener.date.currentText)]
         for field in response.headers {
             let name = field.name.lowercased()
             // Connection-specific fields do not exist in HTTP/2 (RFC 9113 §8.2.2).
-            if ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "proxy-connection"].contains(name) { continue }
+            if ["connection", "keep-alive", "transfer-encoding", "upgrade", "content-length", "proxy-connection", "date"].contains(name) { continue }
             fields.append((name, field.value))
         }
         fields.append(("content-length", String(response.body.count)))
@@ -543,6 +568,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func submitResponse(_ stream: HTTP2Stream, _ fields: [(String, String)], hasBody: Bool) {
         guard let session else { return }
         bufferedResponseBytes += stream.responseLength
+        budget.force(stream.responseLength)
+        stream.budgetedResponseBytes += stream.responseLength
         let result = withHeaderFields(fields) { nva, count in
             if hasBody {
                 var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: h2ReadResponse)
@@ -598,7 +625,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     func close() {
         guard !closed else { return }
         closed = true
-        for stream in streams.values { stream.cancellation.cancel() }
+        for stream in streams.values {
+            stream.cancellation.cancel()
+            releaseRequestBudget(stream)
+            budget.release(stream.budgetedResponseBytes)
+            stream.budgetedResponseBytes = 0
+        }
         streams.removeAll()
         if let registration { loop.deregister(registration) }
         registration = nil
