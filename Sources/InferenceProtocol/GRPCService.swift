@@ -4,6 +4,7 @@ import Serving
 import ServingProto
 import TensorFlowProto
 import SwiftProtobuf
+import WireFormat
 
 /// One unary gRPC answer.
 public struct GRPCReply: Sendable {

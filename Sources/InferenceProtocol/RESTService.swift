@@ -3,6 +3,7 @@ import Glibc
 import Serving
 import TensorFlowProto
 import Synchronization
+import WireFormat
 
 /// Answers every REST endpoint: KServe V1, TF Serving REST, Open Inference Protocol V2 (with
 /// the binary tensor and model repository extensions) and /metrics. Metadata requests are

@@ -8,6 +8,7 @@ import ModelClientCommand
 import Serving
 import Transport
 import Workers
+import WireFormat
 
 /// model-server: serves ONNX models from a TF Serving / Triton style model path over
 /// KServe V1, TF Serving REST and Open Inference Protocol V2.
