@@ -58,6 +58,8 @@ let package = Package(
         .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib", "WireFormat"]),
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
+        // The JSON tensor path against Foundation's decoders (BENCHMARKS.md, "Wire formats").
+        .executableTarget(name: "wireformat-bench", dependencies: ["WireFormat"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "InferenceProtocol", dependencies: ["Serving", "WireFormat", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims"]),
