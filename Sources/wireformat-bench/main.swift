@@ -40,7 +40,7 @@ func measure(_ name: String, bytes: Int, _ body: () throws -> [Float]) rethrows 
         precondition(result.count == elements)
     }
     let median = times.sorted()[times.count / 2]
-    print(String(format: "%-44@ %8.2f ms  %7.1f MB/s", name as NSString, median * 1e3, Double(bytes) / median / 1e6))
+    print(name.padding(toLength: 46, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  %7.1f MB/s", median * 1e3, Double(bytes) / median / 1e6))
 }
 
 struct Request: Decodable {
@@ -54,16 +54,16 @@ struct Request: Decodable {
 }
 
 print("V2 request: \(elements) FP32 values, \(body.count) bytes of JSON; median of \(repeats) runs")
-measure("WireFormat JSONParser + decode(into: Float)", bytes: body.count) {
+try measure("WireFormat JSONParser + decode(into: Float)", bytes: body.count) {
     let document = try JSONParser.parse(body)
     guard let data = document["inputs"]?.arrayElements?.first?["data"]?.numericArrayValue else { fatalError("no data") }
     return try data.decode(as: Float.self)
 }
 let bodyData = Data(body)
-measure("Foundation JSONDecoder (Codable [Float])", bytes: body.count) {
+try measure("Foundation JSONDecoder (Codable [Float])", bytes: body.count) {
     try JSONDecoder().decode(Request.self, from: bodyData).inputs[0].data
 }
-measure("Foundation JSONSerialization -> [Float]", bytes: body.count) {
+try measure("Foundation JSONSerialization -> [Float]", bytes: body.count) {
     let object = try JSONSerialization.jsonObject(with: bodyData) as! [String: Any]
     let input = (object["inputs"] as! [[String: Any]])[0]
     return (input["data"] as! [NSNumber]).map(\.floatValue)
@@ -82,15 +82,21 @@ func answer(_ writeData: (inout JSONWriter) -> Void) -> [UInt8] {
     writer.endObject(); writer.endArray(); writer.endObject()
     return writer.bytes
 }
-let formatted = answer { try! $0.array(values) }
-let described = answer { writer in
-    var list = "["
+/// The data list with each element's `description` appended to the bytes (what the writer
+/// would do without its own formatter).
+func describedList() -> [UInt8] {
+    var list: [UInt8] = [UInt8(ascii: "[")]
     list.reserveCapacity(elements * 12)
     for (index, value) in values.enumerated() {
-        if index > 0 { list += "," }
-        list += value.description
+        if index > 0 { list.append(UInt8(ascii: ",")) }
+        list.append(contentsOf: value.description.utf8)
     }
-    writer.rawValue((list + "]").utf8)
+    list.append(UInt8(ascii: "]"))
+    return list
+}
+let formatted = answer { try! $0.array(values) }
+let described = answer { writer in
+    writer.rawValue(describedList())
 }
 precondition(formatted == described, "the formatter and Float.description disagree")
 print("V2 answer: \(elements) FP32 values, \(formatted.count) bytes of JSON (byte-identical both ways)")
@@ -103,17 +109,9 @@ func measureWrite(_ name: String, _ body: () -> [UInt8]) {
         precondition(bytes.count == formatted.count)
     }
     let median = times.dropFirst().sorted()[repeats / 2]
-    print(String(format: "%-44@ %8.2f ms  %7.1f MB/s", name as NSString, median * 1e3, Double(formatted.count) / median / 1e6))
+    print(name.padding(toLength: 46, withPad: " ", startingAt: 0) + String(format: "%8.2f ms  %7.1f MB/s", median * 1e3, Double(formatted.count) / median / 1e6))
 }
 measureWrite("JSONWriter.array (Ryu formatter)") { answer { try! $0.array(values) } }
 measureWrite("Float.description per element") {
-    answer { writer in
-        var list = "["
-        list.reserveCapacity(elements * 12)
-        for (index, value) in values.enumerated() {
-            if index > 0 { list += "," }
-            list += value.description
-        }
-        writer.rawValue((list + "]").utf8)
-    }
+    answer { writer in writer.rawValue(describedList()) }
 }
