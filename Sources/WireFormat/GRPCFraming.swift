@@ -93,11 +93,21 @@ public enum HeaderList {
         return nil
     }
 
-    /// Whether two header names are equal ignoring ASCII case.
+    /// Whether two header names are equal ignoring ASCII case (only A-Z and a-z fold).
+    @inlinable
     public static func equalsIgnoringCase(_ a: String, _ b: String) -> Bool {
-        a.utf8.count == b.utf8.count && zip(a.utf8, b.utf8).allSatisfy { lower($0) == lower($1) }
+        var a = a, b = b
+        // withUTF8 makes both strings native/contiguous, so the comparison is a plain byte loop.
+        return a.withUTF8 { x in
+            b.withUTF8 { y in
+                guard x.count == y.count else { return false }
+                for i in 0..<x.count where x[i] != y[i] {
+                    if x[i] | 0x20 != y[i] | 0x20 { return false }
+                    let lower = x[i] | 0x20
+                    if lower < UInt8(ascii: "a") || lower > UInt8(ascii: "z") { return false }
+                }
+                return true
+            }
+        }
     }
-
-    @inline(__always)
-    static func lower(_ byte: UInt8) -> UInt8 { byte >= 65 && byte <= 90 ? byte | 0x20 : byte }
 }
