@@ -17,8 +17,8 @@ struct RequestValidationTests {
                      outputs: outputs)
     }
 
-    func message(_ body: () throws(ServingError) -> Void) -> String {
-        do { try body(); return "" } catch { return error.message }
+    func message(_ body: () throws -> Void) -> String {
+        do { try body(); return "" } catch let error as ServingError { return error.message } catch { return "\(error)" }
     }
 
     @Test func aGoodRequestBecomesBuffersInModelOrder() throws {
