@@ -46,13 +46,20 @@ for port in 38571 38581; do
 done
 cmp "$work/answer-38571.json" "$work/answer-38581.json"
 echo "N=$n: answers byte-identical, $(stat -c %s "$work/answer-38571.json") bytes; $requests requests per run, 1 connection"
-run() { # label port
+# Server CPU seconds (user + system) from /proc: less disturbed by other load on a shared
+# machine than wall-clock throughput, which the table also shows.
+cpu() { awk -v hz="$(getconf CLK_TCK)" '{ print ($14 + $15) / hz }' "/proc/$1/stat"; }
+run() { # label port pid
+    local before after
+    before="$(cpu "$3")"
     h2load --h1 -c 1 -n "$requests" -d "$work/request.json" -H 'content-type: application/json' \
-        "http://127.0.0.1:$2/v2/models/big/infer" 2>&1 | awk -v label="$1" '
+        "http://127.0.0.1:$2/v2/models/big/infer" > "$work/h2load.txt" 2>&1
+    after="$(cpu "$3")"
+    awk -v label="$1" -v cpu="$(echo "$before $after $requests" | awk '{ printf "%.3f", ($2 - $1) * 1000 / $3 }')" '
         /^finished in/ { rps = $4 } /^time for request:/ { mean = $6 }
-        /^status codes:/ { ok = $3 } END { printf "%-30s %8s req/s  mean %s  2xx %s\n", label, rps, mean, ok }'
+        /^status codes:/ { ok = $3 } END { printf "%-30s %9s req/s  mean %9s  server CPU %8s ms/request  2xx %s\n", label, rps, mean, cpu, ok }' "$work/h2load.txt"
 }
 for _ in $(seq "$rounds"); do
-    run "A $(basename "$a")" 38571
-    run "B $(basename "$b")" 38581
+    run "A $(basename "$a")" 38571 "${pids[0]}"
+    run "B $(basename "$b")" 38581 "${pids[1]}"
 done
