@@ -56,41 +56,46 @@ let package = Package(
             name: "ServingProto",
             dependencies: ["TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
-        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib", "Locks"]),
+        // Wire formats with no dependency: JSON, NPY, base64, percent-encoding, gRPC framing.
+        .target(name: "WireFormat"),
+        .target(name: "Transport", dependencies: ["CLinuxShims", "CNGHTTP2", "CZlib", "Locks", "WireFormat"]),
         .target(name: "ImageCodec", dependencies: ["CTurboJPEG", "AVX2Kernels", "CLinuxShims", "Locks"]),
         .executableTarget(name: "image-bench", dependencies: ["ImageCodec"]),
+        // The JSON tensor path against Foundation's decoders (BENCHMARKS.md, "Wire formats").
+        .executableTarget(name: "wireformat-bench", dependencies: ["WireFormat"]),
         .target(name: "Serving", dependencies: ["Engine", "ImageCodec", "Locks", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
-        .target(name: "InferenceProtocol", dependencies: ["Serving", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
+        .target(name: "InferenceProtocol", dependencies: ["Serving", "WireFormat", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]),
         .target(name: "Workers", dependencies: ["Engine", "Serving", "CLinuxShims", "Locks"]),
         // The Job-side CLI: POSIX sockets only (no Foundation networking, no SwiftNIO); gRPC
         // through libnghttp2's memory API. A library so that model-server can also run it
         // when invoked as model-client (the container image's multi-call binary).
         .target(
             name: "ModelClientCommand",
-            dependencies: ["CNGHTTP2", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
+            dependencies: ["CNGHTTP2", "WireFormat", "ServingProto", "TensorFlowProto", .product(name: "SwiftProtobuf", package: "swift-protobuf"),
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(name: "model-client", dependencies: ["ModelClientCommand"]),
         .executableTarget(
             name: "model-server",
-            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers", "ModelClientCommand",
+            dependencies: ["Transport", "InferenceProtocol", "Serving", "Workers", "ModelClientCommand", "WireFormat",
                            .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
         .executableTarget(
             name: "model-run",
-            dependencies: ["Engine", "Workers", "Serving", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+            dependencies: ["Engine", "Workers", "Serving", "WireFormat", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        .testTarget(name: "WireFormatTests", dependencies: ["WireFormat"]),
         .testTarget(name: "TransportTests", dependencies: ["Transport"]),
         .testTarget(name: "WorkersTests", dependencies: ["Workers"]),
         .testTarget(name: "ServingTests", dependencies: ["Serving"]),
         .testTarget(name: "ImageCodecTests", dependencies: ["ImageCodec", "CTurboJPEG"]),
         .testTarget(
             name: "InferenceProtocolTests",
-            dependencies: ["InferenceProtocol", "Serving", "ServingProto", "TensorFlowProto", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
+            dependencies: ["InferenceProtocol", "Serving", "WireFormat", "ServingProto", "TensorFlowProto", "ONNXProto", .product(name: "SwiftProtobuf", package: "swift-protobuf")]
         ),
         .testTarget(
             name: "EngineTests",
-            dependencies: ["Engine", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "CLinuxShims"]
+            dependencies: ["Engine", "WireFormat", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "CLinuxShims"]
         ),
     ],
     swiftLanguageModes: [.v6]

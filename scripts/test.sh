@@ -8,6 +8,10 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 export MODEL_SERVER_CACHE="${MODEL_SERVER_CACHE:-$HOME/.cache/swift-model-server}"
 
+# Layering (imports) and the .swift-format rules, before anything is built: ~15 s.
+scripts/check-imports.sh
+scripts/lint.sh
+
 scripts/install-deps.sh
 eval "$(scripts/python-env.sh all)"
 eval "$(scripts/node-tests.sh "$VENV_TEST/bin/python")"

@@ -1,11 +1,5 @@
 import Serving
-
-/// gRPC status codes (grpc/doc/statuscodes.md).
-public enum GRPCStatusCode: Int, Sendable {
-    case ok = 0, cancelled = 1, unknown = 2, invalidArgument = 3, deadlineExceeded = 4, notFound = 5, alreadyExists = 6
-    case permissionDenied = 7, resourceExhausted = 8, failedPrecondition = 9, aborted = 10, outOfRange = 11
-    case unimplemented = 12, internalError = 13, unavailable = 14, dataLoss = 15, unauthenticated = 16
-}
+import WireFormat
 
 /// The one table from `ServingError` to protocol statuses.
 public enum ErrorMapping {

@@ -4,6 +4,7 @@ import Serving
 import ServingProto
 import TensorFlowProto
 import SwiftProtobuf
+import WireFormat
 
 /// One unary gRPC answer.
 public struct GRPCReply: Sendable {
@@ -42,21 +43,21 @@ public struct GRPCReply: Sendable {
 /// Answers the unary gRPC methods of the Open Inference Protocol (`inference.
 /// GRPCInferenceService`, with Triton's configuration and repository additions), TensorFlow
 /// Serving (`tensorflow.serving.PredictionService` Predict and GetModelMetadata,
-/// `ModelService` GetModelStatus) and `grpc.health.v1.Health/Check`. It shares the REST
-/// service's repository, inference pipeline, control queue and readiness, so both protocols
-/// see one server. Metadata is answered on the calling thread; messages above
-/// `RESTService.inlineDecodeBytes` are parsed, and inference runs, on the compute executor;
-/// repository changes on the control queue.
+/// `ModelService` GetModelStatus) and `grpc.health.v1.Health/Check`. It holds the same
+/// `ServerCore` as the REST service (repository, inference pipeline, control queue and
+/// readiness), so both protocols see one server. Metadata is answered on the calling thread;
+/// messages above `ServerCore.inlineDecodeBytes` are parsed, and inference runs, on the
+/// compute executor; repository changes on the control queue.
 public final class GRPCService: Sendable {
-    let rest: RESTService
+    let core: ServerCore
 
     /// Fill-rule expansion of a TensorProto may reach this many bytes, or 8 times the message.
     static let minimumFillBytes = 64 << 20
 
-    public init(rest: RESTService) { self.rest = rest }
+    public init(core: ServerCore) { self.core = core }
 
     /// Health turns NOT_SERVING and ServerReady false, for gRPC and REST alike.
-    public func beginShutdown() { rest.beginShutdown() }
+    public func beginShutdown() { core.beginShutdown() }
 
     /// Answers one unary call. `path` like "/inference.GRPCInferenceService/ModelInfer";
     /// `message` the request protobuf bytes (un-framed); `deadline` absolute CLOCK_MONOTONIC
@@ -65,8 +66,8 @@ public final class GRPCService: Sendable {
     public func handle(path: String, message: [UInt8], deadline: Double?, isCancelled: @escaping @Sendable () -> Bool,
                        completion: @escaping @Sendable (GRPCReply) -> Void) {
         let call = Call(message: message, deadline: deadline, isCancelled: isCancelled, completion: completion)
-        if message.count > RESTService.inlineDecodeBytes {
-            rest.pipeline.executor.submit { [self] _ in answer(path, call) }
+        if message.count > ServerCore.inlineDecodeBytes {
+            core.pipeline.executor.submit { [self] _ in answer(path, call) }
         } else {
             answer(path, call)
         }
@@ -125,7 +126,7 @@ public final class GRPCService: Sendable {
             call.reply(Inference_ServerLiveResponse.with { $0.live = true })
         case "/inference.GRPCInferenceService/ServerReady":
             _ = try call.parse(Inference_ServerReadyRequest.self)
-            call.reply(Inference_ServerReadyResponse.with { $0.ready = rest.serverReady })
+            call.reply(Inference_ServerReadyResponse.with { $0.ready = core.serverReady })
         case "/inference.GRPCInferenceService/ModelReady":
             let request = try call.parse(Inference_ModelReadyRequest.self)
             let ready = try modelReady(request.name, version: request.version)
@@ -133,9 +134,9 @@ public final class GRPCService: Sendable {
         case "/inference.GRPCInferenceService/ServerMetadata":
             _ = try call.parse(Inference_ServerMetadataRequest.self)
             call.reply(Inference_ServerMetadataResponse.with {
-                $0.name = RESTService.serverName
-                $0.version = RESTService.serverVersion
-                $0.extensions = RESTService.extensions
+                $0.name = ServerCore.serverName
+                $0.version = ServerCore.serverVersion
+                $0.extensions = ServerCore.extensions
             })
         case "/inference.GRPCInferenceService/ModelMetadata":
             let request = try call.parse(Inference_ModelMetadataRequest.self)
@@ -155,7 +156,7 @@ public final class GRPCService: Sendable {
             call.reply(repositoryIndex(onlyReady: request.ready))
         case "/inference.GRPCInferenceService/RepositoryModelLoad":
             let request = try call.parse(Inference_RepositoryModelLoadRequest.self)
-            try RESTService.rejectLoadParameters(Array(request.parameters.keys))
+            try ServerCore.rejectLoadParameters(Array(request.parameters.keys))
             let model = request.modelName
             changeRepository(call, answer: Inference_RepositoryModelLoadResponse()) { repository throws(ServingError) in
                 try repository.load(model: model)
@@ -194,8 +195,8 @@ public final class GRPCService: Sendable {
     /// Runs `change` on the control queue (repository changes are serialised there), then answers.
     private func changeRepository(_ call: Call, answer: some SwiftProtobuf.Message & Sendable,
                                   _ change: @escaping @Sendable (ModelRepository) throws(ServingError) -> Void) {
-        let repository = rest.repository, completion = call.completion
-        rest.control {
+        let repository = core.repository, completion = call.completion
+        core.control {
             do throws(ServingError) {
                 try change(repository)
                 completion(.ok(answer))
@@ -208,7 +209,7 @@ public final class GRPCService: Sendable {
                        encode: @escaping @Sendable (InferResponse) throws(ServingError) -> [UInt8]) {
         // The completion alone is kept until the reply, not the request message.
         let completion = call.completion
-        rest.pipeline.run(request, on: servable, protocolName: protocolName, deadline: call.deadline, isCancelled: call.isCancelled,
+        core.pipeline.run(request, on: servable, protocolName: protocolName, deadline: call.deadline, isCancelled: call.isCancelled,
                           encode: encode) { result in completion(GRPCReply(result)) }
     }
 
@@ -222,7 +223,7 @@ public final class GRPCService: Sendable {
     }
 
     private func lookup(_ model: String, version: String) throws(ServingError) -> BatchScheduler {
-        try rest.repository.lookup(model: model, version: try Self.selector(version))
+        try core.repository.lookup(model: model, version: try Self.selector(version))
     }
 
     /// As REST: unknown models and versions are errors, known but not ready ones answer false.
@@ -250,8 +251,8 @@ public final class GRPCService: Sendable {
         }
         return .with {
             $0.name = version.name
-            $0.versions = rest.availableVersions(version.name)
-            $0.platform = RESTService.metadataPlatform(version)
+            $0.versions = core.availableVersions(version.name)
+            $0.platform = ServerCore.metadataPlatform(version)
             $0.inputs = tensors(version.inputs)
             $0.outputs = tensors(version.advertisedOutputs)
         }
@@ -263,8 +264,8 @@ public final class GRPCService: Sendable {
         func dims(_ shape: [Int]) -> [Int64] { (batching ? Array(shape.dropFirst()) : shape).map { Int64($0) } }
         return .with { config in
             config.name = version.name
-            config.platform = RESTService.configPlatform(version)
-            config.backend = RESTService.serverName
+            config.platform = ServerCore.configPlatform(version)
+            config.backend = ServerCore.serverName
             config.maxBatchSize = Int32(clamping: version.maxBatchSize)
             config.input = version.inputs.map { tensor in
                 .with {
@@ -304,7 +305,7 @@ public final class GRPCService: Sendable {
 
     private func repositoryIndex(onlyReady: Bool) -> Inference_RepositoryIndexResponse {
         .with { response in
-            response.models = rest.repository.index().filter { !onlyReady || $0.state == "READY" }.map { entry in
+            response.models = core.repository.index().filter { !onlyReady || $0.state == "READY" }.map { entry in
                 .with {
                     $0.name = entry.name
                     $0.version = entry.version.map(String.init) ?? ""
@@ -330,7 +331,7 @@ public final class GRPCService: Sendable {
 
     private func predict(_ request: Tensorflow_Serving_PredictRequest, _ call: Call) throws(ServingError) {
         let spec = request.modelSpec
-        let servable = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).signature(spec.signatureName)
+        let servable = try core.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).signature(spec.signatureName)
         let version = servable.version
         let expected = Set(version.inputs.map(\.name)), sent = Set(request.inputs.keys)
         if expected != sent {
@@ -368,7 +369,7 @@ public final class GRPCService: Sendable {
     /// Classify / Regress: tf.Examples through the named (or default) signature, which must
     /// be of that method; answers TF Serving's result messages.
     private func examples(_ spec: Tensorflow_Serving_ModelSpec, _ input: Tensorflow_Serving_Input, method: ExampleMethod, _ call: Call) throws(ServingError) {
-        let servable = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).signature(spec.signatureName)
+        let servable = try core.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).signature(spec.signatureName)
         let version = servable.version
         let records: [Tensorflow_Example]
         switch input.kind {
@@ -436,7 +437,7 @@ public final class GRPCService: Sendable {
             throw .invalidInput("Metadata field \(field) is not supported")
         }
         let spec = request.modelSpec
-        let version = try rest.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).version
+        let version = try core.repository.lookup(model: spec.name, version: Self.selector(spec) ?? .latest).version
         let signatures = Self.signatureDefMap(version)
         let packed: Google_Protobuf_Any
         do { packed = try Google_Protobuf_Any(message: signatures) } catch { throw .internalError("cannot pack the SignatureDefMap: \(error)") }
@@ -494,7 +495,7 @@ public final class GRPCService: Sendable {
     }
 
     private func modelStatus(_ request: Tensorflow_Serving_GetModelStatusRequest) throws(ServingError) -> Tensorflow_Serving_GetModelStatusResponse {
-        let statuses = try rest.versionStatuses(request.modelSpec.name, Self.selector(request.modelSpec))
+        let statuses = try core.versionStatuses(request.modelSpec.name, Self.selector(request.modelSpec))
         return .with {
             $0.modelVersionStatus = statuses.map { status in
                 .with {
@@ -527,10 +528,10 @@ public final class GRPCService: Sendable {
     /// The server ("" or a served gRPC service): SERVING when ready. A model name: SERVING when
     /// it has a ready version and the server is not draining. Anything else is NOT_FOUND.
     private func health(_ service: String) throws(ServingError) -> Grpc_Health_V1_HealthCheckResponse.ServingStatus {
-        if Self.serviceNames.contains(service) { return rest.serverReady ? .serving : .notServing }
+        if Self.serviceNames.contains(service) { return core.serverReady ? .serving : .notServing }
         do {
-            _ = try rest.repository.lookup(model: service, version: .latest)
-            return rest.isDraining ? .notServing : .serving
+            _ = try core.repository.lookup(model: service, version: .latest)
+            return core.isDraining ? .notServing : .serving
         } catch {
             if case .modelNotFound = error { throw .notFound("unknown service \(service)") }
             return .notServing

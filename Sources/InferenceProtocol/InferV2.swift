@@ -1,4 +1,5 @@
 import Serving
+import WireFormat
 
 /// Open Inference Protocol V2 `/infer`: JSON `data` (nested or flat) and the binary tensor
 /// extension (`Inference-Header-Content-Length`, `binary_data_size`, `binary_data`,

@@ -1,3 +1,4 @@
+import WireFormat
 /// The response writer the protocol layer uses: `JSONWriter` with TF Serving's non-finite
 /// float tokens (`NaN`, `Infinity`, `-Infinity`), so no write can fail.
 struct JSONBuilder {

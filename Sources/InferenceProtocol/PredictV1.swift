@@ -1,6 +1,7 @@
 import FoundationEssentials
 import Serving
 import TensorFlowProto
+import WireFormat
 
 /// KServe V1 / TF Serving REST `:predict`: row (`instances`) and columnar (`inputs`) formats,
 /// named and unnamed inputs, `{"b64": ...}` strings; answers `predictions` or `outputs`.

@@ -3,6 +3,7 @@ import Glibc
 import Serving
 import TensorFlowProto
 import Synchronization
+import WireFormat
 
 /// Answers every REST endpoint: KServe V1, TF Serving REST, Open Inference Protocol V2 (with
 /// the binary tensor and model repository extensions) and /metrics. Metadata requests are
@@ -10,44 +11,30 @@ import Synchronization
 /// runs, on the compute executor; repository changes on the control queue, so an event loop
 /// never blocks here.
 public final class RESTService: Sendable {
-    let repository: ModelRepository
-    let metrics: Metrics
-    let control: @Sendable (@escaping @Sendable () -> Void) -> Void
-    /// Inference for every protocol (the gRPC service shares it).
-    let pipeline: InferencePipeline
-    private let draining = Atomic<Bool>(false)
+    /// The repository, pipeline, control queue and readiness shared with the gRPC service.
+    public let core: ServerCore
+    var repository: ModelRepository { core.repository }
+    var metrics: Metrics { core.metrics }
+    var control: @Sendable (@escaping @Sendable () -> Void) -> Void { core.control }
+    var pipeline: InferencePipeline { core.pipeline }
     /// Seconds a REST inference may take from the moment it is queued (TF Serving's
     /// --rest_api_timeout_in_ms); nil: no limit. Past it the answer is 504.
     let inferenceTimeout: Double?
 
-    public static let serverName = "swift-model-server"
-    public static let serverVersion = "0.1.0"
+    public static var serverName: String { ServerCore.serverName }
+    public static var serverVersion: String { ServerCore.serverVersion }
 
-    public init(repository: ModelRepository, executor: any ComputeExecutor, metrics: Metrics, inferenceTimeout: Double? = nil,
-                control: @escaping @Sendable (@escaping @Sendable () -> Void) -> Void) {
-        self.repository = repository
+    public init(core: ServerCore, inferenceTimeout: Double? = nil) {
+        self.core = core
         self.inferenceTimeout = inferenceTimeout
-        self.metrics = metrics
-        self.control = control
-        pipeline = InferencePipeline(executor: executor, metrics: metrics)
     }
 
-    /// Readiness turns false; requests are still answered until the listeners close.
-    public func beginShutdown() { draining.store(true, ordering: .releasing) }
+    /// Readiness turns false on every protocol; requests are still answered until the
+    /// listeners close.
+    public func beginShutdown() { core.beginShutdown() }
 
     /// Server readiness (every protocol): not draining and every enabled model has a version.
-    var serverReady: Bool { !isDraining && repository.allReady }
-
-    /// Whether `beginShutdown` was called.
-    var isDraining: Bool { draining.load(ordering: .acquiring) }
-
-    /// Platform names the V2 model metadata and Triton's model configuration report.
-    /// V2 metadata's and config's platform names (Triton's for TensorFlow SavedModels).
-    static func metadataPlatform(_ version: LoadedVersion) -> String { version.signature != nil ? "tensorflow_savedmodel" : "onnx_onnxv1" }
-    static func configPlatform(_ version: LoadedVersion) -> String { version.signature != nil ? "tensorflow_savedmodel" : "onnxruntime_onnx" }
-
-    /// The Open Inference Protocol extensions this server implements.
-    static let extensions = ["binary_tensor_data", "classification", "model_repository", "model_configuration", "parameters"]
+    var serverReady: Bool { core.serverReady }
 
     public func errorResponse(status: Int, message: String) -> RESTResponse {
         var out = JSONBuilder()
@@ -61,10 +48,8 @@ public final class RESTService: Sendable {
         return response
     }
 
-    /// Bodies up to this many bytes are decoded on the calling (event-loop) thread (tens of ms
-    /// at most, and no wait behind compute jobs: the usual request joins its batch at once);
-    /// larger ones on a compute worker, so parsing one never stalls the loop's connections.
-    static let inlineDecodeBytes = 4 << 20
+    /// Bodies up to this many bytes are decoded on the calling (event-loop) thread.
+    static var inlineDecodeBytes: Int { ServerCore.inlineDecodeBytes }
 
     /// Answers `request`; `completion` runs exactly once, on this thread or a worker's.
     public func handle(_ request: RESTRequest, completion: @escaping @Sendable (RESTResponse) -> Void) {
@@ -113,7 +98,7 @@ public final class RESTService: Sendable {
                 out.key("name"); out.string(Self.serverName)
                 out.key("version"); out.string(Self.serverVersion)
                 out.key("extensions"); out.beginArray()
-                for name in Self.extensions { out.string(name) }
+                for name in ServerCore.extensions { out.string(name) }
                 out.endArray()
             })
         case .v2Live:
@@ -145,7 +130,7 @@ public final class RESTService: Sendable {
         case .v2RepositoryLoad(let model):
             if let parameters = try repositoryRequestBody(request.body)["parameters"] {
                 guard case .object(let object) = parameters else { throw .invalidInput("'parameters' must be an object") }
-                try Self.rejectLoadParameters(Array(object.keys))
+                try ServerCore.rejectLoadParameters(Array(object.keys))
             }
             control { [self] in
                 do throws(ServingError) {
@@ -182,21 +167,8 @@ public final class RESTService: Sendable {
 
     // MARK: Status and metadata
 
-    /// The versions TF Serving's GetModelStatus reports (REST and gRPC), newest first:
-    /// all of them, or the one `selector` names.
     func versionStatuses(_ model: String, _ selector: VersionSelector?) throws(ServingError) -> [VersionStatus] {
-        var statuses = try repository.status(model: model)
-        switch selector {
-        case .number(let number)?:
-            statuses = statuses.filter { $0.version == number }
-            if statuses.isEmpty { throw .versionNotFound(model: model, version: String(number)) }
-        case .label?:
-            let servable = try repository.lookup(model: model, version: selector!)
-            statuses = statuses.filter { $0.version == servable.version.version }
-        case .latest?, nil:
-            break
-        }
-        return statuses.reversed()
+        try core.versionStatuses(model, selector)
     }
 
     /// TF Serving's GetModelStatus JSON plus KServe V1's `name` / `ready` keys.
@@ -279,17 +251,14 @@ public final class RESTService: Sendable {
         }
     }
 
-    /// The model's available versions, ascending (V2 metadata `versions`).
-    func availableVersions(_ model: String) -> [String] {
-        ((try? repository.status(model: model)) ?? []).filter { $0.state == .available }.map { String($0.version) }
-    }
+    func availableVersions(_ model: String) -> [String] { core.availableVersions(model) }
 
     private func v2Metadata(_ version: LoadedVersion) -> RESTResponse {
         let versions = availableVersions(version.name)
         return object { out in
             out.key("name"); out.string(version.name)
             out.key("versions"); out.beginArray(); for v in versions { out.string(v) }; out.endArray()
-            out.key("platform"); out.string(Self.metadataPlatform(version))
+            out.key("platform"); out.string(ServerCore.metadataPlatform(version))
             for (key, tensors) in [("inputs", version.inputs), ("outputs", version.advertisedOutputs)] {
                 out.key(key); out.beginArray()
                 for tensor in tensors {
@@ -309,7 +278,7 @@ public final class RESTService: Sendable {
         let batching = version.maxBatchSize > 0
         return object { out in
             out.key("name"); out.string(version.name)
-            out.key("platform"); out.string(Self.configPlatform(version))
+            out.key("platform"); out.string(ServerCore.configPlatform(version))
             out.key("backend"); out.string(Self.serverName)
             out.key("max_batch_size"); out.int(version.maxBatchSize)
             for (key, tensors) in [("input", version.inputs), ("output", version.advertisedOutputs)] {
@@ -332,13 +301,6 @@ public final class RESTService: Sendable {
         let value = try parseJSON(body[...])
         guard case .object = value else { throw .invalidInput("the repository request must be a JSON object") }
         return value
-    }
-
-    /// Models load from the model repository only: a load request's `config` and `file:`
-    /// overrides (Triton's) are refused rather than ignored.
-    static func rejectLoadParameters(_ names: [String]) throws(ServingError) {
-        guard let name = names.sorted().first else { return }
-        throw .invalidInput("load parameter '\(name)' is not supported: models load from the model repository as it is on disk")
     }
 
     private func repositoryIndex(_ request: RESTRequest) throws(ServingError) -> RESTResponse {

@@ -1,4 +1,5 @@
 import Serving
+import WireFormat
 
 /// A REST request as the protocol layer sees it (transport-independent).
 public struct RESTRequest: Sendable {
@@ -16,10 +17,7 @@ public struct RESTRequest: Sendable {
         self.body = body
     }
 
-    public func header(_ name: String) -> String? {
-        let lowered = name.lowercased()
-        return headers.first { $0.0.lowercased() == lowered }?.1
-    }
+    public func header(_ name: String) -> String? { HeaderList.first(name, in: headers) }
 }
 
 public struct RESTResponse: Sendable {
@@ -163,21 +161,13 @@ enum Route: Equatable {
     }
 
     static func percentDecoded(_ text: String) throws(ServingError) -> String {
-        guard text.contains("%") else { return text }
-        var bytes: [UInt8] = []
-        var iterator = Array(text.utf8).makeIterator()
-        while let byte = iterator.next() {
-            if byte == UInt8(ascii: "%") {
-                guard let high = iterator.next(), let low = iterator.next(),
-                      let value = UInt8(String(decoding: [high, low], as: UTF8.self), radix: 16) else {
-                    throw .invalidInput("bad percent-encoding in '\(text)'")
-                }
-                bytes.append(value)
-            } else {
-                bytes.append(byte)
+        do {
+            return try PercentEncoding.decodePathSegment(text)
+        } catch {
+            switch error {
+            case .malformed: throw .invalidInput("bad percent-encoding in '\(text)'")
+            case .notUTF8: throw .invalidInput("'\(text)' is not UTF-8")
             }
         }
-        guard let decoded = String(validating: bytes, as: UTF8.self) else { throw .invalidInput("'\(text)' is not UTF-8") }
-        return decoded
     }
 }

@@ -1,5 +1,6 @@
 import FoundationEssentials
 import Serving
+import WireFormat
 
 /// Moves tensor data between JSON and the byte layout of `InferTensor` (no boxed
 /// intermediate arrays: numeric arrays decode straight into the destination bytes).
@@ -59,17 +60,10 @@ enum TensorJSON {
     static func base64Object(_ value: JSONValue) throws(ServingError) -> [UInt8]? {
         guard isBase64Object(value) else { return nil }
         guard let text = value["b64"]?.stringValue else { throw .invalidInput("the value of 'b64' must be a base64 string") }
-        var normalized = text
-        if text.utf8.contains(where: { $0 == UInt8(ascii: "-") || $0 == UInt8(ascii: "_") }) {
-            normalized = String(decoding: text.utf8.map { $0 == UInt8(ascii: "-") ? UInt8(ascii: "+") : $0 == UInt8(ascii: "_") ? UInt8(ascii: "/") : $0 },
-                                as: UTF8.self)
-        }
-        let remainder = normalized.utf8.count % 4
-        if remainder != 0 { normalized += String(repeating: "=", count: 4 - remainder) }
-        guard let data = Data(base64Encoded: normalized) else {
+        guard let bytes = Base64.decode(text) else {
             throw .invalidInput("the value of 'b64' is not valid base64 (\(text.utf8.count) characters starting '\(text.prefix(16))')")
         }
-        return [UInt8](data)
+        return bytes
     }
 
     /// The element type JSON values of `datatype` decode to; throws for types JSON cannot carry.
@@ -149,7 +143,7 @@ enum TensorJSON {
                     let (start, length) = stringOffsets[index]
                     let bytes = UnsafeRawBufferPointer(rebasing: raw[start..<start + length])
                     if base64Strings {
-                        out.beginObject(); out.key("b64"); out.string(Data(bytes).base64EncodedString()); out.endObject()
+                        out.beginObject(); out.key("b64"); out.string(Base64.encode(bytes)); out.endObject()
                     } else {
                         out.string(String(decoding: bytes, as: UTF8.self))
                     }

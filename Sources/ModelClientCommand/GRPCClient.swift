@@ -1,5 +1,6 @@
 import CNGHTTP2
 import Glibc
+import WireFormat
 
 /// A gRPC call ended with a status other than OK: the server's `grpc-status` and (percent-
 /// decoded) `grpc-message`, or a status derived from a non-gRPC answer (an HTTP error status,
@@ -8,30 +9,10 @@ struct GRPCStatusError: Error, CustomStringConvertible {
     let code: Int
     let message: String
 
-    var description: String { "gRPC \(Self.name(code))" + (message.isEmpty ? "" : ": \(message)") }
+    var description: String { "gRPC \(GRPCStatusCode.name(code))" + (message.isEmpty ? "" : ": \(message)") }
 
-    static let names = ["OK", "CANCELLED", "UNKNOWN", "INVALID_ARGUMENT", "DEADLINE_EXCEEDED", "NOT_FOUND",
-                        "ALREADY_EXISTS", "PERMISSION_DENIED", "RESOURCE_EXHAUSTED", "FAILED_PRECONDITION",
-                        "ABORTED", "OUT_OF_RANGE", "UNIMPLEMENTED", "INTERNAL", "UNAVAILABLE", "DATA_LOSS",
-                        "UNAUTHENTICATED"]
-
-    static func name(_ code: Int) -> String { names.indices.contains(code) ? names[code] : "status \(code)" }
-
-    static let cancelled = 1, unknown = 2, resourceExhausted = 8, unimplemented = 12, internalError = 13,
-               unavailable = 14, unauthenticated = 16, permissionDenied = 7
-
-    /// The status a client assumes for an HTTP answer without `grpc-status` (gRPC's
-    /// http-grpc-status-mapping.md).
-    static func code(forHTTPStatus status: Int) -> Int {
-        switch status {
-        case 400: internalError
-        case 401: unauthenticated
-        case 403: permissionDenied
-        case 404: unimplemented
-        case 429, 502, 503, 504: unavailable
-        default: unknown
-        }
-    }
+    static let cancelled = GRPCStatusCode.cancelled.rawValue, unknown = GRPCStatusCode.unknown.rawValue,
+               resourceExhausted = GRPCStatusCode.resourceExhausted.rawValue, internalError = GRPCStatusCode.internalError.rawValue
 }
 
 /// Unary gRPC calls over one HTTP/2 connection (h2c with prior knowledge: plain TCP, the
@@ -95,7 +76,7 @@ final class GRPCClient {
         var errorCode: UInt32 = 0
 
         init(message: [UInt8]) {
-            self.prefix = GRPCClient.prefix(length: message.count)
+            self.prefix = GRPCFraming.prefix(length: message.count)
             self.message = message
         }
     }
@@ -149,7 +130,7 @@ final class GRPCClient {
 
         let fields = [(":method", "POST"), (":scheme", "http"), (":path", path), (":authority", authority),
                       ("content-type", "application/grpc"), ("te", "trailers"), ("user-agent", "model-client"),
-                      ("grpc-timeout", Self.timeoutValue(deadline - TCP.now()))]
+                      ("grpc-timeout", GRPCFraming.timeoutValue(deadline - TCP.now()))]
         var provider = nghttp2_data_provider(source: nghttp2_data_source(ptr: nil), read_callback: grpcReadRequest)
         let streamID = withHeaderFields(fields) { nghttp2_submit_request(session, nil, $0, $1, &provider, nil) }
         guard streamID > 0 else {
@@ -353,7 +334,7 @@ final class GRPCClient {
             var message = "HTTP status \(status) instead of a gRPC response from \(authority)"
             let text = String(decoding: call.body.prefix(300), as: UTF8.self).trimmingNewlines
             if call.grpcStatus == nil && !text.isEmpty && !(call.contentType ?? "").hasPrefix("application/grpc") { message += ": \(text)" }
-            throw GRPCStatusError(code: GRPCStatusError.code(forHTTPStatus: status), message: message)
+            throw GRPCStatusError(code: GRPCStatusCode(httpStatus: status).rawValue, message: message)
         }
         if call.grpcStatus == nil && (call.httpStatus == nil || call.errorCode != 0) {
             // Reset without an answer.
@@ -376,7 +357,7 @@ final class GRPCClient {
             throw GRPCStatusError(code: GRPCStatusError.unknown, message: "bad grpc-status '\(statusText.prefix(40))' from \(authority)")
         }
         if status != 0 {
-            throw GRPCStatusError(code: status, message: Self.percentDecoded(call.grpcMessage ?? ""))
+            throw GRPCStatusError(code: status, message: PercentEncoding.decodeGRPCMessage(call.grpcMessage ?? ""))
         }
         guard let contentType = call.contentType, contentType.hasPrefix("application/grpc") else {
             throw GRPCStatusError(code: GRPCStatusError.unknown,
@@ -386,8 +367,8 @@ final class GRPCClient {
         guard body.count >= 5 else {
             throw ResponseError(description: body.isEmpty ? "the gRPC response has no message" : "the gRPC response message is truncated (\(body.count) bytes)")
         }
-        let length = Int(body[1]) << 24 | Int(body[2]) << 16 | Int(body[3]) << 8 | Int(body[4])
-        if body[0] != 0 {
+        let length = GRPCFraming.messageLength(body)
+        if GRPCFraming.isCompressed(body) {
             throw ResponseError(description: "the gRPC response is compressed (\(call.grpcEncoding ?? "no grpc-encoding")), which the client does not support")
         }
         guard body.count >= 5 + length else {
@@ -455,50 +436,6 @@ final class GRPCClient {
         }
         if call.requestOffset == call.requestLength { flags.pointee |= NGHTTP2_DATA_FLAG_EOF.rawValue }
         return copied
-    }
-
-    // MARK: gRPC wire details
-
-    /// The 5-byte prefix of an uncompressed message of `length` bytes (big-endian length).
-    static func prefix(length: Int) -> [UInt8] {
-        let length = UInt32(length)
-        return [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
-    }
-
-    /// A `grpc-timeout` value for `seconds` (at most 8 digits, the finest unit that fits,
-    /// rounded up; at least 1).
-    static func timeoutValue(_ seconds: Double) -> String {
-        for (unit, perSecond) in [("u", 1e6), ("m", 1e3), ("S", 1.0), ("M", 1 / 60.0), ("H", 1 / 3600.0)] {
-            let amount = (max(seconds, 0) * perSecond).rounded(.up)
-            if amount <= 99_999_999 { return "\(max(Int(amount), 1))\(unit)" }
-        }
-        return "99999999H"
-    }
-
-    /// `grpc-message` decoding: %XX is the byte XX; the result is UTF-8 (invalid bytes replaced).
-    static func percentDecoded(_ text: String) -> String {
-        let bytes = Array(text.utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(bytes.count)
-        var index = 0
-        func hex(_ byte: UInt8) -> UInt8? {
-            switch byte {
-            case UInt8(ascii: "0")...UInt8(ascii: "9"): byte - UInt8(ascii: "0")
-            case UInt8(ascii: "a")...UInt8(ascii: "f"): byte - UInt8(ascii: "a") + 10
-            case UInt8(ascii: "A")...UInt8(ascii: "F"): byte - UInt8(ascii: "A") + 10
-            default: nil
-            }
-        }
-        while index < bytes.count {
-            if bytes[index] == UInt8(ascii: "%"), index + 2 < bytes.count, let high = hex(bytes[index + 1]), let low = hex(bytes[index + 2]) {
-                out.append(high << 4 | low)
-                index += 3
-            } else {
-                out.append(bytes[index])
-                index += 1
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
     }
 }
 

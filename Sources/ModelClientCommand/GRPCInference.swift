@@ -5,6 +5,7 @@ import FoundationEssentials
 #endif
 import ServingProto
 import SwiftProtobuf
+import WireFormat
 
 /// Open Inference Protocol gRPC calls (`inference.GRPCInferenceService`) to one model over a
 /// `GRPCClient`: the gRPC twin of `ModelEndpoint`'s V2 REST calls, with the same tensors and the
@@ -77,14 +78,14 @@ final class GRPCEndpoint {
     }
 
     /// Typed tensor contents as a flat JSON list (only the field for the tensor's datatype is set).
-    private static func values(_ contents: Inference_InferTensorContents) -> JSON {
-        var values: [JSON] = contents.boolContents.map { .bool($0) }
-        values += contents.intContents.map { .number(Double($0)) }
-        values += contents.int64Contents.map { .number(Double($0)) }
-        values += contents.uintContents.map { .number(Double($0)) }
-        values += contents.uint64Contents.map { .number(Double($0)) }
-        values += contents.fp32Contents.map { .number(Double($0)) }
-        values += contents.fp64Contents.map { .number($0) }
+    private static func values(_ contents: Inference_InferTensorContents) -> JSONValue {
+        var values: [JSONValue] = contents.boolContents.map { .bool($0) }
+        values += contents.intContents.map { .number(JSONNumber(Double($0))) }
+        values += contents.int64Contents.map { .number(JSONNumber(Double($0))) }
+        values += contents.uintContents.map { .number(JSONNumber(Double($0))) }
+        values += contents.uint64Contents.map { .number(JSONNumber(Double($0))) }
+        values += contents.fp32Contents.map { .number(JSONNumber(Double($0))) }
+        values += contents.fp64Contents.map { .number(JSONNumber($0)) }
         values += contents.bytesContents.map { .string(String(decoding: $0, as: UTF8.self)) }
         return .array(values)
     }
@@ -103,7 +104,7 @@ final class GRPCEndpoint {
         do {
             answer = try client.unary("/\(Self.service)/\(method)", bytes)
         } catch let error as GRPCStatusError {
-            if verbose { writeStderr("< gRPC \(GRPCStatusError.name(error.code)) (\(elapsed(since: started)) ms)") }
+            if verbose { writeStderr("< gRPC \(GRPCStatusCode.name(error.code)) (\(elapsed(since: started)) ms)") }
             throw error
         }
         if verbose { writeStderr("< gRPC OK (\(answer.count) bytes, \(elapsed(since: started)) ms)") }

@@ -1,4 +1,5 @@
 import Glibc
+import WireFormat
 
 /// A failure to exchange HTTP with the server: resolving, connecting, a timeout, a dropped
 /// connection or a malformed response. HTTP error statuses are responses, not this.
@@ -17,7 +18,7 @@ struct HTTPResponse {
 
     /// The first header called `name` (case-insensitive).
     func header(_ name: String) -> String? {
-        headers.first { $0.name.lowercased() == name.lowercased() }?.value
+        HeaderList.first(name, in: headers.lazy.map { ($0.name, $0.value) })
     }
 }
 

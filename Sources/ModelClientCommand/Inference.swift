@@ -1,4 +1,5 @@
 import Glibc
+import WireFormat
 
 /// What one request sends: encoded images, or named tensors (name nil: the model's first input).
 enum Payload {
@@ -43,7 +44,7 @@ final class ModelEndpoint {
 
     /// /v1/models/<m>[/versions/<v>] or /v2/models/<m>[/versions/<v>]
     func modelPath(_ api: String) -> String {
-        "/\(api)/models/\(percentEncoded(model))" + (version.map { "/versions/\(percentEncoded($0))" } ?? "")
+        "/\(api)/models/\(PercentEncoding.encodePathSegment(model))" + (version.map { "/versions/\(PercentEncoding.encodePathSegment($0))" } ?? "")
     }
 
     /// The V2 model metadata (GET /v2/models/<m>): input and output names in model order.
@@ -64,7 +65,7 @@ final class ModelEndpoint {
         switch payload {
         case .images(let images):
             let instances = images.map { image in
-                let value = "{\"b64\":\(jsonString(base64(image.bytes)))}"
+                let value = "{\"b64\":\(jsonString(Base64.encode(image.bytes)))}"
                 return imageInputName.map { "{\(jsonString($0)):\(value)}" } ?? value
             }
             body = "{\"instances\":[" + instances.joined(separator: ",") + "]}"
@@ -81,7 +82,7 @@ final class ModelEndpoint {
 
     /// Rows of a V1 response: `predictions` (row format) or `outputs` (columnar). A row with
     /// `scores` (and `classes`) is a server-side classification (TF Serving Inception style).
-    static func v1Rows(_ json: JSON, outputName: String?) throws -> [RowResult] {
+    static func v1Rows(_ json: JSONValue, outputName: String?) throws -> [RowResult] {
         if let predictions = json["predictions"]?.array {
             return try predictions.map { row in
                 guard let members = row.members else { return try .scores(numbers(row, output: "predictions")) }
@@ -107,11 +108,11 @@ final class ModelEndpoint {
     }
 
     /// The first dimension of a nested list as rows (a flat list or scalar is one row).
-    private static func splitRows(_ value: JSON) -> [JSON] {
+    private static func splitRows(_ value: JSONValue) -> [JSONValue] {
         value.listDepth >= 2 ? value.array ?? [] : [value]
     }
 
-    private static func pick(_ members: [(key: String, value: JSON)], _ name: String?) throws -> (String, JSON) {
+    private static func pick(_ members: [(key: String, value: JSONValue)], _ name: String?) throws -> (String, JSONValue) {
         if let name {
             guard let member = members.first(where: { $0.key == name }) else {
                 throw ResponseError(description: "the response has no output '\(name)' (outputs: \(members.map(\.key).joined(separator: ", ")))")
@@ -122,10 +123,10 @@ final class ModelEndpoint {
         return first
     }
 
-    fileprivate static func numbers(_ value: JSON, output: String) throws -> [Double] {
+    fileprivate static func numbers(_ value: JSONValue, output: String) throws -> [Double] {
         try value.leaves.map { leaf in
             switch leaf {
-            case .number(let number): return number
+            case .number(let number): return number.doubleValue
             case .bool(let flag): return flag ? 1 : 0
             default: throw ResponseError(description: "output '\(output)' is not numeric; choose another with --output-name")
             }
@@ -134,12 +135,13 @@ final class ModelEndpoint {
 
     /// TF Serving style classification, best first: `classes[i]` scored `scores[i]`. A class
     /// that is an integer (or an integer string) is a class index, named from --labels.
-    private static func ranked(classes: [JSON], scores: [Double]) -> RowResult {
+    private static func ranked(classes: [JSONValue], scores: [Double]) -> RowResult {
         var entries: [(label: String?, index: Int?, score: Double)] = []
         for (position, score) in scores.enumerated() {
-            switch position < classes.count ? classes[position] : nil {
-            case .string(let label)?: entries.append(Int(label).map { (nil, $0, score) } ?? (label, nil, score))
-            case .number(let number)? where number == number.rounded() && abs(number) < 1e15: entries.append((nil, Int(number), score))
+            switch position < classes.count ? classes[position] : JSONValue.null {
+            case .string(let label): entries.append(Int(label).map { (nil, $0, score) } ?? (label, nil, score))
+            case .number(let literal) where literal.doubleValue == literal.doubleValue.rounded() && abs(literal.doubleValue) < 1e15:
+                entries.append((nil, Int(literal.doubleValue), score))
             default: entries.append((nil, nil, score))
             }
         }
@@ -199,7 +201,7 @@ final class ModelEndpoint {
         var datatype: String
         var shape: [Int]
         var binary: ArraySlice<UInt8>?
-        var data: JSON?
+        var data: JSONValue?
 
         /// Rows = first dimension when rank >= 2, else 1.
         var rows: Int { shape.count >= 2 ? shape[0] : 1 }
@@ -339,14 +341,14 @@ final class ModelEndpoint {
 
     /// The `"error"` string of a JSON error body, else the body text (shortened).
     static func errorMessage(_ response: HTTPResponse) -> String {
-        if let json = try? JSON.parse(response.body[...]), let message = json["error"]?.string { return message }
+        if let json = try? JSONValue.parseResponse(response.body[...]), let message = json["error"]?.string { return message }
         let text = String(decoding: response.body.prefix(1000), as: UTF8.self).trimmingNewlines
         return text.isEmpty ? response.reason : text
     }
 
-    private static func parseJSON(_ bytes: ArraySlice<UInt8>, what: String) throws -> JSON {
+    private static func parseJSON(_ bytes: ArraySlice<UInt8>, what: String) throws -> JSONValue {
         do {
-            return try JSON.parse(bytes)
+            return try JSONValue.parseResponse(bytes)
         } catch {
             throw ResponseError(description: "the server's \(what) is not valid JSON (\(error))")
         }
@@ -376,21 +378,6 @@ func stableSortedDescending(_ entries: [(label: String?, index: Int?, score: Dou
         let y = b.element.score.isNaN ? -Double.infinity : b.element.score
         return x != y ? x > y : a.offset < b.offset
     }.map(\.element)
-}
-
-/// RFC 3986 percent-encoding of everything but unreserved characters (for path segments).
-func percentEncoded(_ text: String) -> String {
-    var out = ""
-    for byte in text.utf8 {
-        let c = Character(Unicode.Scalar(byte))
-        if byte < 0x80 && (c.isLetter || c.isNumber || "-._~".contains(c)) {
-            out.append(c)
-        } else {
-            let hex = String(byte, radix: 16, uppercase: true)
-            out += "%" + (hex.count == 1 ? "0" : "") + hex
-        }
-    }
-    return out
 }
 
 /// Writes `line` and a newline to stderr.

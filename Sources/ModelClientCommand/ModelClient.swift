@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import WireFormat
 
 /// model-client's entry point: the `model-client` executable, and `model-server` when it is
 /// started under the name model-client (the container image ships one multi-call binary).
@@ -245,7 +246,7 @@ struct ModelClient: ParsableCommand {
         if !images.isEmpty {
             var loaded: [(path: String, bytes: [UInt8])] = []
             for path in images {
-                do { loaded.append((path, try readFile(path))) } catch { throw Failure(code: 2, message: error.description) }
+                do { loaded.append((path, try FileBytes.contents(path))) } catch { throw Failure(code: 2, message: error.description) }
             }
             let size = batchSize ?? loaded.count
             return stride(from: 0, to: loaded.count, by: size).map { start in
@@ -273,7 +274,7 @@ struct ModelClient: ParsableCommand {
 
     private static func readLabels(_ path: String) throws -> [String] {
         let bytes: [UInt8]
-        do { bytes = try readFile(path) } catch { throw Failure(code: 2, message: error.description) }
+        do { bytes = try FileBytes.contents(path) } catch { throw Failure(code: 2, message: error.description) }
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n", omittingEmptySubsequences: false).map {
             $0.hasSuffix("\r") ? String($0.dropLast()) : String($0)
         }

@@ -2,6 +2,7 @@ import FoundationEssentials
 import ServingProto
 import SwiftProtobuf
 import TensorFlowProto
+import WireFormat
 
 /// TF Serving's gRPC PredictionService (`tensorflow.serving.PredictionService/Predict`), the
 /// call the classic TF Serving client makes: images go as one DT_STRING tensor of JPEG bytes,
@@ -80,6 +81,7 @@ final class TFServingEndpoint {
         case .float64: return .dtDouble
         case .int64: return .dtInt64
         case .int32: return .dtInt32
+        case .int8: return .dtInt8
         case .uint8: return .dtUint8
         case .bool: return .dtBool
         }

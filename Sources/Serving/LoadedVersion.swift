@@ -3,16 +3,6 @@ import FoundationEssentials
 import TensorFlowProto
 import ImageCodec
 
-/// Runs jobs on threads the executable owns. Serving never creates threads.
-public protocol ComputeExecutor: Sendable {
-    /// Number of workers; a job learns which one runs it.
-    var workerCount: Int { get }
-    /// Queues `job`; it runs once on one worker thread with that worker's index.
-    func submit(_ job: @escaping @Sendable (_ worker: Int) -> Void)
-    /// Queues `job` after `seconds` have passed.
-    func submit(after seconds: Double, _ job: @escaping @Sendable (_ worker: Int) -> Void)
-}
-
 /// One loaded, servable version of a model. Requests hold a reference for their whole
 /// inference, which pins the version: unloading only drops the repository's reference.
 /// Thread safety: immutable except each worker's session slot (see `SessionSlot`).
@@ -230,63 +220,16 @@ public final class LoadedVersion: @unchecked Sendable {
         public var outputs: [RequestedOutput]?
     }
 
-    /// Checks names, datatypes, shapes and sizes. Any thread.
+    /// Checks names, datatypes, shapes and sizes (`RequestValidator`). Any thread.
     public func prepare(_ request: InferRequest) throws(ServingError) -> PreparedRequest {
-        var buffers: [[UInt8]] = []
-        var batch: Int?
-        for info in model.inputs {
-            guard let tensor = request.inputs.first(where: { $0.name == info.name }) else {
-                throw .invalidInput("missing input '\(info.name)' (\(TensorDataType(info.dtype).rawValue) \(info.shape))")
-            }
-            let expectedType = TensorDataType(info.dtype)
-            guard tensor.datatype == expectedType else {
-                throw .invalidInput("input '\(info.name)' must be \(expectedType.rawValue), got \(tensor.datatype.rawValue)")
-            }
-            let fits = tensor.shape.count == info.shape.count && zip(tensor.shape, info.shape).allSatisfy { $1 == -1 || $0 == $1 }
-            guard fits else {
-                throw .invalidInput("input '\(info.name)' must have shape \(info.shape) (-1: any batch size), got \(tensor.shape)")
-            }
-            if model.hasDynamicBatch {
-                let rows = tensor.shape[0]
-                if let batch, batch != rows { throw .invalidInput("inputs disagree on the batch size (\(batch) and \(rows))") }
-                batch = rows
-            }
-            guard let elements = InferTensor.elementCount(tensor.shape), elements <= tensor.data.count else {
-                throw .invalidInput("input '\(info.name)' has \(tensor.data.count) bytes of data, too few for shape \(tensor.shape)")
-            }
-            let expectedBytes = elements * info.dtype.size
-            guard tensor.data.count == expectedBytes else {
-                throw .invalidInput("input '\(info.name)' has \(tensor.data.count) bytes of data, shape \(tensor.shape) of \(expectedType.rawValue) needs \(expectedBytes)")
-            }
-            buffers.append(tensor.data)
-        }
-        var seen = Set<String>()
-        for tensor in request.inputs where !seen.insert(tensor.name).inserted {
-            throw .invalidInput("input '\(tensor.name)' is given more than once")
-        }
-        for tensor in request.inputs where !model.inputs.contains(where: { $0.name == tensor.name }) {
-            throw .invalidInput("unknown input '\(tensor.name)'; the model's inputs are \(model.inputs.map(\.name).joined(separator: ", "))")
-        }
-        let rows = batch ?? model.maxBatchSize
-        if model.hasDynamicBatch && rows < 1 { throw .invalidInput("batch size must be at least 1") }
-        if model.hasDynamicBatch && rows > model.maxBatchSize && settings.maxBatchSizeConfigured {
-            throw .invalidInput("batch size \(rows) exceeds max_batch_size \(model.maxBatchSize)")
-        }
-        var wanted: [String]? = nil
-        if let requested = request.outputs, !requested.isEmpty {
-            let names = Set(advertisedOutputs.map(\.name))
-            for output in requested where !names.contains(output.name) {
-                throw .invalidInput("unknown output '\(output.name)'; the outputs are \(names.sorted().joined(separator: ", "))")
-            }
-            for output in requested {
-                guard let value = output.parameters["classification"] else { continue }
-                guard let k = value.intValue, k > 0, k <= Int64(Int32.max) else {
-                    throw .invalidInput("classification of '\(output.name)' must be a positive integer (the number of classes), got \(value.jsonText)")
-                }
-            }
-            wanted = requested.map(\.name)
-        }
-        return PreparedRequest(inputs: buffers, rows: rows, wanted: wanted, id: request.id, outputs: request.outputs)
+        try requestValidator.prepare(request)
+    }
+
+    /// What `prepare` checks requests against.
+    public var requestValidator: RequestValidator {
+        RequestValidator(inputs: model.inputs.map { TensorMetadata(name: $0.name, datatype: TensorDataType($0.dtype), shape: $0.shape) },
+                         hasDynamicBatch: model.hasDynamicBatch, maxBatchSize: model.maxBatchSize,
+                         maxBatchSizeConfigured: settings.maxBatchSizeConfigured, outputNames: advertisedOutputs.map(\.name))
     }
 
     /// Runs `rows` rows (inputs in model input order, contiguous) on worker `worker`'s session
@@ -318,46 +261,15 @@ public final class LoadedVersion: @unchecked Sendable {
         return outputs
     }
 
-    /// The outputs `prepared` asked for, in its order (none asked: all, top-k replacing the
-    /// classification output), after
-    /// classification post-processing: a requested output with `"classification": k` becomes
-    /// "score:index[:label]" strings (the configured softmax and labels apply to the configured
-    /// classification output only; other outputs use their own labels, if any).
+    /// The outputs `prepared` asked for, shaped by `OutputShaper`.
     public func response(_ prepared: PreparedRequest, outputs: [InferTensor]) throws(ServingError) -> InferResponse {
-        var topK: [InferTensor]?
-        func classified() -> [InferTensor] {
-            if let topK { return topK }
-            var result: [InferTensor] = []
-            if let classification, let k = classification.topK, let scores = outputs.first(where: { $0.name == classification.output }) {
-                result = classification.topKOutputs(scores, k: k)
-            }
-            topK = result
-            return result
-        }
-        var result: [InferTensor] = []
-        if let requested = prepared.outputs, !requested.isEmpty {
-            for output in requested {
-                guard var tensor = outputs.first(where: { $0.name == output.name }) ?? classified().first(where: { $0.name == output.name }) else { continue }
-                if let k = output.parameters["classification"]?.intValue {
-                    guard k > 0, tensor.datatype == .fp32 else {
-                        throw .invalidInput("classification of '\(output.name)' needs k > 0 and an FP32 output")
-                    }
-                    let classifier = classification.flatMap { $0.output == output.name ? $0 : nil }
-                        ?? Classification(output: output.name, softmax: false, topK: nil, labels: labels[output.name] ?? [])
-                    tensor = classifier.extensionOutput(tensor, k: Int(k))
-                }
-                result.append(tensor)
-            }
-        } else if let classification, !classified().isEmpty {
-            result = classified() + outputs.filter { $0.name != classification.output }
-        } else {
-            result = outputs
-        }
-        if signature != nil, prepared.outputs?.isEmpty ?? true {
-            let declared = Set(advertisedOutputs.map(\.name))
-            result = result.filter { declared.contains($0.name) }
-        }
-        return InferResponse(modelName: name, modelVersion: version, id: prepared.id, outputs: result)
+        try outputShaper.response(prepared, outputs: outputs)
+    }
+
+    /// How `response` turns the network's outputs into the answer.
+    public var outputShaper: OutputShaper {
+        OutputShaper(name: name, version: version, classification: classification, labels: labels,
+                     declaredOutputs: signature != nil ? advertisedOutputs.map(\.name) : nil)
     }
 
     /// Runs `request` alone on worker `worker`'s session. Call only from that worker's thread.

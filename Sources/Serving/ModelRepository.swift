@@ -21,10 +21,12 @@ public struct VersionStatus: Sendable {
     public var error: String?
 }
 
-/// Finds model versions on disk (TF Serving layout `<base>/<version>/model.onnx`), loads the
-/// ones the version policy aspires to, and unloads the rest, one `poll()` at a time.
-/// A version that fails to load is reported in `status` and never replaces a serving one;
-/// it is retried only when its files change. Lookups pin versions (ARC references).
+/// TF Serving's Manager for every configured model: on each `poll()` it asks the Source
+/// (`VersionSource`) which versions exist, the version policy which of them to serve, and
+/// `VersionPlan.next` what to load and unload, one step at a time, until the records match.
+/// Loading goes through the `ServableLoader`. A version that fails to load is reported in
+/// `status` and never replaces a serving one; it is retried only when its files change.
+/// Lookups pin versions (ARC references).
 ///
 /// Thread safety: `poll`, `load`, `unload` run on the control thread (they load models, which
 /// takes a while); `lookup`, `status` and the listings are called from any thread.
@@ -32,9 +34,10 @@ public final class ModelRepository: @unchecked Sendable {
     private struct Entry {
         var source: ModelSource
         var enabled = true
-        var available: [Int: BatchScheduler] = [:]
-        var failed: [Int: (signature: String, error: String)] = [:]
-        var loading: Set<Int> = []
+        /// One record per version the manager knows; states change only as `VersionPlan` says.
+        var records: [Int: VersionRecord] = [:]
+        /// The servable of every available version.
+        var servables: [Int: BatchScheduler] = [:]
         var settingsError: String?
         /// Why no version can be found (no numbered directories), reported like a settings error.
         var layoutError: String?
@@ -43,20 +46,23 @@ public final class ModelRepository: @unchecked Sendable {
     private let lock = Lock()
     private var entries: [String: Entry] = [:]
     private var order: [String] = []
-    private let workers: Int
-    private let executor: any ComputeExecutor
+    private let loader: any ServableLoader
     private let metrics: Metrics?
-    private let batchingDefaults: BatchingParameters?
     private let log: @Sendable (LogLevel, String) -> Void
     /// For a Triton-style repository: new model directories found there are added.
     private let repositoryDirectory: String?
 
-    public init(sources: [ModelSource], repositoryDirectory: String? = nil, executor: any ComputeExecutor, metrics: Metrics?,
-                batchingDefaults: BatchingParameters? = nil, log: @escaping @Sendable (LogLevel, String) -> Void) {
-        self.workers = executor.workerCount
-        self.executor = executor
+    public convenience init(sources: [ModelSource], repositoryDirectory: String? = nil, executor: any ComputeExecutor, metrics: Metrics?,
+                            batchingDefaults: BatchingParameters? = nil, log: @escaping @Sendable (LogLevel, String) -> Void) {
+        self.init(sources: sources, repositoryDirectory: repositoryDirectory,
+                  loader: EngineServableLoader(executor: executor, metrics: metrics, batchingDefaults: batchingDefaults),
+                  metrics: metrics, log: log)
+    }
+
+    public init(sources: [ModelSource], repositoryDirectory: String? = nil, loader: any ServableLoader, metrics: Metrics?,
+                log: @escaping @Sendable (LogLevel, String) -> Void) {
+        self.loader = loader
         self.metrics = metrics
-        self.batchingDefaults = batchingDefaults
         self.log = log
         self.repositoryDirectory = repositoryDirectory
         for source in sources {
@@ -76,12 +82,12 @@ public final class ModelRepository: @unchecked Sendable {
 
     /// Whether every enabled model has at least one available version.
     public var allReady: Bool {
-        locked { entries.values.allSatisfy { !$0.enabled || !$0.available.isEmpty } }
+        locked { entries.values.allSatisfy { !$0.enabled || !$0.servables.isEmpty } }
     }
 
     /// Every loaded version's scheduler, for per-version gauges.
     public var loadedSchedulers: [BatchScheduler] {
-        locked { order.compactMap { entries[$0] }.flatMap { entry in entry.available.keys.sorted().map { entry.available[$0]! } } }
+        locked { order.compactMap { entries[$0] }.flatMap { entry in entry.servables.keys.sorted().map { entry.servables[$0]! } } }
     }
 
     /// The version a request should run on.
@@ -89,24 +95,8 @@ public final class ModelRepository: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard let entry = entries[model] else { throw .modelNotFound(model) }
-        switch selector {
-        case .latest:
-            guard let latest = entry.available.keys.max() else { throw .modelNotReady(model) }
-            return entry.available[latest]!
-        case .number(let number):
-            guard let loaded = entry.available[number] else {
-                if entry.loading.contains(number) { throw .modelNotReady("\(model) version \(number) is still loading") }
-                if let failure = entry.failed[number] { throw .modelNotReady("\(model) version \(number) failed to load: \(failure.error)") }
-                throw .versionNotFound(model: model, version: String(number))
-            }
-            return loaded
-        case .label(let label):
-            guard let number = entry.source.labels[label] else {
-                throw .invalidInput("Unrecognized servable version label: \(label)")
-            }
-            guard let loaded = entry.available[number] else { throw .versionNotFound(model: model, version: "\(number) (label \(label))") }
-            return loaded
-        }
+        let number = try VersionPlan.resolve(selector, model: model, records: entry.records, labels: entry.source.labels)
+        return entry.servables[number]!
     }
 
     /// Every version the repository knows of for `model`, ascending.
@@ -114,20 +104,7 @@ public final class ModelRepository: @unchecked Sendable {
         lock.lock()
         defer { lock.unlock() }
         guard let entry = entries[model] else { throw .modelNotFound(model) }
-        var result: [VersionStatus] = []
-        for version in Set(entry.available.keys).union(entry.failed.keys).union(entry.loading).sorted() {
-            if entry.available[version] != nil {
-                result.append(VersionStatus(version: version, state: .available))
-            } else if entry.loading.contains(version) {
-                result.append(VersionStatus(version: version, state: .loading))
-            } else if let failure = entry.failed[version] {
-                result.append(VersionStatus(version: version, state: .failed, error: failure.error))
-            }
-        }
-        if let error = entry.settingsError ?? entry.layoutError, result.isEmpty {
-            result.append(VersionStatus(version: 0, state: .failed, error: error))
-        }
-        return result
+        return VersionPlan.statuses(records: entry.records, modelError: entry.settingsError ?? entry.layoutError)
     }
 
     /// Scans every enabled model's directory and brings the loaded set in line with its policy.
@@ -161,94 +138,50 @@ public final class ModelRepository: @unchecked Sendable {
             locked { entries[name]?.settingsError = message }
             return
         }
-        var onDisk = versionsOnDisk(base)
-        var layoutError: String?
-        if onDisk.isEmpty {
-            // KServe's storage layout: the model's files directly in the base path (a bare
-            // /mnt/models/model.onnx or SavedModel) are served as version 1.
-            if LoadedVersion.holdsModel(base) {
-                onDisk = [1: base]
-            } else {
-                layoutError = "no version directories in \(base) (expected \(base)/<version>/model.onnx or \(base)/<version>/saved_model.pb)"
-            }
+        let scan = VersionSource.scan(base)
+        if locked({ entries[name]?.layoutError }) != scan.layoutError {
+            if let layoutError = scan.layoutError { log(.error, "model \(name): \(layoutError)") }
+            locked { entries[name]?.layoutError = scan.layoutError }
         }
-        if locked({ entries[name]?.layoutError }) != layoutError {
-            if let layoutError { log(.error, "model \(name): \(layoutError)") }
-            locked { entries[name]?.layoutError = layoutError }
+        var aspired: [Int: String] = [:]
+        for version in (entry.source.policy ?? settings.versionPolicy ?? .latest(1)).select(Array(scan.versions.keys)) {
+            aspired[version] = VersionSource.signature(scan.versions[version]!)
         }
-        let aspired = (entry.source.policy ?? settings.versionPolicy ?? .latest(1)).select(Array(onDisk.keys))
-        // Load aspired versions that are neither loaded nor failed with the same files.
-        for version in aspired.sorted(by: >) {
-            let directory = onDisk[version]!
-            let signature = Self.signature(directory)
-            let known = locked { () -> Bool in
-                guard let current = entries[name] else { return true }
-                if current.available[version] != nil { return true }
-                if let failure = current.failed[version], failure.signature == signature { return true }
-                return false
-            }
-            if known { continue }
-            locked { _ = entries[name]?.loading.insert(version) }
-            log(.info, "model \(name): loading version \(version) from \(directory)")
-            do {
-                let servable = try LoadedVersion(name: name, version: version, directory: directory, settings: settings, workers: workers)
-                let batching = settings.batching(defaults: batchingDefaults, maxBatchSize: max(1, servable.maxBatchSize), workers: workers)
-                let loaded = BatchScheduler(version: servable, configuration: batching, executor: executor, metrics: metrics)
+        let onDisk = Set(scan.versions.keys)
+        while let action = locked({ entries[name].flatMap { VersionPlan.next(records: $0.records, aspired: aspired, onDisk: onDisk) } }) {
+            switch action {
+            case .load(let version):
+                load(name, version: version, directory: scan.versions[version]!, signature: aspired[version]!, settings: settings)
+            case .unload(let version):
                 locked {
-                    entries[name]?.loading.remove(version)
-                    entries[name]?.failed[version] = nil
-                    entries[name]?.available[version] = loaded
-                }
-                log(.info, "model \(name): version \(version) is available")
-            } catch {
-                let message = "\(error)"
-                locked {
-                    entries[name]?.loading.remove(version)
-                    entries[name]?.failed[version] = (signature, message)
-                }
-                log(.error, "model \(name): version \(version) failed to load: \(message)")
-            }
-        }
-        // Unload what is no longer aspired, but never leave the model without a version while
-        // an aspired one is not available (a failed newer version keeps the old one serving).
-        locked {
-            guard var current = entries[name] else { return }
-            let aspiredAvailable = aspired.contains { current.available[$0] != nil }
-            for version in current.available.keys where !aspired.contains(version) {
-                let stillOnDisk = onDisk[version] != nil
-                if aspiredAvailable || !stillOnDisk {
-                    current.available[version] = nil
+                    entries[name]?.records[version]?.state = .unloading
+                    entries[name]?.servables[version] = nil
                     metrics?.forget(model: name, version: version)
-                    log(.info, "model \(name): unloaded version \(version)")
+                    entries[name]?.records[version] = nil  // end
                 }
+                log(.info, "model \(name): unloaded version \(version)")
+            case .forget(let version):
+                locked { entries[name]?.records[version] = nil }
             }
-            for version in current.failed.keys where onDisk[version] == nil { current.failed[version] = nil }
-            entries[name] = current
         }
     }
 
-    /// Numeric subdirectories of `base` (leading zeros allowed); others are ignored.
-    private func versionsOnDisk(_ base: String) -> [Int: String] {
-        guard let children = try? FileManager.default.contentsOfDirectory(atPath: base) else { return [:] }
-        var result: [Int: String] = [:]
-        for child in children {
-            guard !child.isEmpty, child.allSatisfy(\.isNumber), let version = Int(child) else { continue }
-            var isDirectory = false
-            if FileManager.default.fileExists(atPath: base + "/" + child, isDirectory: &isDirectory), isDirectory {
-                result[version] = base + "/" + child
+    /// Loads one version (state loading, then available or failed with `signature`).
+    private func load(_ name: String, version: Int, directory: String, signature: String, settings: ModelSettings) {
+        locked { entries[name]?.records[version] = VersionRecord(state: .loading) }
+        log(.info, "model \(name): loading version \(version) from \(directory)")
+        do {
+            let loaded = try loader.load(name: name, version: version, directory: directory, settings: settings)
+            locked {
+                entries[name]?.records[version] = VersionRecord(state: .available, signature: signature)
+                entries[name]?.servables[version] = loaded
             }
+            log(.info, "model \(name): version \(version) is available")
+        } catch {
+            let message = "\(error)"
+            locked { entries[name]?.records[version] = VersionRecord(state: .failed, signature: signature, error: message) }
+            log(.error, "model \(name): version \(version) failed to load: \(message)")
         }
-        return result
-    }
-
-    /// Size and modification time of the version's files: a changed signature means retry.
-    static func signature(_ directory: String) -> String {
-        let files = (try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []
-        return files.sorted().map { file -> String in
-            var info = stat()
-            guard stat(directory + "/" + file, &info) == 0 else { return file }
-            return "\(file):\(info.st_size):\(info.st_mtim.tv_sec).\(info.st_mtim.tv_nsec)"
-        }.joined(separator: ",")
     }
 
     /// Repository extension: (re)enable a model and load it now. Control thread.
@@ -257,12 +190,12 @@ public final class ModelRepository: @unchecked Sendable {
         let exists = locked { () -> Bool in
             guard entries[model] != nil else { return false }
             entries[model]!.enabled = true
-            entries[model]!.failed = [:]
+            entries[model]!.records = entries[model]!.records.filter { $0.value.state != .failed }
             return true
         }
         guard exists else { throw .modelNotFound(model) }
         pollModel(model)
-        if locked({ entries[model]?.available.isEmpty ?? true }) {
+        if locked({ entries[model]?.servables.isEmpty ?? true }) {
             let reason = (try? status(model: model))?.compactMap(\.error).last ?? "no version could be loaded"
             throw .invalidInput("failed to load \(model): \(reason)")
         }
@@ -273,8 +206,11 @@ public final class ModelRepository: @unchecked Sendable {
         let exists = locked { () -> Bool in
             guard entries[model] != nil else { return false }
             entries[model]!.enabled = false
-            for version in entries[model]!.available.keys { metrics?.forget(model: model, version: version) }
-            entries[model]!.available = [:]
+            for version in entries[model]!.servables.keys {
+                metrics?.forget(model: model, version: version)
+                entries[model]!.records[version] = nil  // unloading, then end
+            }
+            entries[model]!.servables = [:]
             return true
         }
         guard exists else { throw .modelNotFound(model) }

@@ -3,6 +3,7 @@ import Engine
 import Foundation
 import Serving
 import Workers
+import WireFormat
 
 /// Runs an ONNX model on .npy inputs without a server: for debugging and engine benchmarks.
 @main
@@ -52,7 +53,7 @@ struct ModelRun: ParsableCommand {
         } catch let error as EngineError {
             FileHandle.standardError.write(Data("model-run: \(error)\n".utf8))
             throw ExitCode(2)
-        } catch let error as NPY.FormatError {
+        } catch let error as NPYArray.FormatError {
             FileHandle.standardError.write(Data("model-run: \(error)\n".utf8))
             throw ExitCode(2)
         } catch let error as ServingError {
@@ -70,9 +71,9 @@ struct ModelRun: ParsableCommand {
         var named: [String: HostTensor] = [:], positional: [HostTensor] = []
         for argument in inputs {
             if let equals = argument.firstIndex(of: "="), !argument[..<equals].hasSuffix(".npy") {
-                named[String(argument[..<equals])] = try NPY.read(path: String(argument[argument.index(after: equals)...]))
+                named[String(argument[..<equals])] = try NPYTensors.read(path: String(argument[argument.index(after: equals)...]))
             } else {
-                positional.append(try NPY.read(path: argument))
+                positional.append(try NPYTensors.read(path: argument))
             }
         }
         let batch = (positional + Array(named.values)).map { $0.shape.first ?? 1 }.max() ?? 1
@@ -103,10 +104,10 @@ struct ModelRun: ParsableCommand {
             if FileManager.default.fileExists(atPath: output, isDirectory: &isDirectory), isDirectory.boolValue {
                 for (name, tensor) in zip(outputNames, results) {
                     let safe = name.map { $0.isLetter || $0.isNumber || $0 == "_" || $0 == "-" ? $0 : "_" }
-                    try NPY.write(tensor, path: output + "/" + String(safe) + ".npy")
+                    try NPYTensors.write(tensor, path: output + "/" + String(safe) + ".npy")
                 }
             } else {
-                try NPY.write(results[0], path: output)
+                try NPYTensors.write(results[0], path: output)
             }
         }
         for (name, tensor) in zip(outputNames, results) { print("output \(name): \(tensor.dtype) \(tensor.shape)") }

@@ -17,7 +17,7 @@ extension ModelRun {
             }
             let name = String(argument[..<equals]), path = String(argument[argument.index(after: equals)...])
             if path.hasSuffix(".npy") {
-                tensors[name] = try NPY.read(path: path)
+                tensors[name] = try NPYTensors.read(path: path)
             } else {
                 guard let data = FileManager.default.contents(atPath: path) else { throw EngineError.invalidInput("cannot read '\(path)'") }
                 strings[name, default: []].append([UInt8](data))
@@ -155,13 +155,13 @@ extension ModelRun {
             let path = output + "/" + safe + ".npy"
             if tensor.datatype == .bytes {
                 let elements = BytesElements.ranges(tensor.data)?.map { Array(tensor.data[$0]) } ?? []
-                guard FileManager.default.createFile(atPath: path, contents: NPY.encodeStrings(shape: tensor.shape, values: elements)) else {
-                    throw EngineError.invalidInput("cannot write '\(path)'")
+                do { try NPYTensors.write(strings: elements, shape: tensor.shape, path: path) } catch {
+                    throw EngineError.invalidInput(error.description)
                 }
             } else {
                 guard let dtype = tensor.datatype.engineType else { throw EngineError.invalidInput("cannot write \(tensor.datatype.rawValue) output '\(outputName)'") }
                 let host = tensor.data.withUnsafeBytes { HostTensor(dtype: dtype, shape: tensor.shape, copying: $0) }
-                try NPY.write(host, path: path)
+                try NPYTensors.write(host, path: path)
             }
         }
     }

@@ -8,6 +8,7 @@ import ModelClientCommand
 import Serving
 import Transport
 import Workers
+import WireFormat
 
 /// model-server: serves ONNX models from a TF Serving / Triton style model path over
 /// KServe V1, TF Serving REST and Open Inference Protocol V2.
@@ -132,9 +133,8 @@ struct ModelServer: ParsableCommand {
         let metrics = Metrics()
         let repository = ModelRepository(sources: sources, repositoryDirectory: modelRepository, executor: compute, metrics: metrics,
                                          batchingDefaults: batchingDefaults) { level, message in log(message, level: level) }
-        let service = RESTService(repository: repository, executor: compute, metrics: metrics,
-                                  inferenceTimeout: restTimeoutMilliseconds > 0 ? Double(restTimeoutMilliseconds) / 1000 : nil,
-                                  control: { job in control.async(job) })
+        let core = ServerCore(repository: repository, executor: compute, metrics: metrics, control: { job in control.async(job) })
+        let service = RESTService(core: core, inferenceTimeout: restTimeoutMilliseconds > 0 ? Double(restTimeoutMilliseconds) / 1000 : nil)
 
         var configuration = HTTPServerConfiguration()
         configuration.host = host
@@ -153,7 +153,7 @@ struct ModelServer: ParsableCommand {
         grpcConfiguration.maxGRPCMessageBytes = maxMessageBytes
         configuration.maxGRPCMessageBytes = maxMessageBytes
         let restBridge = RESTBridge(service: service)
-        let grpcBridge = GRPCBridge(service: GRPCService(rest: service))
+        let grpcBridge = GRPCBridge(service: GRPCService(core: core))
         var servers: [HTTPServer] = []
         for (name, settings) in [("REST", configuration), ("gRPC", grpcConfiguration)] {
             do {
@@ -183,7 +183,7 @@ struct ModelServer: ParsableCommand {
 
         var received: Int32 = 0
         repeat { sigwait(&signals, &received) } while received == SIGPIPE
-        service.beginShutdown()
+        core.beginShutdown()
         if drainDelaySeconds > 0 {
             // Readiness is false now; keep serving while endpoints controllers and load
             // balancers take the pod out of rotation, then drain.

@@ -2,6 +2,7 @@ import CLinuxShims
 import Foundation
 import Testing
 @testable import Engine
+import WireFormat
 
 /// What Tests/Fixtures/make_small_savedmodels.py recorded next to each export.
 struct SavedModelManifest: Decodable {
@@ -39,7 +40,10 @@ struct SavedModelManifest: Decodable {
     /// The recorded value as a tensor (numeric) or byte strings (DT_STRING).
     func expected(_ value: Value, fixture: String) throws -> (tensor: HostTensor?, strings: [[UInt8]]?) {
         if let b64 = value.b64 { return (nil, b64.map { [UInt8](Data(base64Encoded: $0)!) }) }
-        return (try NPY.read(path: "\(Self.directory(fixture))/\(value.npy!)"), nil)
+        let array = try NPYArray(path: "\(Self.directory(fixture))/\(value.npy!)")
+        let dtypes: [NPYArray.DType: DType] = [.float32: .float32, .float64: .float64, .int64: .int64, .int32: .int32,
+                                               .int8: .int8, .uint8: .uint8, .bool: .bool]
+        return (array.data.withUnsafeBytes { HostTensor(dtype: dtypes[array.dtype]!, shape: array.shape, copying: $0) }, nil)
     }
 }
 

@@ -1,6 +1,7 @@
 import Testing
 @testable import InferenceProtocol
 @testable import Serving
+import WireFormat
 
 struct RoutesTests {
     @Test func v1AndTFServingPaths() throws {

@@ -57,8 +57,8 @@ enum ServingFixtures {
         let metrics = Metrics()
         let repository = ModelRepository(sources: [ModelSource(name: "relu", basePath: base)], executor: executor, metrics: metrics) { _, _ in }
         repository.poll()
-        let rest = RESTService(repository: repository, executor: executor, metrics: metrics, control: { $0() })
-        return (rest, GRPCService(rest: rest), repository)
+        let core = ServerCore(repository: repository, executor: executor, metrics: metrics, control: { $0() })
+        return (RESTService(core: core), GRPCService(core: core), repository)
     }
 
     /// Calls `service` and waits for its one reply.

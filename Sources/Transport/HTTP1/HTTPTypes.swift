@@ -1,3 +1,5 @@
+import WireFormat
+
 /// HTTP/1.1 value types shared by the request parser and the response writer.
 /// No Foundation: only the standard library.
 
@@ -67,19 +69,7 @@ public struct HTTPHeaders: Sendable, Equatable, RandomAccessCollection, Expressi
 
 /// ASCII case-insensitive equality of two strings (bytes outside A-Z/a-z compare exactly).
 func asciiCaseInsensitiveEquals(_ a: String, _ b: String) -> Bool {
-    var a = a, b = b
-    // withUTF8 makes both strings native/contiguous, so the comparison is a plain byte loop.
-    return a.withUTF8 { x in
-        b.withUTF8 { y in
-            guard x.count == y.count else { return false }
-            for i in 0..<x.count where x[i] != y[i] {
-                if x[i] | 0x20 != y[i] | 0x20 { return false }
-                let lower = x[i] | 0x20
-                if lower < UInt8(ascii: "a") || lower > UInt8(ascii: "z") { return false }
-            }
-            return true
-        }
-    }
+    HeaderList.equalsIgnoringCase(a, b)
 }
 
 /// A parsed request line and header section. See `HTTP1Parser` for how fields are derived.

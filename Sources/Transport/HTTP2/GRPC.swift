@@ -1,4 +1,5 @@
 import Synchronization
+import WireFormat
 
 /// One unary gRPC call as Transport delivers it: the un-framed request message and what the
 /// headers said. Transport knows nothing of what the message means.
@@ -37,7 +38,9 @@ public struct GRPCResponse: Sendable {
         self.payload = payload
     }
 
-    static let cancelled = 1, deadlineExceeded = 4, resourceExhausted = 8, unimplemented = 12, internalError = 13
+    static let cancelled = GRPCStatusCode.cancelled.rawValue, deadlineExceeded = GRPCStatusCode.deadlineExceeded.rawValue,
+               resourceExhausted = GRPCStatusCode.resourceExhausted.rawValue, unimplemented = GRPCStatusCode.unimplemented.rawValue,
+               internalError = GRPCStatusCode.internalError.rawValue
 }
 
 /// Sends the answer to one call. Thread-safe; call `send` once. Later calls and calls after the
@@ -64,51 +67,20 @@ extension GRPCHandler {
 
 /// gRPC's wire details that do not depend on HTTP/2 itself.
 public enum GRPCWire {
-    /// Seconds from a `grpc-timeout` value (1-8 digits and a unit H M S m u n); nil when malformed.
-    public static func timeoutSeconds(_ value: String) -> Double? {
-        let bytes = Array(value.utf8)
-        guard bytes.count >= 2, bytes.count <= 9, let unit = bytes.last else { return nil }
-        var amount = 0.0
-        for byte in bytes.dropLast() {
-            guard byte >= UInt8(ascii: "0"), byte <= UInt8(ascii: "9") else { return nil }
-            amount = amount * 10 + Double(byte - UInt8(ascii: "0"))
-        }
-        switch unit {
-        case UInt8(ascii: "H"): return amount * 3600
-        case UInt8(ascii: "M"): return amount * 60
-        case UInt8(ascii: "S"): return amount
-        case UInt8(ascii: "m"): return amount / 1e3
-        case UInt8(ascii: "u"): return amount / 1e6
-        case UInt8(ascii: "n"): return amount / 1e9
-        default: return nil
-        }
-    }
+    // The wire details themselves live in WireFormat (shared with model-client); these
+    // names keep Transport's callers and tests as they are.
 
-    /// `grpc-message` encoding: printable ASCII except '%' as is, every other byte %XX.
-    public static func percentEncode(_ message: String) -> String {
-        let hex = Array("0123456789ABCDEF".utf8)
-        var out: [UInt8] = []
-        out.reserveCapacity(message.utf8.count)
-        for byte in message.utf8 {
-            if byte >= 0x20 && byte <= 0x7E && byte != UInt8(ascii: "%") {
-                out.append(byte)
-            } else {
-                out.append(UInt8(ascii: "%"))
-                out.append(hex[Int(byte >> 4)])
-                out.append(hex[Int(byte & 0xF)])
-            }
-        }
-        return String(decoding: out, as: UTF8.self)
-    }
+    /// Seconds from a `grpc-timeout` value; nil when malformed (`GRPCFraming.timeoutSeconds`).
+    public static func timeoutSeconds(_ value: String) -> Double? { GRPCFraming.timeoutSeconds(value) }
 
-    /// The 5-byte prefix of an uncompressed message of `length` bytes (flag 0, big-endian length).
-    public static func prefix(length: Int) -> [UInt8] {
-        let length = UInt32(truncatingIfNeeded: length)
-        return [0, UInt8(length >> 24), UInt8(length >> 16 & 0xFF), UInt8(length >> 8 & 0xFF), UInt8(length & 0xFF)]
-    }
+    /// `grpc-message` encoding (`PercentEncoding.encodeGRPCMessage`).
+    public static func percentEncode(_ message: String) -> String { PercentEncoding.encodeGRPCMessage(message) }
+
+    /// The 5-byte prefix of an uncompressed message of `length` bytes (`GRPCFraming.prefix`).
+    public static func prefix(length: Int) -> [UInt8] { GRPCFraming.prefix(length: length) }
 
     /// A message with its 5-byte prefix.
-    public static func frame(_ message: [UInt8]) -> [UInt8] { prefix(length: message.count) + message }
+    public static func frame(_ message: [UInt8]) -> [UInt8] { GRPCFraming.frame(message) }
 
     enum Unframed {
         /// The message, still compressed with `compressedWith` (a grpc-encoding) if not nil.
@@ -180,9 +152,7 @@ public enum GRPCWire {
     }
 
     /// The big-endian length in a message prefix; `bytes` holds at least 5 bytes.
-    static func messageLength(_ bytes: [UInt8]) -> Int {
-        Int(bytes[1]) << 24 | Int(bytes[2]) << 16 | Int(bytes[3]) << 8 | Int(bytes[4])
-    }
+    static func messageLength(_ bytes: [UInt8]) -> Int { GRPCFraming.messageLength(bytes) }
 
     static func tooLarge(_ length: Int, limit: Int) -> GRPCResponse {
         GRPCResponse(status: GRPCResponse.resourceExhausted,

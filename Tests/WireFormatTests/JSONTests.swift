@@ -2,7 +2,7 @@
 import Glibc
 #endif
 import Testing
-@testable import InferenceProtocol
+@testable import WireFormat
 
 /// Deterministic generator for the randomized cases.
 private struct JSONTestRandom {
