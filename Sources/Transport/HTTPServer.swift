@@ -502,6 +502,11 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     private func received(_ event: HTTPParseEvent) throws {
         switch event {
         case .head(let head):
+            // A declared body that cannot fit in the memory budget now is refused before it is
+            // read (and before 100 Continue invites it).
+            if let length = head.contentLength, !server.configuration.memoryBudget.fits(length) {
+                throw HTTPParseError(status: 503, reason: server.configuration.memoryBudget.refusal)
+            }
             currentHead = head
             currentBody = []
             if let length = head.contentLength { currentBody.reserveCapacity(length) }

@@ -24,6 +24,9 @@ public final class MemoryBudget: Sendable {
     /// Whether nothing more fits.
     var isExhausted: Bool { inUse >= limit }
 
+    /// Whether `bytes` more would fit now (nothing is taken).
+    func fits(_ bytes: Int) -> Bool { bytes <= limit - min(inUse, limit) }
+
     /// Takes `bytes` (>= 0) if the total stays within the limit; false (nothing taken) otherwise.
     func reserve(_ bytes: Int) -> Bool {
         var current = used.load(ordering: .relaxed)

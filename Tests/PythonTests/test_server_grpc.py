@@ -964,6 +964,12 @@ def test_memory_budget_refuses_bodies_past_it_on_every_port(server_factory, tmp_
         assert status == "StatusCode.RESOURCE_EXHAUSTED" and "retry" in message, (status, message)
         statuses, output = h2c_status()
         assert statuses == ["503"], output
+        # A declared body that cannot fit is refused at its head, before 100 Continue.
+        with raw_connect(server) as sock:
+            sock.sendall(b"POST /v2/models/digits/infer HTTP/1.1\r\nHost: x\r\nExpect: 100-continue\r\n"
+                         b"Content-Length: 300000\r\n\r\n")
+            response = RawReader(sock).read_response(skip_interim=False)
+            assert response.status == 503, (response.status, response.body)
     finally:
         holder.close()
     # The holder's connection is closed: its bytes are given back.
