@@ -6,7 +6,7 @@ import Glibc
 /// once at load, im2col written straight into the GEMM's packed-B layout in cache-sized
 /// column tiles, and bias plus Relu/Clip applied as the result leaves the registers.
 enum PackedConvolution {
-    static let cpuSupported = cls_cpu_has_avx512() != 0
+    static let cpuSupported = VectorISA.detected == .avx512
 
     /// Columns per im2col tile for a patch of `patch` rows: the tile stays within ~512 KiB
     /// of L2 while every row block of the weights streams over it.
