@@ -51,6 +51,11 @@ final class PackedWeightsCache: @unchecked Sendable {
         plan(for: weights) { DirectConvPlan(geometry: geometry, weights: weights) }
     }
 
+    /// The pointwise plan for `weights` (M, C, 1, 1).
+    func pointwisePlan(_ weights: HostTensor) -> PointwisePlan {
+        plan(for: weights) { PointwisePlan(weights: weights) }
+    }
+
     /// The Winograd plan for `weights` (M, C, 3, 3) under `geometry`.
     func winogradPlan(_ weights: HostTensor, geometry: ConvGeometry) -> WinogradPlan {
         plan(for: weights) { WinogradPlan(geometry: geometry, weights: weights) }
