@@ -24,16 +24,23 @@ public enum Depthwise {
     /// source[(oy * strideH + ky * dilationH) * ld + ox * strideW + kx * dilationW]) for
     /// oy < outH, ox < outW; f is `Elementwise`'s activation `kind`. `strideW` is 1 or 2;
     /// `ld` >= `sourceWidth(...)`, and rows up to (outH - 1) * strideH + (kh - 1) * dilationH
-    /// must be readable.
+    /// must be readable. Output rows are written in order; with `ldOut` == `outW` a row's last
+    /// vector may spill into later rows of the plane (never past it) before they are written.
     public static func plane(source: UnsafePointer<Float>, ld: Int, weights: UnsafePointer<Float>, kh: Int, kw: Int,
                              strideH: Int, strideW: Int, dilationH: Int, dilationW: Int, outH: Int, outW: Int, bias: Float,
                              out: UnsafeMutablePointer<Float>, ldOut: Int, kind: Int, alpha: Float, beta: Float) {
+        // Relu and Clip are clamps applied as results leave the registers; other functions
+        // run over the plane afterwards.
+        let low: Float = kind == Elementwise.relu ? 0 : kind == Elementwise.clip ? alpha : -.infinity
+        let high: Float = kind == Elementwise.clip ? beta : .infinity
         if strideW == 2 {
-            rows(source, ld, weights, kh, kw, strideH, 2, dilationH, dilationW, outH, outW, bias, out, ldOut)
+            rows(source, ld, weights, kh, kw, strideH, 2, dilationH, dilationW, outH, outW, bias, out, ldOut, low, high)
         } else {
-            rows(source, ld, weights, kh, kw, strideH, 1, dilationH, dilationW, outH, outW, bias, out, ldOut)
+            rows(source, ld, weights, kh, kw, strideH, 1, dilationH, dilationW, outH, outW, bias, out, ldOut, low, high)
         }
-        if kind != 0 && ldOut == outW {
+        if kind == Elementwise.relu || kind == Elementwise.clip {
+            return
+        } else if kind != 0 && ldOut == outW {
             // Contiguous rows: one pass over the plane (rows of 7 or 14 would be all tail).
             Elementwise.activate(kind, alpha: alpha, beta: beta, out, out, count: outH * outW)
         } else if kind != 0 {   // Elementwise.identity is 0
@@ -71,8 +78,15 @@ public enum Depthwise {
     @inline(__always)
     static func rows(_ source: UnsafePointer<Float>, _ ld: Int, _ weights: UnsafePointer<Float>, _ kh: Int, _ kw: Int,
                      _ strideH: Int, _ stride: Int, _ dilationH: Int, _ dilation: Int, _ outH: Int, _ outW: Int, _ bias: Float,
-                     _ out: UnsafeMutablePointer<Float>, _ ldOut: Int) {
+                     _ out: UnsafeMutablePointer<Float>, _ ldOut: Int, _ low: Float, _ high: Float) {
         let b = V(repeating: bias)
+        let lowV = V(repeating: low), highV = V(repeating: high)
+        @inline(__always) func clamped(_ v: V) -> V {
+            var v = v
+            v.replace(with: lowV, where: v .< lowV)
+            v.replace(with: highV, where: v .> highV)
+            return v
+        }
         let step = 16 * stride
         for oy in 0..<outH {
             let top = source + oy * strideH * ld
@@ -93,10 +107,10 @@ public enum Depthwise {
                         a3.addProduct(w, strided(p + 3 * step, stride))
                     }
                 }
-                Elementwise.store(target + ox, a0)
-                Elementwise.store(target + ox + 16, a1)
-                Elementwise.store(target + ox + 32, a2)
-                Elementwise.store(target + ox + 48, a3)
+                Elementwise.store(target + ox, clamped(a0))
+                Elementwise.store(target + ox + 16, clamped(a1))
+                Elementwise.store(target + ox + 32, clamped(a2))
+                Elementwise.store(target + ox + 48, clamped(a3))
                 ox += 64
             }
             // Two vectors, then one, the last possibly partial.
@@ -112,8 +126,8 @@ public enum Depthwise {
                         a1.addProduct(w, strided(p + step, stride))
                     }
                 }
-                Elementwise.store(target + ox, a0)
-                Elementwise.store(target + ox + 16, a1)
+                Elementwise.store(target + ox, clamped(a0))
+                Elementwise.store(target + ox + 16, clamped(a1))
                 ox += 32
             }
             while ox < outW {
@@ -125,7 +139,13 @@ public enum Depthwise {
                         a0.addProduct(V(repeating: weights[ky * kw + kx]), strided(line + kx * dilation, stride))
                     }
                 }
-                if ox + 16 <= outW { Elementwise.store(target + ox, a0) } else { Elementwise.storePartial(target + ox, a0, outW - ox) }
+                // A short last vector: a whole store when its spill lands in later rows of a
+                // contiguous plane (each rewritten in its turn), else a partial one.
+                if ox + 16 <= outW || (ldOut == outW && oy * ldOut + ox + 16 <= outH * ldOut) {
+                    Elementwise.store(target + ox, clamped(a0))
+                } else {
+                    Elementwise.storePartial(target + ox, clamped(a0), outW - ox)
+                }
                 ox += 16
             }
         }

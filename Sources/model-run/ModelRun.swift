@@ -46,7 +46,7 @@ struct ModelRun: ParsableCommand {
     var profile = false
 
     mutating func run() throws {
-        BLASKernels.relaunchWithAVX512KernelsIfBetter()
+        BLASKernels.relaunchWithBestKernels()
         BLAS.setThreadCount(1)
         do {
             try execute()

@@ -102,7 +102,7 @@ struct ModelServer: ParsableCommand {
 
     func run() throws {
         logFormat = logFormatOption
-        BLASKernels.relaunchWithAVX512KernelsIfBetter()
+        BLASKernels.relaunchWithBestKernels()
         // Signals go to the main thread's sigwait; every thread started below inherits the mask.
         var signals = sigset_t()
         sigemptyset(&signals)

@@ -4,8 +4,8 @@ import Testing
 @testable import Engine
 
 /// Conv through the engine's automatic kernels (the direct convolution, AVX-512 or AVX2 as the
-/// CPU has, for these ungrouped 2-D shapes; on AVX2 the larger 3x3 stride-1 cases run as
-/// Winograd F(2x2, 3x3)) against a plain loop in double precision: asymmetric pads, strides,
+/// CPU has, for these ungrouped 2-D shapes; the larger 3x3 stride-1 cases run as Winograd
+/// F(2x2, 3x3), 1x1 ones with few input channels on AVX-512's pointwise tile) against a plain loop in double precision: asymmetric pads, strides,
 /// dilations, output channels that are not multiples of 16 or 64, 1x1 and 1x7 windows, batches
 /// whose pixel counts leave partial register tiles, and fused clamp / non-clamp activations.
 @Suite(.enabled(if: VectorISA.detected != nil, "the CPU has neither AVX-512 nor AVX2"))
@@ -30,6 +30,13 @@ struct DirectConvTests {
         Case(batch: 1, channels: 40, height: 25, width: 30, outChannels: 64, kernel: (3, 3), activation: "Sigmoid"),
         Case(batch: 1, channels: 33, height: 20, width: 41, outChannels: 96, kernel: (3, 3), pads: (0, 1, 2, 0)),
         Case(batch: 1, channels: 32, height: 50, width: 50, outChannels: 64, kernel: (3, 3), pads: (1, 1, 1, 1), activation: "Relu"),
+        // 1x1 with at most 64 input channels: the pointwise tile on AVX-512 (strips of 64 and
+        // 16 pixels, pixel tails of 3 and 1, channel groups of 6 with remainders, several strips).
+        Case(batch: 1, channels: 16, height: 17, width: 19, outChannels: 13, kernel: (1, 1), activation: "Relu"),
+        Case(batch: 3, channels: 64, height: 7, width: 7, outChannels: 40, kernel: (1, 1), activation: "Sigmoid"),
+        Case(batch: 2, channels: 3, height: 1, width: 1, outChannels: 7, kernel: (1, 1), activation: "Tanh"),
+        Case(batch: 1, channels: 24, height: 32, width: 33, outChannels: 6, kernel: (1, 1)),
+        Case(batch: 1, channels: 65, height: 9, width: 9, outChannels: 20, kernel: (1, 1), activation: "Relu"),
     ]
 
     @Test(arguments: cases)
@@ -72,6 +79,7 @@ struct DirectConvTests {
                         switch c.activation {
                         case "Relu": sum = max(sum, 0)
                         case "Sigmoid": sum = 1 / (1 + exp(-sum))
+                        case "Tanh": sum = tanh(sum)
                         default: break
                         }
                         let actual = Double(y[((n * c.outChannels + m) * outH + oy) * outW + ox])

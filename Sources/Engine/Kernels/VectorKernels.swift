@@ -1,13 +1,43 @@
 import AVX2Kernels
 import AVX512Kernels
 import CLinuxShims
+import Glibc
 
 /// The instruction set the engine's own vector kernels (direct convolution, pooling rows,
-/// packed GEMM) are run with, chosen once from the CPU; nil: none, BLAS and scalar code only.
+/// packed GEMM) are run with, chosen once from the CPU and `ISALimit`; nil: none, BLAS and
+/// scalar code only.
 enum VectorISA: Sendable {
     case avx512, avx2
 
-    static let detected: VectorISA? = cls_cpu_has_avx512() != 0 ? .avx512 : cls_cpu_has_avx2_fma() != 0 ? .avx2 : nil
+    static let detected: VectorISA? = choose(limit: ISALimit.current, avx512: cls_cpu_has_avx512() != 0,
+                                             avx2: cls_cpu_has_avx2_fma() != 0)
+
+    static func choose(limit: ISALimit?, avx512: Bool, avx2: Bool) -> VectorISA? {
+        if avx512 && limit != .avx2 && limit != .portable { return .avx512 }
+        if avx2 && limit != .portable { return .avx2 }
+        return nil
+    }
+}
+
+/// A cap on the vector instructions the process uses, from the environment variable
+/// `MODEL_SERVER_MAX_ISA` (read once): `avx2` runs the AVX2 kernels (and OpenBLAS's AVX2
+/// kernels, see `BLASKernels` in Workers) on an AVX-512 CPU, which is how that path is tested
+/// on one; `portable` runs no engine vector kernel (OpenBLAS and scalar code); `avx512` or
+/// unset: whatever the CPU has. The executables refuse other values at start
+/// (`environmentProblem`); the engine alone ignores them.
+public enum ISALimit: String, Sendable, CaseIterable {
+    case avx512, avx2, portable
+
+    public static let variable = "MODEL_SERVER_MAX_ISA"
+
+    public static let current: ISALimit? = getenv(variable).flatMap { ISALimit(rawValue: String(cString: $0).lowercased()) }
+
+    /// A message naming the variable and its accepted values when it is set to anything else.
+    public static var environmentProblem: String? {
+        guard let raw = getenv(variable).map({ String(cString: $0) }), !raw.isEmpty,
+              ISALimit(rawValue: raw.lowercased()) == nil else { return nil }
+        return "\(variable)=\(raw) is not one of \(allCases.map(\.rawValue).joined(separator: ", "))"
+    }
 }
 
 /// The direct convolution and row kernels of the detected instruction set (same contracts

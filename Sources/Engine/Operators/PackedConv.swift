@@ -7,7 +7,7 @@ import Locks
 /// once at load, im2col written straight into the GEMM's packed-B layout in cache-sized
 /// column tiles, and bias plus Relu/Clip applied as the result leaves the registers.
 enum PackedConvolution {
-    static let cpuSupported = cls_cpu_has_avx512() != 0
+    static let cpuSupported = VectorISA.detected == .avx512
 
     /// Columns per im2col tile for a patch of `patch` rows: the tile stays within ~512 KiB
     /// of L2 while every row block of the weights streams over it.
@@ -47,6 +47,11 @@ final class PackedWeightsCache: @unchecked Sendable {
     /// The direct-convolution plan for `weights` (M, C, kh, kw) under `geometry`.
     func directPlan(_ weights: HostTensor, geometry: ConvGeometry) -> DirectConvPlan {
         plan(for: weights) { DirectConvPlan(geometry: geometry, weights: weights) }
+    }
+
+    /// The pointwise plan for `weights` (M, C, 1, 1).
+    func pointwisePlan(_ weights: HostTensor) -> PointwisePlan {
+        plan(for: weights) { PointwisePlan(weights: weights) }
     }
 
     /// The Winograd plan for `weights` (M, C, 3, 3) under `geometry`.
