@@ -22,6 +22,9 @@ let package = Package(
         .systemLibrary(name: "CZlib", pkgConfig: "zlib", providers: [.apt(["zlib1g-dev"])]),
         // Optimised in debug builds too: the CRC-32C loops check every checkpoint byte at load.
         .target(name: "CLinuxShims", cSettings: [.unsafeFlags(["-O2"])]),
+        // Integer GEMM kernels of the quantized operators (vpdpbusd / vpmaddwd intrinsics, each
+        // path behind a function-level target attribute and a run-time CPU check).
+        .target(name: "CQuantKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
@@ -41,7 +44,7 @@ let package = Package(
         ),
         .target(
             name: "Engine",
-            dependencies: ["COpenBLAS", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims"]
+            dependencies: ["COpenBLAS", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims", "CQuantKernels"]
         ),
         // TensorFlow's own messages (graphs, SavedModel, tensors, tf.Example): read by the
         // engine's SavedModel frontend and carried by the TF Serving protocol.

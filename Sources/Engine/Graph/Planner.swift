@@ -49,11 +49,14 @@ enum Planner {
         for node in graph.nodes { consumed.formUnion(node.inputs) }
         return try graph.nodes.map { node in
             let context = context(for: node, graph: graph, consumed: consumed)
-            guard node.domain.isEmpty || node.domain == "ai.onnx" else {
-                throw context.unsupported("operator domain '\(node.domain)'")
+            let registry: [String: any Operator.Type]
+            switch node.domain {
+            case "", "ai.onnx": registry = OperatorRegistry.types
+            case ContribOperatorRegistry.domain: registry = ContribOperatorRegistry.types
+            default: throw context.unsupported("operator domain '\(node.domain)'")
             }
-            guard let type = OperatorRegistry.types[node.opType] else {
-                throw context.unsupported("operator \(node.opType) is not implemented")
+            guard let type = registry[node.opType] else {
+                throw context.unsupported("operator \(node.opType)\(node.domain.isEmpty ? "" : " (domain \(node.domain))") is not implemented")
             }
             return try type.init(context)
         }

@@ -1,0 +1,214 @@
+// Integer GEMM blocks for quantized convolutions and matrix products; see CQuantKernels.h.
+#include "CQuantKernels.h"
+#include <immintrin.h>
+#include <math.h>
+#include <string.h>
+
+#define VNNI_TARGET __attribute__((target("avx512f,avx512bw,avx512vl,avx512dq,avx512vnni")))
+#define AVX2_TARGET __attribute__((target("avx2,fma")))
+
+int cqk_path_supported(int path) {
+    __builtin_cpu_init();
+    switch (path) {
+    case CQK_SCALAR: return 1;
+    case CQK_AVX2: return __builtin_cpu_supports("avx2") && __builtin_cpu_supports("fma");
+    case CQK_AVX512VNNI:
+        return __builtin_cpu_supports("avx512f") && __builtin_cpu_supports("avx512bw")
+            && __builtin_cpu_supports("avx512vl") && __builtin_cpu_supports("avx512dq")
+            && __builtin_cpu_supports("avx512vnni");
+    default: return 0;
+    }
+}
+
+int cqk_best_path(void) {
+    if (cqk_path_supported(CQK_AVX512VNNI)) return CQK_AVX512VNNI;
+    if (cqk_path_supported(CQK_AVX2)) return CQK_AVX2;
+    return CQK_SCALAR;
+}
+
+int cqk_depth_group(int path) { return path == CQK_AVX2 ? 2 : 4; }
+int cqk_panel_element_size(int path) { return path == CQK_AVX2 ? 2 : 1; }
+
+size_t cqk_packed_weight_bytes(int path, int m, int k) {
+    size_t blocks = (size_t)(m + CQK_ROWS - 1) / CQK_ROWS;
+    return blocks * (size_t)cqk_padded_depth(path, k) * CQK_ROWS * (size_t)cqk_panel_element_size(path);
+}
+
+void cqk_pack_weights(int path, const int8_t *w, int ldw, int m, int k, void *packed) {
+    int g = cqk_depth_group(path), kp = cqk_padded_depth(path, k);
+    int blocks = (m + CQK_ROWS - 1) / CQK_ROWS;
+    for (int b = 0; b < blocks; b++) {
+        for (int q = 0; q < kp; q++) {
+            for (int r = 0; r < CQK_ROWS; r++) {
+                int row = b * CQK_ROWS + r;
+                int8_t v = (row < m && q < k) ? w[(size_t)row * ldw + q] : 0;
+                size_t index = ((size_t)b * kp + (size_t)(q / g) * g) * CQK_ROWS + (size_t)r * g + q % g;
+                if (path == CQK_AVX2) ((int16_t *)packed)[index] = v;
+                else ((int8_t *)packed)[index] = v;
+            }
+        }
+    }
+}
+
+size_t cqk_panel_bytes(int path, int k) {
+    return (size_t)cqk_padded_depth(path, k) * CQK_PANEL * (size_t)cqk_panel_element_size(path);
+}
+
+static inline void pack_row(int path, const uint8_t *src, int q, int count, void *panel) {
+    int g = cqk_depth_group(path);
+    size_t base = (size_t)(q / g) * CQK_PANEL * g + q % g;
+    if (path == CQK_AVX2) {
+        int16_t *dst = (int16_t *)panel + base;
+        for (int p = 0; p < count; p++) dst[p * 2] = src[p];
+        for (int p = count; p < CQK_PANEL; p++) dst[p * 2] = 0;
+    } else {
+        uint8_t *dst = (uint8_t *)panel + base;
+        for (int p = 0; p < count; p++) dst[p * 4] = src[p];
+        for (int p = count; p < CQK_PANEL; p++) dst[p * 4] = 0;
+    }
+}
+
+static void zero_tail(int path, int k, void *panel) {
+    int kp = cqk_padded_depth(path, k);
+    for (int q = k; q < kp; q++) {
+        int g = cqk_depth_group(path);
+        size_t base = (size_t)(q / g) * CQK_PANEL * g + q % g;
+        for (int p = 0; p < CQK_PANEL; p++) {
+            if (path == CQK_AVX2) ((int16_t *)panel)[base + p * 2] = 0;
+            else ((uint8_t *)panel)[base + p * 4] = 0;
+        }
+    }
+}
+
+void cqk_pack_panel(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) {
+    for (int q = 0; q < k; q++) pack_row(path, b + q * ldb, q, count, panel);
+    zero_tail(path, k, panel);
+}
+
+void cqk_pack_panel_rows(int path, const uint8_t *const *rows, int k, int count, void *panel) {
+    for (int q = 0; q < k; q++) pack_row(path, rows[q], q, count, panel);
+    zero_tail(path, k, panel);
+}
+
+// ---- blocks ----
+
+static void block_scalar(const int8_t *w, int kp, const uint8_t *panel, int32_t *acc) {
+    for (int r = 0; r < CQK_ROWS; r++)
+        for (int p = 0; p < CQK_PANEL; p++) acc[r * CQK_PANEL + p] = 0;
+    for (int q4 = 0; q4 < kp / 4; q4++) {
+        const int8_t *wq = w + (size_t)q4 * CQK_ROWS * 4;
+        const uint8_t *xq = panel + (size_t)q4 * CQK_PANEL * 4;
+        for (int r = 0; r < CQK_ROWS; r++) {
+            int32_t w0 = wq[r * 4], w1 = wq[r * 4 + 1], w2 = wq[r * 4 + 2], w3 = wq[r * 4 + 3];
+            int32_t *a = acc + r * CQK_PANEL;
+            for (int p = 0; p < CQK_PANEL; p++) {
+                const uint8_t *x = xq + p * 4;
+                a[p] += x[0] * w0 + x[1] * w1 + x[2] * w2 + x[3] * w3;
+            }
+        }
+    }
+}
+
+VNNI_TARGET static void block_vnni(const int8_t *w, int kp, const uint8_t *panel, int32_t *acc) {
+    // 6 rows x 64 pixels: 24 accumulators; per depth group 4 panel loads and 6 broadcasts.
+    __m512i c[CQK_ROWS][4];
+    for (int r = 0; r < CQK_ROWS; r++)
+        for (int j = 0; j < 4; j++) c[r][j] = _mm512_setzero_si512();
+    for (int q4 = 0; q4 < kp / 4; q4++) {
+        const uint8_t *xq = panel + (size_t)q4 * CQK_PANEL * 4;
+        const int32_t *wq = (const int32_t *)(w + (size_t)q4 * CQK_ROWS * 4);
+        __m512i x0 = _mm512_loadu_si512(xq), x1 = _mm512_loadu_si512(xq + 64);
+        __m512i x2 = _mm512_loadu_si512(xq + 128), x3 = _mm512_loadu_si512(xq + 192);
+        for (int r = 0; r < CQK_ROWS; r++) {
+            __m512i wv = _mm512_set1_epi32(wq[r]);
+            c[r][0] = _mm512_dpbusd_epi32(c[r][0], x0, wv);
+            c[r][1] = _mm512_dpbusd_epi32(c[r][1], x1, wv);
+            c[r][2] = _mm512_dpbusd_epi32(c[r][2], x2, wv);
+            c[r][3] = _mm512_dpbusd_epi32(c[r][3], x3, wv);
+        }
+    }
+    for (int r = 0; r < CQK_ROWS; r++)
+        for (int j = 0; j < 4; j++) _mm512_storeu_si512(acc + r * CQK_PANEL + j * 16, c[r][j]);
+}
+
+AVX2_TARGET static void block_avx2(const int16_t *w, int kp, const int16_t *panel, int32_t *acc) {
+    // s16 pairs: vpmaddwd of (x_k, x_k+1) with (w_k, w_k+1) is exact in s32 (|x w| < 2^15 each).
+    // 6 rows x 16 pixels per pass: 12 accumulators, 2 panel loads, 1 broadcast.
+    for (int part = 0; part < CQK_PANEL / 16; part++) {
+        __m256i c[CQK_ROWS][2];
+        for (int r = 0; r < CQK_ROWS; r++) c[r][0] = c[r][1] = _mm256_setzero_si256();
+        for (int q2 = 0; q2 < kp / 2; q2++) {
+            const int16_t *xq = panel + ((size_t)q2 * CQK_PANEL + part * 16) * 2;
+            const int32_t *wq = (const int32_t *)(w + (size_t)q2 * CQK_ROWS * 2);
+            __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 16));
+            for (int r = 0; r < CQK_ROWS; r++) {
+                __m256i wv = _mm256_set1_epi32(wq[r]);
+                c[r][0] = _mm256_add_epi32(c[r][0], _mm256_madd_epi16(x0, wv));
+                c[r][1] = _mm256_add_epi32(c[r][1], _mm256_madd_epi16(x1, wv));
+            }
+        }
+        for (int r = 0; r < CQK_ROWS; r++) {
+            _mm256_storeu_si256((__m256i *)(acc + r * CQK_PANEL + part * 16), c[r][0]);
+            _mm256_storeu_si256((__m256i *)(acc + r * CQK_PANEL + part * 16 + 8), c[r][1]);
+        }
+    }
+}
+
+void cqk_block(int path, const void *packed, int block, int k, const void *panel, int32_t *acc) {
+    int kp = cqk_padded_depth(path, k);
+    size_t offset = (size_t)block * kp * CQK_ROWS;
+    switch (path) {
+    case CQK_AVX512VNNI: block_vnni((const int8_t *)packed + offset, kp, panel, acc); break;
+    case CQK_AVX2: block_avx2((const int16_t *)packed + offset, kp, panel, acc); break;
+    default: block_scalar((const int8_t *)packed + offset, kp, panel, acc); break;
+    }
+}
+
+// ---- epilogues (scalar; the compiler vectorises the inner loops) ----
+
+void cqk_requantize(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
+                    const int32_t *colsum, const float *scale, int32_t zp, int32_t lo, int32_t hi,
+                    void *out, ptrdiff_t ldo, int is_signed) {
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + r * CQK_PANEL;
+        int32_t b = bias ? bias[r] : 0, z = wzp ? wzp[r] : 0;
+        float s = scale[r];
+        float flo = (float)(lo - zp), fhi = (float)(hi - zp);
+        if (is_signed) {
+            int8_t *o = (int8_t *)out + r * ldo;
+            for (int p = 0; p < count; p++) {
+                int32_t v = a[p] + b - (colsum ? z * colsum[p] : 0);
+                float f = nearbyintf((float)v * s);
+                f = f < flo ? flo : f > fhi ? fhi : f;
+                o[p] = (int8_t)((int32_t)f + zp);
+            }
+        } else {
+            uint8_t *o = (uint8_t *)out + r * ldo;
+            for (int p = 0; p < count; p++) {
+                int32_t v = a[p] + b - (colsum ? z * colsum[p] : 0);
+                float f = nearbyintf((float)v * s);
+                f = f < flo ? flo : f > fhi ? fhi : f;
+                o[p] = (uint8_t)((int32_t)f + zp);
+            }
+        }
+    }
+}
+
+void cqk_store_s32(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
+                   const int32_t *colsum, int32_t *out, ptrdiff_t ldo) {
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + r * CQK_PANEL;
+        int32_t b = bias ? bias[r] : 0, z = wzp ? wzp[r] : 0;
+        for (int p = 0; p < count; p++) out[r * ldo + p] = a[p] + b - (colsum ? z * colsum[p] : 0);
+    }
+}
+
+void cqk_store_float(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
+                     const int32_t *colsum, const float *scale, const float *fbias, float *out, ptrdiff_t ldo) {
+    for (int r = 0; r < rows; r++) {
+        const int32_t *a = acc + r * CQK_PANEL;
+        int32_t b = bias ? bias[r] : 0, z = wzp ? wzp[r] : 0;
+        float s = scale[r], fb = fbias ? fbias[r] : 0.0f;
+        for (int p = 0; p < count; p++) out[r * ldo + p] = (float)(a[p] + b - (colsum ? z * colsum[p] : 0)) * s + fb;
+    }
+}
