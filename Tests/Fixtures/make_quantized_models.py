@@ -9,8 +9,7 @@ For each network in NETWORKS (read from <cache>/models/<network>/model.onnx) the
 goes once through onnxruntime's quant_pre_process (symbolic shape inference + graph
 optimisation, as onnxruntime's quantization docs advise), then through quantize_static,
 calibrated (MinMax) on CALIBRATION crops of real photographs (the JPEGs of Debian's
-mate-backgrounds package, <cache>/jpeg-photos, fetched by test_image_tensorflow.py /
-make_savedmodels.py), once per variant:
+wallpaper packages, <cache>/savedmodels/photos, fetched by make_savedmodels.py), once per variant:
 
     <cache>/quantized/<network>_<format>_<granularity>/
         model.onnx                 QDQ or QOperator (QLinearConv ...), u8 activations, s8
@@ -34,7 +33,7 @@ import time
 
 import numpy as np
 
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 NETWORKS = {"inception_v3": 299, "resnet50": 224, "mobilenet_v2": 224}
 VARIANTS = [(fmt, granularity) for fmt in ("qdq", "qop") for granularity in ("per_channel", "per_tensor")]
 CALIBRATION = 16
@@ -54,10 +53,16 @@ def stamp():
 
 
 def photos():
-    paths = sorted(glob.glob(os.path.join(cache_dir(), "jpeg-photos", "**", "*.jpg"), recursive=True))
+    # make_savedmodels.py (run before this in scripts/test.sh) keeps its photos in
+    # savedmodels/photos; test_image_tensorflow.py its own in jpeg-photos.
+    paths = []
+    for directory in ("savedmodels/photos", "jpeg-photos"):
+        paths = sorted(glob.glob(os.path.join(cache_dir(), directory, "**", "*.jpg"), recursive=True))
+        if len(paths) >= 4:
+            break
     if len(paths) < 4:
-        sys.exit("make_quantized_models: no photos in <cache>/jpeg-photos (run test_image_tensorflow.py once, "
-                 "or make_savedmodels.py, which fetch Debian's mate-backgrounds)")
+        sys.exit("make_quantized_models: no photos in <cache>/savedmodels/photos or <cache>/jpeg-photos "
+                 "(run make_savedmodels.py first: it fetches Debian's wallpaper photos)")
     return paths
 
 
