@@ -54,40 +54,80 @@ size_t cqk_panel_bytes(int path, int k) {
     return (size_t)cqk_padded_depth(path, k) * CQK_PANEL * (size_t)cqk_panel_element_size(path);
 }
 
-static inline void pack_row(int path, const uint8_t *src, int q, int count, void *panel) {
-    int g = cqk_depth_group(path);
-    size_t base = (size_t)(q / g) * CQK_PANEL * g + q % g;
+// One depth group of rows (4 u8 rows, or 2 for the s16 layout) interleaved into 32-bit words:
+// word p = r0[p] | r1[p] << 8 | r2[p] << 16 | r3[p] << 24 (s16: r0[p] | r1[p] << 16).
+static inline void pack_group(int path, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3,
+                              int count, uint32_t *dst) {
     if (path == CQK_AVX2) {
-        int16_t *dst = (int16_t *)panel + base;
-        for (int p = 0; p < count; p++) dst[p * 2] = src[p];
-        for (int p = count; p < CQK_PANEL; p++) dst[p * 2] = 0;
+        for (int p = 0; p < count; p++) dst[p] = (uint32_t)r0[p] | (uint32_t)r1[p] << 16;
     } else {
-        uint8_t *dst = (uint8_t *)panel + base;
-        for (int p = 0; p < count; p++) dst[p * 4] = src[p];
-        for (int p = count; p < CQK_PANEL; p++) dst[p * 4] = 0;
+        for (int p = 0; p < count; p++)
+            dst[p] = (uint32_t)r0[p] | (uint32_t)r1[p] << 8 | (uint32_t)r2[p] << 16 | (uint32_t)r3[p] << 24;
     }
+    for (int p = count; p < CQK_PANEL; p++) dst[p] = 0;
 }
 
-static void zero_tail(int path, int k, void *panel) {
-    int kp = cqk_padded_depth(path, k);
-    for (int q = k; q < kp; q++) {
-        int g = cqk_depth_group(path);
-        size_t base = (size_t)(q / g) * CQK_PANEL * g + q % g;
-        for (int p = 0; p < CQK_PANEL; p++) {
-            if (path == CQK_AVX2) ((int16_t *)panel)[base + p * 2] = 0;
-            else ((uint8_t *)panel)[base + p * 4] = 0;
-        }
-    }
-}
+static const uint8_t zero_row[CQK_PANEL];
 
 void cqk_pack_panel(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) {
-    for (int q = 0; q < k; q++) pack_row(path, b + q * ldb, q, count, panel);
-    zero_tail(path, k, panel);
+    int g = cqk_depth_group(path), kp = cqk_padded_depth(path, k);
+    for (int q = 0; q < kp; q += g) {
+        const uint8_t *r[4];
+        for (int j = 0; j < 4; j++) r[j] = (j < g && q + j < k) ? b + (q + j) * ldb : zero_row;
+        pack_group(path, r[0], r[1], r[2], r[3], count, (uint32_t *)panel + (size_t)(q / g) * CQK_PANEL);
+    }
 }
 
 void cqk_pack_panel_rows(int path, const uint8_t *const *rows, int k, int count, void *panel) {
-    for (int q = 0; q < k; q++) pack_row(path, rows[q], q, count, panel);
-    zero_tail(path, k, panel);
+    int g = cqk_depth_group(path), kp = cqk_padded_depth(path, k);
+    for (int q = 0; q < kp; q += g) {
+        const uint8_t *r[4];
+        for (int j = 0; j < 4; j++) r[j] = (j < g && q + j < k) ? rows[q + j] : zero_row;
+        pack_group(path, r[0], r[1], r[2], r[3], count, (uint32_t *)panel + (size_t)(q / g) * CQK_PANEL);
+    }
+}
+
+void cqk_im2col(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w,
+                int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
+                int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows) {
+    int k = 0;
+    for (int c = 0; c < channels; c++) {
+        const uint8_t *plane = x + (size_t)c * height * width;
+        for (int i = 0; i < kernel_h; i++) {
+            for (int j = 0; j < kernel_w; j++, k++) {
+                uint8_t *row = rows + (size_t)k * CQK_PANEL;
+                int t = 0, oh = p0 / out_w, ow = p0 % out_w;
+                while (t < count) {
+                    int run = count - t < out_w - ow ? count - t : out_w - ow;
+                    int ih = oh * stride_h + i * dilation_h - pad_top;
+                    if (ih < 0 || ih >= height) {
+                        memset(row + t, pad, (size_t)run);
+                    } else {
+                        const uint8_t *line = plane + (size_t)ih * width;
+                        int base = j * dilation_w - pad_left;
+                        if (stride_w == 1) {
+                            // In-bounds columns form one range: copy it, pad the rest.
+                            int first = ow + base, r0 = 0, r1 = run;
+                            if (first < 0) r0 = -first;
+                            if (first + run > width) r1 = width - first;
+                            if (r1 < r0) r1 = r0;
+                            for (int r = 0; r < r0 && r < run; r++) row[t + r] = pad;
+                            for (int r = r0; r < r1; r++) row[t + r] = line[first + r] ^ flip;
+                            for (int r = r1 > r0 ? r1 : r0; r < run; r++) row[t + r] = pad;
+                        } else {
+                            for (int r = 0; r < run; r++) {
+                                int iw = (ow + r) * stride_w + base;
+                                row[t + r] = (iw >= 0 && iw < width) ? (uint8_t)(line[iw] ^ flip) : pad;
+                            }
+                        }
+                    }
+                    t += run;
+                    ow = 0;
+                    oh++;
+                }
+            }
+        }
+    }
 }
 
 // ---- blocks ----
@@ -166,6 +206,14 @@ void cqk_block(int path, const void *packed, int block, int k, const void *panel
 
 // ---- epilogues (scalar; the compiler vectorises the inner loops) ----
 
+// Round half to even for |f| < 2^22 (callers clamp to the quantized range first): adding and
+// subtracting 1.5 * 2^23 leaves the integer the default rounding mode (to nearest, ties to even)
+// picks. Vectorisable, unlike a call to nearbyintf.
+static inline float round_even(float f) {
+    const float magic = 12582912.0f;
+    return (f + magic) - magic;
+}
+
 void cqk_requantize(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
                     const int32_t *colsum, const float *scale, int32_t zp, int32_t lo, int32_t hi,
                     void *out, ptrdiff_t ldo, int is_signed) {
@@ -178,17 +226,17 @@ void cqk_requantize(const int32_t *acc, int rows, int count, const int32_t *bias
             int8_t *o = (int8_t *)out + r * ldo;
             for (int p = 0; p < count; p++) {
                 int32_t v = a[p] + b - (colsum ? z * colsum[p] : 0);
-                float f = nearbyintf((float)v * s);
+                float f = (float)v * s;
                 f = f < flo ? flo : f > fhi ? fhi : f;
-                o[p] = (int8_t)((int32_t)f + zp);
+                o[p] = (int8_t)((int32_t)round_even(f) + zp);
             }
         } else {
             uint8_t *o = (uint8_t *)out + r * ldo;
             for (int p = 0; p < count; p++) {
                 int32_t v = a[p] + b - (colsum ? z * colsum[p] : 0);
-                float f = nearbyintf((float)v * s);
+                float f = (float)v * s;
                 f = f < flo ? flo : f > fhi ? fhi : f;
-                o[p] = (uint8_t)((int32_t)f + zp);
+                o[p] = (uint8_t)((int32_t)round_even(f) + zp);
             }
         }
     }
@@ -210,5 +258,74 @@ void cqk_store_float(const int32_t *acc, int rows, int count, const int32_t *bia
         int32_t b = bias ? bias[r] : 0, z = wzp ? wzp[r] : 0;
         float s = scale[r], fb = fbias ? fbias[r] : 0.0f;
         for (int p = 0; p < count; p++) out[r * ldo + p] = (float)(a[p] + b - (colsum ? z * colsum[p] : 0)) * s + fb;
+    }
+}
+
+// ---- depthwise convolution and element-wise kernels (portable C, vectorised by the compiler) ----
+
+void cqk_depthwise(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w,
+                   int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w,
+                   uint8_t x_zero, uint8_t flip, const int16_t *w, int32_t bias, float scale, int32_t zp,
+                   int32_t lo, int32_t hi, int out_kind, void *out, int16_t *padded, int32_t *acc) {
+    int ph = (out_h - 1) * stride_h + (kernel_h - 1) * dilation_h + 1;
+    int pw = (out_w - 1) * stride_w + (kernel_w - 1) * dilation_w + 1;
+    for (int y = 0; y < ph; y++) {
+        int iy = y - pad_top;
+        int16_t *row = padded + (size_t)y * pw;
+        if (iy < 0 || iy >= height) { for (int xx = 0; xx < pw; xx++) row[xx] = 0; continue; }
+        const uint8_t *line = x + (size_t)iy * width;
+        for (int xx = 0; xx < pw; xx++) {
+            int ix = xx - pad_left;
+            row[xx] = (ix >= 0 && ix < width) ? (int16_t)((line[ix] ^ flip) - x_zero) : 0;
+        }
+    }
+    float flo = (float)(lo - zp), fhi = (float)(hi - zp);
+    for (int oh = 0; oh < out_h; oh++) {
+        for (int ow = 0; ow < out_w; ow++) acc[ow] = bias;
+        for (int i = 0; i < kernel_h; i++) {
+            const int16_t *row = padded + (size_t)(oh * stride_h + i * dilation_h) * pw;
+            for (int j = 0; j < kernel_w; j++) {
+                int32_t wv = w[i * kernel_w + j];
+                const int16_t *src = row + j * dilation_w;
+                if (stride_w == 1) {
+                    for (int ow = 0; ow < out_w; ow++) acc[ow] += wv * src[ow];
+                } else {
+                    for (int ow = 0; ow < out_w; ow++) acc[ow] += wv * src[ow * stride_w];
+                }
+            }
+        }
+        if (out_kind == 1) {
+            int32_t *o = (int32_t *)out + (size_t)oh * out_w;
+            for (int ow = 0; ow < out_w; ow++) o[ow] = acc[ow];
+        } else {
+            for (int ow = 0; ow < out_w; ow++) {
+                float f = (float)acc[ow] * scale;
+                f = f < flo ? flo : f > fhi ? fhi : f;
+                int32_t q = (int32_t)round_even(f) + zp;
+                if (out_kind == 2) ((int8_t *)out)[(size_t)oh * out_w + ow] = (int8_t)q;
+                else ((uint8_t *)out)[(size_t)oh * out_w + ow] = (uint8_t)q;
+            }
+        }
+    }
+}
+
+void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc,
+                     int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n) {
+    float flo = (float)(lo - zc), fhi = (float)(hi - zc);
+    if (is_signed) {
+        const int8_t *sa8 = (const int8_t *)a, *sb8 = (const int8_t *)b;
+        for (size_t i = 0; i < n; i++) {
+            float x = sa * (float)(sa8[i] - za), y = sb * (float)(sb8[i] - zb);
+            float f = (is_mul ? x * y : x + y) / sc;
+            f = f < flo ? flo : f > fhi ? fhi : f;
+            ((int8_t *)out)[i] = (int8_t)((int32_t)round_even(f) + zc);
+        }
+    } else {
+        for (size_t i = 0; i < n; i++) {
+            float x = sa * (float)(a[i] - za), y = sb * (float)(b[i] - zb);
+            float f = (is_mul ? x * y : x + y) / sc;
+            f = f < flo ? flo : f > fhi ? fhi : f;
+            out[i] = (uint8_t)((int32_t)round_even(f) + zc);
+        }
     }
 }

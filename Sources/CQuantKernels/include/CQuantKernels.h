@@ -47,6 +47,15 @@ void cqk_pack_panel(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count,
 /// Same from gathered rows: row r of the panel is read from rows[r] (count bytes each).
 void cqk_pack_panel_rows(int path, const uint8_t *const *rows, int k, int count, void *panel);
 
+/// Gathers the im2col rows of one panel of a 2-D convolution: `rows` (channels * kernel_h *
+/// kernel_w rows of CQK_PANEL bytes, row k = (c, i, j)) gets, for output pixels p0..<p0+count
+/// (row-major over an out_w-wide output), x[c][oh*stride_h + i*dilation_h - pad_top]
+/// [ow*stride_w + j*dilation_w - pad_left] ^ flip, or `pad` outside the image. x is one
+/// group's channels, each height x width u8.
+void cqk_im2col(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w,
+                int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
+                int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows);
+
 /// acc[r * CQK_PANEL + p] = sum_k W[block * CQK_ROWS + r][k] * panel(k, p) for r < CQK_ROWS,
 /// p < CQK_PANEL (exact s32): one weight block against one panel. `k` is the unpadded depth.
 void cqk_block(int path, const void *packed, int block, int k, const void *panel, int32_t *acc);
@@ -64,5 +73,19 @@ void cqk_store_s32(const int32_t *acc, int rows, int count, const int32_t *bias,
 /// Same but writes float: out = (float)v * scale[r] + fbias[r] (fbias may be NULL).
 void cqk_store_float(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
                      const int32_t *colsum, const float *scale, const float *fbias, float *out, ptrdiff_t ldo);
+
+/// Depthwise 2-D convolution of one channel (channel multiplier 1): `w` holds the kernel_h x
+/// kernel_w weights minus their zero point; x (u8 domain after ^ flip) minus x_zero; sum + bias,
+/// then out_kind 0: u8 = clamp(round_even(v * scale) + zp, lo, hi), 2: the same as s8,
+/// 1: the s32 sum. `padded` is scratch for the padded plane (s16), `acc` for out_w s32.
+void cqk_depthwise(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w,
+                   int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w,
+                   uint8_t x_zero, uint8_t flip, const int16_t *w, int32_t bias, float scale, int32_t zp,
+                   int32_t lo, int32_t hi, int out_kind, void *out, int16_t *padded, int32_t *acc);
+
+/// out[i] = clamp(round_even(((a[i] - za) * sa  op  (b[i] - zb) * sb) / sc) + zc, lo, hi), op + or *
+/// (is_mul), u8 or s8 (is_signed) elements; onnxruntime's QLinearAdd/Mul formula in float.
+void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc,
+                     int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n);
 
 #endif

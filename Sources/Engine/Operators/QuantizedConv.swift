@@ -85,11 +85,18 @@ struct QuantizedConvOperator: Operator {
         }
         let depth = geometry.channels * geometry.kernelH * geometry.kernelW
         let layout = QuantizedScratch(depth: depth, path: path)
-        let perKernel = (geometry.channels * geometry.height * geometry.width)
-        _ = perKernel
         let weightsAt: @Sendable (UnsafeRawPointer, Int, Int) -> Int32 = { pointer, row, k in loadInteger(pointer, w.dtype, row * depth + k) }
         let make: @Sendable (KernelIO?) -> QuantizedWeights = { io in
             ops.makeWeights(io, path: path, groups: geometry.groups, rows: geometry.outPerGroup, depth: depth, weight: weightsAt)
+        }
+        if ops.weightsConstant, geometry.outPerGroup == 1, geometry.channels == 1, geometry.groups > 1, !isInteger,
+           case .quantized(let dtype) = ops.output {
+            // Depthwise (one input and one output channel per group): a direct kernel per channel.
+            let kernel = QuantizedDepthwiseKernel(geometry: geometry, ops: ops, outType: dtype)
+            var prepared = Prepared(outputs: [ValueSpec(dtype: outDType, shape: [batch, outChannels] + padding.output)], kernel: kernel,
+                                    scratchBytes: kernel.scratchBytes)
+            prepared.unusedInputs = [3, 8]
+            return prepared
         }
         let constant = ops.weightsConstant ? make(nil) : nil
         let kernelObject = QuantizedConvKernel(geometry: geometry, layout: layout, output: ops.output, xSigned: x.dtype == .int8,
@@ -135,7 +142,6 @@ struct QuantizedConvKernel: Kernel, @unchecked Sendable {
         case .quantized: elementSize = 1
         default: elementSize = 4
         }
-        let depth = weights.depth
         let outChannels = g.groups * g.outPerGroup
         let pointwise = g.kernelH == 1 && g.kernelW == 1 && g.strideH == 1 && g.strideW == 1 && g.padTop == 0 && g.padLeft == 0
             && g.outH == g.height && g.outW == g.width
@@ -148,48 +154,82 @@ struct QuantizedConvKernel: Kernel, @unchecked Sendable {
             let rows = scratch.assumingMemoryBound(to: UInt8.self) + layout.rowsOffset
             let planeBytes = g.height * g.width
             let source = x + (image * g.groups + group) * g.channels * planeBytes
-            if pointwise {
+            var rowSource = UnsafePointer(rows), rowStride = panel
+            if pointwise && flip == 0 {
+                rowSource = UnsafePointer(source + p0)
+                rowStride = planeBytes
+            } else if pointwise {
                 for c in 0..<g.channels {
                     let row = rows + c * panel, from = source + c * planeBytes + p0
-                    if flip == 0 { row.update(from: from, count: count) } else { for t in 0..<count { row[t] = from[t] ^ flip } }
+                    for t in 0..<count { row[t] = from[t] ^ flip }
                 }
             } else {
-                var k = 0
-                for c in 0..<g.channels {
-                    let plane = source + c * planeBytes
-                    for i in 0..<g.kernelH {
-                        for j in 0..<g.kernelW {
-                            let row = rows + k * panel
-                            k += 1
-                            var t = 0
-                            var oh = p0 / g.outW, ow = p0 % g.outW
-                            while t < count {
-                                let run = min(count - t, g.outW - ow)
-                                let ih = oh * g.strideH + i * g.dilationH - g.padTop
-                                if ih < 0 || ih >= g.height {
-                                    row.advanced(by: t).update(repeating: padValue, count: run)
-                                } else {
-                                    let line = plane + ih * g.width
-                                    let base = j * g.dilationW - g.padLeft
-                                    for r in 0..<run {
-                                        let iw = (ow + r) * g.strideW + base
-                                        row[t + r] = iw >= 0 && iw < g.width ? line[iw] ^ flip : padValue
-                                    }
-                                }
-                                t += run
-                                ow = 0
-                                oh += 1
-                            }
-                        }
-                    }
-                }
-                _ = depth
+                cqk_im2col(source, Int32(g.channels), Int32(g.height), Int32(g.width), Int32(g.kernelH), Int32(g.kernelW),
+                           Int32(g.strideH), Int32(g.strideW), Int32(g.dilationH), Int32(g.dilationW), Int32(g.padTop),
+                           Int32(g.padLeft), Int32(g.outW), Int32(p0), Int32(count), padValue, flip, rows)
             }
-            weights.multiplyPanel(group: group, count: count, scratch: scratch, layout: layout) { block, rowCount, acc, colsum in
+            weights.multiplyPanel(group: group, count: count, rows: rowSource, rowStride: rowStride, scratch: scratch, layout: layout) { block, rowCount, acc, colsum in
                 let channel = group * g.outPerGroup + block * Int(CQK_ROWS)
                 let target = out + ((image * outChannels + channel) * g.outPlane + p0) * elementSize
                 weights.storeRows(output, globalRow: channel, rowCount: rowCount, count: count, acc: acc, colsum: colsum,
                                   yZero: yZeroValue, out: target, ldo: g.outPlane)
+            }
+        }
+    }
+}
+
+/// Depthwise QLinearConv with constant weights: per channel, `cqk_depthwise` over the padded
+/// plane (x - x_zp as s16) with the weights minus their zero point; channels split across workers.
+struct QuantizedDepthwiseKernel: Kernel, @unchecked Sendable {
+    let geometry: QuantizedConvGeometry
+    let weights: [Int16]
+    let bias: [Int32]
+    let scales: [Float]
+    let xZero: UInt8
+    let flip: UInt8
+    let yZero: Int32
+    let outType: DType
+    let paddedBytes: Int
+
+    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType) {
+        geometry = g
+        let taps = g.kernelH * g.kernelW
+        let w = ops.w.value!
+        var weights = [Int16](repeating: 0, count: g.groups * taps)
+        for c in 0..<g.groups {
+            let zero = ops.wZero?.integer(nil, c) ?? 0
+            for t in 0..<taps { weights[c * taps + t] = Int16(loadInteger(w.bytes, w.dtype, c * taps + t) - zero) }
+        }
+        self.weights = weights
+        bias = (0..<g.groups).map { c in ops.bias.map { $0.value!.pointer(as: Int32.self)[c] } ?? 0 }
+        let xs = ops.xScale?.float(nil, 0) ?? 1, ys = ops.yScale?.float(nil, 0) ?? 1
+        scales = (0..<g.groups).map { c in xs * (ops.wScale?.float(nil, c) ?? 1) / ys }
+        flip = ops.x.dtype == .int8 ? 0x80 : 0
+        xZero = UInt8(truncatingIfNeeded: ops.xZero?.integer(nil, 0) ?? 0) ^ flip
+        yZero = ops.yZero?.integer(nil, 0) ?? 0
+        self.outType = outType
+        let ph = (g.outH - 1) * g.strideH + (g.kernelH - 1) * g.dilationH + 1
+        let pw = (g.outW - 1) * g.strideW + (g.kernelW - 1) * g.dilationW + 1
+        paddedBytes = (ph * pw * 2 + 63) / 64 * 64
+    }
+
+    var scratchBytes: Int { paddedBytes + (geometry.outW * 4 + 63) / 64 * 64 }
+
+    func run(_ io: KernelIO) {
+        let g = geometry
+        let x = io.input(0, UInt8.self), out = io.outputs[0]!
+        let (low, high) = outType.quantizedRange!
+        let taps = g.kernelH * g.kernelW, plane = g.height * g.width
+        weights.withUnsafeBufferPointer { w in
+            io.parallelItems(g.batch * g.groups) { item, worker in
+                let scratch = io.scratch(worker: worker)!
+                let c = item % g.groups
+                cqk_depthwise(x + item * plane, Int32(g.height), Int32(g.width), Int32(g.kernelH), Int32(g.kernelW),
+                              Int32(g.strideH), Int32(g.strideW), Int32(g.dilationH), Int32(g.dilationW),
+                              Int32(g.padTop), Int32(g.padLeft), Int32(g.outH), Int32(g.outW), xZero, flip,
+                              w.baseAddress! + c * taps, bias[c], scales[c], yZero, low, high, outType == .int8 ? 2 : 0,
+                              out + item * g.outPlane, scratch.assumingMemoryBound(to: Int16.self),
+                              (scratch + paddedBytes).assumingMemoryBound(to: Int32.self))
             }
         }
     }

@@ -1,3 +1,5 @@
+import CQuantKernels
+
 /// Quantized element-wise, pooling and data-movement operators: com.microsoft QLinearAdd,
 /// QLinearMul, QLinearGlobalAveragePool, QLinearAveragePool, QLinearConcat (what
 /// onnxruntime's quantize_static writes in QOperator form), and MaxPool on u8/s8 tensors.
@@ -200,7 +202,26 @@ struct QLinearBinaryOperator: Operator {
     }
 
     func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
-        try FloatBridgeKernel.prepare(float, innerNode: node.asFloat(floatType, attributes: [:], inputs: 2), inputs: inputs,
+        // Same shapes and types, scalar parameters: one pass (cqk_qlinear_add), split across workers.
+        if let a = node.optional(inputs, 0), let b = node.optional(inputs, 3), a.shape == b.shape, a.dtype == b.dtype,
+           let range = a.dtype.quantizedRange,
+           [1, 4, 6].allSatisfy({ node.optional(inputs, $0).map { $0.dtype == .float32 && $0.shape.elementCount == 1 } ?? false }),
+           [2, 5, 7].allSatisfy({ node.optional(inputs, $0).map { $0.dtype == a.dtype && $0.shape.elementCount == 1 } ?? true }) {
+            let count = a.shape.elementCount, dtype = a.dtype, isMul: Int32 = floatType == "Mul" ? 1 : 0
+            return Prepared(outputs: [ValueSpec(dtype: dtype, shape: a.shape)], kernel: ClosureKernel { io in
+                func scale(_ index: Int) -> Float { io.inputs[index]!.load(as: Float.self) }
+                func zero(_ index: Int) -> Int32 { io.inputs[index].map { loadInteger($0, dtype, 0) } ?? 0 }
+                let (sa, za, sb, zb, sc, zc) = (scale(1), zero(2), scale(4), zero(5), scale(6), zero(7))
+                let pa = io.input(0, UInt8.self), pb = io.input(3, UInt8.self), out = io.output(0, UInt8.self)
+                let chunks = max(1, min(io.width * 4, count / 16384))
+                io.parallelItems(chunks) { chunk, _ in
+                    let start = chunk * count / chunks, end = (chunk + 1) * count / chunks
+                    cqk_qlinear_add(pa + start, sa, za, pb + start, sb, zb, sc, zc, range.low, range.high,
+                                    dtype == .int8 ? 1 : 0, isMul, out + start, end - start)
+                }
+            })
+        }
+        return try FloatBridgeKernel.prepare(float, innerNode: node.asFloat(floatType, attributes: [:], inputs: 2), inputs: inputs,
                                       quantized: [QuantizedValue(data: 0, scale: 1, zero: 2), QuantizedValue(data: 3, scale: 4, zero: 5)],
                                       outputScale: 6, outputZero: 7, outputType: nil, node: node)
     }

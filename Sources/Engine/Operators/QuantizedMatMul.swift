@@ -120,7 +120,7 @@ struct QuantizedMatMulKernel: Kernel, @unchecked Sendable {
                 for k in 0..<depth { rows[k * panel + t] = source[k] ^ flip }
             }
             let tile = scratch + layout.bytes
-            weights.multiplyPanel(group: group, count: count, scratch: scratch, layout: layout) { block, rowCount, acc, colsum in
+            weights.multiplyPanel(group: group, count: count, rows: UnsafePointer(rows), rowStride: panel, scratch: scratch, layout: layout) { block, rowCount, acc, colsum in
                 let column = block * Int(CQK_ROWS)
                 weights.storeRows(output, globalRow: group * columns + column, rowCount: rowCount, count: count, acc: acc,
                                   colsum: colsum, yZero: yZeroValue, out: tile, ldo: panel)

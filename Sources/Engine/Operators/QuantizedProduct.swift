@@ -233,22 +233,22 @@ struct QuantizedScratch {
 }
 
 extension QuantizedWeights {
-    /// Packs the gathered rows (depth x PANEL u8 at scratch rowsOffset), computes column sums
-    /// if needed, and runs every weight block of `group`, handing each accumulator tile to
-    /// `store(block, rowsInBlock, acc, colsum)`.
+    /// Packs the activation rows (`depth` rows of `count` u8 at `rows`, `rowStride` apart),
+    /// computes column sums if needed, and runs every weight block of `group`, handing each
+    /// accumulator tile to `store(block, rowsInBlock, acc, colsum)`.
     @inline(__always)
-    func multiplyPanel(group: Int, count: Int, scratch: UnsafeMutableRawPointer, layout: QuantizedScratch,
+    func multiplyPanel(group: Int, count: Int, rows rowsBuffer: UnsafePointer<UInt8>, rowStride: Int,
+                       scratch: UnsafeMutableRawPointer, layout: QuantizedScratch,
                        store: (Int, Int, UnsafePointer<Int32>, UnsafePointer<Int32>?) -> Void) {
         let panel = Int(CQK_PANEL)
-        let rowsBuffer = scratch.assumingMemoryBound(to: UInt8.self) + layout.rowsOffset
         let panelBuffer = scratch + layout.panelOffset
         let acc = (scratch + layout.accOffset).assumingMemoryBound(to: Int32.self)
         let sums = (scratch + layout.sumOffset).assumingMemoryBound(to: Int32.self)
-        cqk_pack_panel(path.rawValue, rowsBuffer, panel, Int32(depth), Int32(count), panelBuffer)
+        cqk_pack_panel(path.rawValue, rowsBuffer, rowStride, Int32(depth), Int32(count), panelBuffer)
         if zeroPoints != nil {
             for t in 0..<panel { sums[t] = 0 }
             for k in 0..<depth {
-                let row = rowsBuffer + k * panel
+                let row = rowsBuffer + k * rowStride
                 for t in 0..<count { sums[t] &+= Int32(row[t]) }
             }
         }
