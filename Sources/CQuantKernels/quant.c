@@ -132,10 +132,11 @@ void cqk_im2col(const uint8_t *x, int channels, int height, int width, int kerne
 
 // ---- blocks ----
 
-static void block_scalar(const int8_t *w, int kp, const uint8_t *panel, int32_t *acc) {
-    for (int r = 0; r < CQK_ROWS; r++)
-        for (int p = 0; p < CQK_PANEL; p++) acc[r * CQK_PANEL + p] = 0;
-    for (int q4 = 0; q4 < kp / 4; q4++) {
+static void block_scalar(const int8_t *w, int g0, int g1, const uint8_t *panel, int32_t *acc, int accumulate) {
+    if (!accumulate)
+        for (int r = 0; r < CQK_ROWS; r++)
+            for (int p = 0; p < CQK_PANEL; p++) acc[r * CQK_PANEL + p] = 0;
+    for (int q4 = g0; q4 < g1; q4++) {
         const int8_t *wq = w + (size_t)q4 * CQK_ROWS * 4;
         const uint8_t *xq = panel + (size_t)q4 * CQK_PANEL * 4;
         for (int r = 0; r < CQK_ROWS; r++) {
@@ -149,12 +150,13 @@ static void block_scalar(const int8_t *w, int kp, const uint8_t *panel, int32_t 
     }
 }
 
-VNNI_TARGET static void block_vnni(const int8_t *w, int kp, const uint8_t *panel, int32_t *acc) {
+VNNI_TARGET static void block_vnni(const int8_t *w, int g0, int g1, const uint8_t *panel, int32_t *acc, int accumulate) {
     // 6 rows x 64 pixels: 24 accumulators; per depth group 4 panel loads and 6 broadcasts.
     __m512i c[CQK_ROWS][4];
     for (int r = 0; r < CQK_ROWS; r++)
-        for (int j = 0; j < 4; j++) c[r][j] = _mm512_setzero_si512();
-    for (int q4 = 0; q4 < kp / 4; q4++) {
+        for (int j = 0; j < 4; j++)
+            c[r][j] = accumulate ? _mm512_loadu_si512(acc + r * CQK_PANEL + j * 16) : _mm512_setzero_si512();
+    for (int q4 = g0; q4 < g1; q4++) {
         const uint8_t *xq = panel + (size_t)q4 * CQK_PANEL * 4;
         const int32_t *wq = (const int32_t *)(w + (size_t)q4 * CQK_ROWS * 4);
         __m512i x0 = _mm512_loadu_si512(xq), x1 = _mm512_loadu_si512(xq + 64);
@@ -171,13 +173,20 @@ VNNI_TARGET static void block_vnni(const int8_t *w, int kp, const uint8_t *panel
         for (int j = 0; j < 4; j++) _mm512_storeu_si512(acc + r * CQK_PANEL + j * 16, c[r][j]);
 }
 
-AVX2_TARGET static void block_avx2(const int16_t *w, int kp, const int16_t *panel, int32_t *acc) {
+AVX2_TARGET static void block_avx2(const int16_t *w, int g0, int g1, const int16_t *panel, int32_t *acc, int accumulate) {
     // s16 pairs: vpmaddwd of (x_k, x_k+1) with (w_k, w_k+1) is exact in s32 (|x w| < 2^15 each).
     // 6 rows x 16 pixels per pass: 12 accumulators, 2 panel loads, 1 broadcast.
     for (int part = 0; part < CQK_PANEL / 16; part++) {
         __m256i c[CQK_ROWS][2];
-        for (int r = 0; r < CQK_ROWS; r++) c[r][0] = c[r][1] = _mm256_setzero_si256();
-        for (int q2 = 0; q2 < kp / 2; q2++) {
+        for (int r = 0; r < CQK_ROWS; r++) {
+            if (accumulate) {
+                c[r][0] = _mm256_loadu_si256((const __m256i *)(acc + r * CQK_PANEL + part * 16));
+                c[r][1] = _mm256_loadu_si256((const __m256i *)(acc + r * CQK_PANEL + part * 16 + 8));
+            } else {
+                c[r][0] = c[r][1] = _mm256_setzero_si256();
+            }
+        }
+        for (int q2 = g0; q2 < g1; q2++) {
             const int16_t *xq = panel + ((size_t)q2 * CQK_PANEL + part * 16) * 2;
             const int32_t *wq = (const int32_t *)(w + (size_t)q2 * CQK_ROWS * 2);
             __m256i x0 = _mm256_loadu_si256((const __m256i *)xq), x1 = _mm256_loadu_si256((const __m256i *)(xq + 16));
@@ -194,13 +203,15 @@ AVX2_TARGET static void block_avx2(const int16_t *w, int kp, const int16_t *pane
     }
 }
 
-void cqk_block(int path, const void *packed, int block, int k, const void *panel, int32_t *acc) {
-    int kp = cqk_padded_depth(path, k);
+void cqk_block(int path, const void *packed, int block, int k, int k_begin, int k_end, const void *panel,
+               int32_t *acc, int accumulate) {
+    int g = cqk_depth_group(path), kp = cqk_padded_depth(path, k);
+    int g0 = k_begin / g, g1 = (k_end >= k ? kp : k_end) / g;
     size_t offset = (size_t)block * kp * CQK_ROWS;
     switch (path) {
-    case CQK_AVX512VNNI: block_vnni((const int8_t *)packed + offset, kp, panel, acc); break;
-    case CQK_AVX2: block_avx2((const int16_t *)packed + offset, kp, panel, acc); break;
-    default: block_scalar((const int8_t *)packed + offset, kp, panel, acc); break;
+    case CQK_AVX512VNNI: block_vnni((const int8_t *)packed + offset, g0, g1, panel, acc, accumulate); break;
+    case CQK_AVX2: block_avx2((const int16_t *)packed + offset, g0, g1, panel, acc, accumulate); break;
+    default: block_scalar((const int8_t *)packed + offset, g0, g1, panel, acc, accumulate); break;
     }
 }
 

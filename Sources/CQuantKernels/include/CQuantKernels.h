@@ -56,9 +56,12 @@ void cqk_im2col(const uint8_t *x, int channels, int height, int width, int kerne
                 int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
                 int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows);
 
-/// acc[r * CQK_PANEL + p] = sum_k W[block * CQK_ROWS + r][k] * panel(k, p) for r < CQK_ROWS,
-/// p < CQK_PANEL (exact s32): one weight block against one panel. `k` is the unpadded depth.
-void cqk_block(int path, const void *packed, int block, int k, const void *panel, int32_t *acc);
+/// acc[r * CQK_PANEL + p] (+)= sum over k_begin <= q < k_end of W[block * CQK_ROWS + r][q] *
+/// panel(q, p) for r < CQK_ROWS, p < CQK_PANEL (exact s32): one weight block against one panel,
+/// adding to acc when `accumulate`. `k` is the unpadded depth; k_begin a multiple of 4, k_end
+/// a multiple of 4 or >= k (the padded rest is included).
+void cqk_block(int path, const void *packed, int block, int k, int k_begin, int k_end, const void *panel,
+               int32_t *acc, int accumulate);
 
 /// Epilogue for one block of rows: for r < rows, p < count,
 ///   v = acc[r][p] + bias[r] - (wzp ? wzp[r] * colsum[p] : 0)

@@ -84,7 +84,7 @@ struct QuantizedConvOperator: Operator {
         case .float: outDType = .float32
         }
         let depth = geometry.channels * geometry.kernelH * geometry.kernelW
-        let layout = QuantizedScratch(depth: depth, path: path)
+        let layout = QuantizedScratch(depth: depth, rows: geometry.outPerGroup, path: path)
         let weightsAt: @Sendable (UnsafeRawPointer, Int, Int) -> Int32 = { pointer, row, k in loadInteger(pointer, w.dtype, row * depth + k) }
         let make: @Sendable (KernelIO?) -> QuantizedWeights = { io in
             ops.makeWeights(io, path: path, groups: geometry.groups, rows: geometry.outPerGroup, depth: depth, weight: weightsAt)

@@ -79,7 +79,7 @@ struct QuantizedMatMulOperator: Operator {
             ops.makeWeights(io, path: path, groups: groups, rows: columns, depth: depth, weight: weightAt)
         }
         let constant = ops.weightsConstant ? make(nil) : nil
-        let layout = QuantizedScratch(depth: depth, path: path)
+        let layout = QuantizedScratch(depth: depth, rows: columns, path: path)
         let kernel = QuantizedMatMulKernel(groups: groups, rowsPerGroup: rowsPerGroup, depth: depth, columns: columns,
                                            layout: layout, output: ops.output, elementSize: outDType.size, xSigned: ops.x.dtype == .int8,
                                            yZero: ops.yZero, constant: constant, make: make)

@@ -111,6 +111,9 @@ final class QuantizedWeights: @unchecked Sendable {
         floatBias?.deallocate()
     }
 
+    /// Depth per pass over a panel (a multiple of 4): 128 rows of 64 pixels, 8 KiB of u8 panel.
+    static let depthChunk = 128
+
     var blocksPerGroup: Int { (rows + Int(CQK_ROWS) - 1) / Int(CQK_ROWS) }
     var panelBytes: Int { cqk_panel_bytes(path.rawValue, Int32(depth)) }
 }
@@ -221,13 +224,16 @@ struct QuantizedOperands {
 struct QuantizedScratch {
     let rowsOffset: Int, panelOffset: Int, accOffset: Int, sumOffset: Int, bytes: Int
 
-    init(depth: Int, path: QuantizedKernelPath) {
+    /// `rows`: weight rows per group (the accumulators of every block are kept when the depth
+    /// is split into chunks).
+    init(depth: Int, rows: Int, path: QuantizedKernelPath) {
         let panel = Int(CQK_PANEL)
         func round(_ n: Int) -> Int { (n + 63) / 64 * 64 }
+        let blocks = (rows + Int(CQK_ROWS) - 1) / Int(CQK_ROWS)
         rowsOffset = 0
         panelOffset = round(depth * panel)
         accOffset = panelOffset + round(cqk_panel_bytes(path.rawValue, Int32(depth)))
-        sumOffset = accOffset + round(Int(CQK_ROWS) * panel * 4)
+        sumOffset = accOffset + round(Int(CQK_ROWS) * panel * 4 * blocks)
         bytes = sumOffset + round(panel * 4)
     }
 }
@@ -253,9 +259,28 @@ extension QuantizedWeights {
             }
         }
         let weights = UnsafeRawPointer(packed + group * groupBytes)
+        let colsum = zeroPoints != nil ? UnsafePointer(sums) : nil
+        let tile = Int(CQK_ROWS) * panel
+        if depth <= Self.depthChunk * 3 / 2 {
+            for block in 0..<blocksPerGroup {
+                cqk_block(path.rawValue, weights, Int32(block), Int32(depth), 0, Int32(depth), panelBuffer, acc, 0)
+                store(block, min(Int(CQK_ROWS), rows - block * Int(CQK_ROWS)), acc, colsum)
+            }
+            return
+        }
+        // Deep products: the panel's depth in chunks that stay in L1 while every weight block
+        // passes over them; each block's accumulators wait in scratch.
+        var k0 = 0
+        while k0 < depth {
+            let k1 = min(depth, k0 + Self.depthChunk)
+            for block in 0..<blocksPerGroup {
+                cqk_block(path.rawValue, weights, Int32(block), Int32(depth), Int32(k0), Int32(k1), panelBuffer,
+                          acc + block * tile, k0 > 0 ? 1 : 0)
+            }
+            k0 = k1
+        }
         for block in 0..<blocksPerGroup {
-            cqk_block(path.rawValue, weights, Int32(block), Int32(depth), panelBuffer, acc)
-            store(block, min(Int(CQK_ROWS), rows - block * Int(CQK_ROWS)), acc, zeroPoints != nil ? UnsafePointer(sums) : nil)
+            store(block, min(Int(CQK_ROWS), rows - block * Int(CQK_ROWS)), acc + block * tile, colsum)
         }
     }
 
