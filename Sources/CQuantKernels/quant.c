@@ -26,6 +26,12 @@ int cqk_best_path(void) {
     return CQK_SCALAR;
 }
 
+static int wide_helpers(void) {
+    static int wide = -1;
+    if (wide < 0) wide = cqk_path_supported(CQK_AVX512VNNI);
+    return wide;
+}
+
 int cqk_depth_group(int path) { return path == CQK_AVX2 ? 2 : 4; }
 int cqk_panel_element_size(int path) { return path == CQK_AVX2 ? 2 : 1; }
 
@@ -56,7 +62,7 @@ size_t cqk_panel_bytes(int path, int k) {
 
 // One depth group of rows (4 u8 rows, or 2 for the s16 layout) interleaved into 32-bit words:
 // word p = r0[p] | r1[p] << 8 | r2[p] << 16 | r3[p] << 24 (s16: r0[p] | r1[p] << 16).
-static inline void pack_group(int path, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3,
+static inline __attribute__((always_inline)) void pack_group(int path, const uint8_t *r0, const uint8_t *r1, const uint8_t *r2, const uint8_t *r3,
                               int count, uint32_t *dst) {
     if (path == CQK_AVX2) {
         for (int p = 0; p < count; p++) dst[p] = (uint32_t)r0[p] | (uint32_t)r1[p] << 16;
@@ -69,7 +75,7 @@ static inline void pack_group(int path, const uint8_t *r0, const uint8_t *r1, co
 
 static const uint8_t zero_row[CQK_PANEL];
 
-void cqk_pack_panel(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) {
+static inline __attribute__((always_inline)) void cqk_pack_panel_body(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) {
     int g = cqk_depth_group(path), kp = cqk_padded_depth(path, k);
     for (int q = 0; q < kp; q += g) {
         const uint8_t *r[4];
@@ -87,7 +93,7 @@ void cqk_pack_panel_rows(int path, const uint8_t *const *rows, int k, int count,
     }
 }
 
-void cqk_im2col(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w,
+static inline __attribute__((always_inline)) void cqk_im2col_body(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w,
                 int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
                 int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows) {
     int k = 0;
@@ -215,7 +221,10 @@ void cqk_block(int path, const void *packed, int block, int k, int k_begin, int 
     }
 }
 
-// ---- epilogues (scalar; the compiler vectorises the inner loops) ----
+// ---- epilogues and data movement: portable C the compiler vectorises, built twice (baseline
+// and AVX-512) and dispatched on the CPU; independent of the GEMM path in force ----
+
+
 
 // Round half to even for |f| < 2^22 (callers clamp to the quantized range first): adding and
 // subtracting 1.5 * 2^23 leaves the integer the default rounding mode (to nearest, ties to even)
@@ -225,7 +234,7 @@ static inline float round_even(float f) {
     return (f + magic) - magic;
 }
 
-void cqk_requantize(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
+static inline __attribute__((always_inline)) void cqk_requantize_body(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp,
                     const int32_t *colsum, const float *scale, int32_t zp, int32_t lo, int32_t hi,
                     void *out, ptrdiff_t ldo, int is_signed) {
     for (int r = 0; r < rows; r++) {
@@ -274,7 +283,7 @@ void cqk_store_float(const int32_t *acc, int rows, int count, const int32_t *bia
 
 // ---- depthwise convolution and element-wise kernels (portable C, vectorised by the compiler) ----
 
-void cqk_depthwise(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w,
+static inline __attribute__((always_inline)) void cqk_depthwise_body(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w,
                    int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w,
                    uint8_t x_zero, uint8_t flip, const int16_t *w, int32_t bias, float scale, int32_t zp,
                    int32_t lo, int32_t hi, int out_kind, void *out, int16_t *padded, int32_t *acc) {
@@ -320,7 +329,7 @@ void cqk_depthwise(const uint8_t *x, int height, int width, int kernel_h, int ke
     }
 }
 
-void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc,
+static inline __attribute__((always_inline)) void cqk_qlinear_add_body(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc,
                      int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n) {
     float flo = (float)(lo - zc), fhi = (float)(hi - zc);
     if (is_signed) {
@@ -339,4 +348,63 @@ void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, f
             out[i] = (uint8_t)((int32_t)round_even(f) + zc);
         }
     }
+}
+
+VNNI_TARGET static void cqk_requantize_avx512(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp, const int32_t *colsum, const float *scale, int32_t zp, int32_t lo, int32_t hi, void *out, ptrdiff_t ldo, int is_signed) { cqk_requantize_body(acc, rows, count, bias, wzp, colsum, scale, zp, lo, hi, out, ldo, is_signed); }
+static void cqk_requantize_base(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp, const int32_t *colsum, const float *scale, int32_t zp, int32_t lo, int32_t hi, void *out, ptrdiff_t ldo, int is_signed) { cqk_requantize_body(acc, rows, count, bias, wzp, colsum, scale, zp, lo, hi, out, ldo, is_signed); }
+void cqk_requantize(const int32_t *acc, int rows, int count, const int32_t *bias, const int32_t *wzp, const int32_t *colsum, const float *scale, int32_t zp, int32_t lo, int32_t hi, void *out, ptrdiff_t ldo, int is_signed) {
+    if (wide_helpers()) cqk_requantize_avx512(acc, rows, count, bias, wzp, colsum, scale, zp, lo, hi, out, ldo, is_signed); else cqk_requantize_base(acc, rows, count, bias, wzp, colsum, scale, zp, lo, hi, out, ldo, is_signed);
+}
+
+VNNI_TARGET static void cqk_im2col_avx512(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows) { cqk_im2col_body(x, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_w, p0, count, pad, flip, rows); }
+static void cqk_im2col_base(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows) { cqk_im2col_body(x, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_w, p0, count, pad, flip, rows); }
+void cqk_im2col(const uint8_t *x, int channels, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_w, int p0, int count, uint8_t pad, uint8_t flip, uint8_t *rows) {
+    if (wide_helpers()) cqk_im2col_avx512(x, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_w, p0, count, pad, flip, rows); else cqk_im2col_base(x, channels, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_w, p0, count, pad, flip, rows);
+}
+
+VNNI_TARGET static void cqk_pack_panel_avx512(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) { cqk_pack_panel_body(path, b, ldb, k, count, panel); }
+static void cqk_pack_panel_base(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) { cqk_pack_panel_body(path, b, ldb, k, count, panel); }
+void cqk_pack_panel(int path, const uint8_t *b, ptrdiff_t ldb, int k, int count, void *panel) {
+    if (wide_helpers()) cqk_pack_panel_avx512(path, b, ldb, k, count, panel); else cqk_pack_panel_base(path, b, ldb, k, count, panel);
+}
+
+VNNI_TARGET static void cqk_depthwise_avx512(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t x_zero, uint8_t flip, const int16_t *w, int32_t bias, float scale, int32_t zp, int32_t lo, int32_t hi, int out_kind, void *out, int16_t *padded, int32_t *acc) { cqk_depthwise_body(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, x_zero, flip, w, bias, scale, zp, lo, hi, out_kind, out, padded, acc); }
+static void cqk_depthwise_base(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t x_zero, uint8_t flip, const int16_t *w, int32_t bias, float scale, int32_t zp, int32_t lo, int32_t hi, int out_kind, void *out, int16_t *padded, int32_t *acc) { cqk_depthwise_body(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, x_zero, flip, w, bias, scale, zp, lo, hi, out_kind, out, padded, acc); }
+void cqk_depthwise(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t x_zero, uint8_t flip, const int16_t *w, int32_t bias, float scale, int32_t zp, int32_t lo, int32_t hi, int out_kind, void *out, int16_t *padded, int32_t *acc) {
+    if (wide_helpers()) cqk_depthwise_avx512(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, x_zero, flip, w, bias, scale, zp, lo, hi, out_kind, out, padded, acc); else cqk_depthwise_base(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, x_zero, flip, w, bias, scale, zp, lo, hi, out_kind, out, padded, acc);
+}
+
+VNNI_TARGET static void cqk_qlinear_add_avx512(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc, int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n) { cqk_qlinear_add_body(a, sa, za, b, sb, zb, sc, zc, lo, hi, is_signed, is_mul, out, n); }
+static void cqk_qlinear_add_base(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc, int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n) { cqk_qlinear_add_body(a, sa, za, b, sb, zb, sc, zc, lo, hi, is_signed, is_mul, out, n); }
+void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc, int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n) {
+    if (wide_helpers()) cqk_qlinear_add_avx512(a, sa, za, b, sb, zb, sc, zc, lo, hi, is_signed, is_mul, out, n); else cqk_qlinear_add_base(a, sa, za, b, sb, zb, sc, zc, lo, hi, is_signed, is_mul, out, n);
+}
+
+static inline __attribute__((always_inline)) void cqk_maxpool_body(const uint8_t *x, int height, int width, int kernel_h, int kernel_w,
+        int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w,
+        uint8_t flip, uint8_t *out) {
+    for (int oh = 0; oh < out_h; oh++) {
+        uint8_t *o = out + (size_t)oh * out_w;
+        for (int ow = 0; ow < out_w; ow++) o[ow] = 0;
+        for (int i = 0; i < kernel_h; i++) {
+            int ih = oh * stride_h + i * dilation_h - pad_top;
+            if (ih < 0 || ih >= height) continue;
+            const uint8_t *line = x + (size_t)ih * width;
+            for (int j = 0; j < kernel_w; j++) {
+                int base = j * dilation_w - pad_left;
+                for (int ow = 0; ow < out_w; ow++) {
+                    int iw = ow * stride_w + base;
+                    uint8_t v = (iw >= 0 && iw < width) ? (uint8_t)(line[iw] ^ flip) : 0;
+                    o[ow] = v > o[ow] ? v : o[ow];
+                }
+            }
+        }
+        for (int ow = 0; ow < out_w; ow++) o[ow] ^= flip;
+    }
+}
+
+VNNI_TARGET static void cqk_maxpool_avx512(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t flip, uint8_t *out) { cqk_maxpool_body(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, flip, out); }
+static void cqk_maxpool_base(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t flip, uint8_t *out) { cqk_maxpool_body(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, flip, out); }
+void cqk_maxpool(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t flip, uint8_t *out) {
+    if (wide_helpers()) cqk_maxpool_avx512(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, flip, out); else cqk_maxpool_base(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, flip, out);
 }

@@ -91,4 +91,9 @@ void cqk_depthwise(const uint8_t *x, int height, int width, int kernel_h, int ke
 void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, float sb, int32_t zb, float sc, int32_t zc,
                      int32_t lo, int32_t hi, int is_signed, int is_mul, uint8_t *out, size_t n);
 
+/// 2-D max pooling of one u8 plane (s8 with flip = 0x80: compared in the u8 domain); every
+/// window must hold at least one pixel of the image (padding never wins).
+void cqk_maxpool(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w,
+                 int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t flip, uint8_t *out);
+
 #endif

@@ -147,6 +147,31 @@ struct AnyTypePoolOperator: Operator {
         let x = try node.required(inputs, 0, "X")
         guard node.opType == "MaxPool", x.dtype.quantizedRange != nil else { return try float.prepare(inputs, node) }
         if node.outputsUsed.count > 1 && node.outputsUsed[1] { throw node.unsupported("the Indices output of MaxPool") }
+        // 2-D, no ceil_mode: directly on the bytes (cqk_maxpool), planes split across workers.
+        if x.shape.count == 4, !float.ceilMode, float.kernelShape.count == 2 {
+            let strides = float.strides ?? [1, 1], dilations = float.dilations ?? [1, 1]
+            guard strides.count == 2, dilations.count == 2, strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
+                throw node.invalid("strides/dilations must have 2 positive values")
+            }
+            if let pads = float.pads, pads.count != 4 || pads.contains(where: { $0 < 0 }) { throw node.invalid("pads must have 4 non-negative values") }
+            let extent = zip(float.kernelShape, dilations).map { ($0 - 1) * $1 + 1 }
+            let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
+                                                     autoPad: float.autoPad, pads: float.pads, node: node)
+            // Every window must reach the image (else its max would be the padding).
+            if zip(padding.begin, extent).allSatisfy({ $0 < $1 }) {
+                let (h, w, oh, ow) = (x.shape[2], x.shape[3], padding.output[0], padding.output[1])
+                let planes = x.shape[0] * x.shape[1], flip: UInt8 = x.dtype == .int8 ? 0x80 : 0
+                let k = float.kernelShape, top = padding.begin[0], left = padding.begin[1]
+                return Prepared(outputs: [ValueSpec(dtype: x.dtype, shape: Array(x.shape.prefix(2)) + padding.output)], kernel: ClosureKernel { io in
+                    let source = io.input(0, UInt8.self), out = io.output(0, UInt8.self)
+                    io.parallelItems(planes) { plane, _ in
+                        cqk_maxpool(source + plane * h * w, Int32(h), Int32(w), Int32(k[0]), Int32(k[1]), Int32(strides[0]), Int32(strides[1]),
+                                    Int32(dilations[0]), Int32(dilations[1]), Int32(top), Int32(left), Int32(oh), Int32(ow), flip,
+                                    out + plane * oh * ow)
+                    }
+                })
+            }
+        }
         return try FloatBridgeKernel.prepare(float, innerNode: node, inputs: inputs, quantized: [QuantizedValue(data: 0, scale: nil, zero: nil)],
                                              outputScale: nil, outputZero: nil, outputType: x.dtype, node: node)
     }
