@@ -103,3 +103,22 @@ def test_profile_names_quantized_operators(model_run):
     result = run(model_run, directory / "model.onnx", "--input", directory / "input_b1.npy", "--profile")
     assert "QLinearConv" in result.stdout + result.stderr
     assert "QLinearAdd" in result.stdout + result.stderr
+
+
+def test_server_v2_infer_equals_model_run(model_run, server_factory, tmp_path):
+    """An INT8 model is just another model: served over Open Inference Protocol V2 (binary
+    tensors), a batch of 4 gets exactly model-run's answer (and onnxruntime's within a step)."""
+    from server_fixtures import base_path_args, make_model_dir, v2_binary_request, v2_parse_response
+
+    directory = quantized_root() / "resnet50_qdq_per_channel"
+    base = make_model_dir(tmp_path / "models" / "resnet50_int8", {1: (directory / "model.onnx").read_bytes()})
+    server = server_factory.start(*base_path_args("resnet50_int8", base))
+    x = np.load(directory / "input_b4.npy")
+    body, length = v2_binary_request([("input", x)], outputs=[{"name": "predictions", "parameters": {"binary_data": True}}])
+    response = server.post("/v2/models/resnet50_int8/infer", data=body,
+                           headers={"Content-Type": "application/octet-stream", "Inference-Header-Content-Length": str(length)})
+    assert response.status_code == 200, response.text[:500]
+    _, arrays = v2_parse_response(response.content, response.headers)
+    run(model_run, directory / "model.onnx", "--input", directory / "input_b4.npy", "--output", tmp_path / "y.npy")
+    np.testing.assert_array_equal(arrays["predictions"], np.load(tmp_path / "y.npy"))
+    compare(arrays["predictions"].copy(), np.load(directory / "output_b4.npy"), output_step(directory / "model.onnx"), "resnet50")
