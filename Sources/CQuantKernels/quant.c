@@ -408,3 +408,21 @@ static void cqk_maxpool_base(const uint8_t *x, int height, int width, int kernel
 void cqk_maxpool(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t flip, uint8_t *out) {
     if (wide_helpers()) cqk_maxpool_avx512(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, flip, out); else cqk_maxpool_base(x, height, width, kernel_h, kernel_w, stride_h, stride_w, dilation_h, dilation_w, pad_top, pad_left, out_h, out_w, flip, out);
 }
+
+static inline __attribute__((always_inline)) void cqk_quantize_body(const float *x, size_t n, float scale, int32_t zp, int32_t lo, int32_t hi,
+                                                                    int is_signed, void *out) {
+    float flo = (float)(lo - zp), fhi = (float)(hi - zp);
+    for (size_t i = 0; i < n; i++) {
+        float f = x[i] / scale;
+        f = f < flo ? flo : f > fhi ? fhi : f;   // NaN stays NaN here; see below
+        f = f == f ? f : 0.0f;
+        int32_t q = (int32_t)round_even(f) + zp;
+        if (is_signed) ((int8_t *)out)[i] = (int8_t)q; else ((uint8_t *)out)[i] = (uint8_t)q;
+    }
+}
+
+VNNI_TARGET static void cqk_quantize_avx512(const float *x, size_t n, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, void *out) { cqk_quantize_body(x, n, scale, zp, lo, hi, is_signed, out); }
+static void cqk_quantize_base(const float *x, size_t n, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, void *out) { cqk_quantize_body(x, n, scale, zp, lo, hi, is_signed, out); }
+void cqk_quantize(const float *x, size_t n, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, void *out) {
+    if (wide_helpers()) cqk_quantize_avx512(x, n, scale, zp, lo, hi, is_signed, out); else cqk_quantize_base(x, n, scale, zp, lo, hi, is_signed, out);
+}

@@ -96,4 +96,8 @@ void cqk_qlinear_add(const uint8_t *a, float sa, int32_t za, const uint8_t *b, f
 void cqk_maxpool(const uint8_t *x, int height, int width, int kernel_h, int kernel_w, int stride_h, int stride_w,
                  int dilation_h, int dilation_w, int pad_top, int pad_left, int out_h, int out_w, uint8_t flip, uint8_t *out);
 
+/// out[i] = clamp(round_even(x[i] / scale) + zp, lo, hi) as u8 or s8 (is_signed); NaN -> zp
+/// (ONNX QuantizeLinear, one scale).
+void cqk_quantize(const float *x, size_t n, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, void *out);
+
 #endif

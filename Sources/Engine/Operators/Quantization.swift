@@ -1,3 +1,5 @@
+import CQuantKernels
+
 /// ONNX quantization operators: QuantizeLinear, DequantizeLinear (per tensor, per axis and,
 /// from opset 21, blocked), DynamicQuantizeLinear, and the u8/s8 conversions they share.
 /// Quantized values are uint8 or int8 (the element types the engine has); float8, int4 and
@@ -134,6 +136,20 @@ struct QuantizeLinearOperator: Operator {
         let (low, high) = dtype.quantizedRange!
         let (fLow, fHigh) = (Float(low), Float(high))
         let hasZeroPoint = zeroPoint != nil
+        if layout.blockSize == 0 {
+            // One scale: a vector pass (cqk_quantize), split across workers.
+            let count = x.shape.elementCount
+            return Prepared(outputs: [ValueSpec(dtype: dtype, shape: x.shape)], kernel: ClosureKernel { io in
+                let scale = io.input(1, Float.self)[0]
+                let zp = hasZeroPoint ? loadInteger(io.inputs[2]!, dtype, 0) : 0
+                let source = io.input(0, Float.self), out = io.outputs[0]!
+                let chunks = max(1, min(io.width * 4, count / 16384))
+                io.parallelItems(chunks) { chunk, _ in
+                    let start = chunk * count / chunks, end = (chunk + 1) * count / chunks
+                    cqk_quantize(source + start, end - start, scale, zp, low, high, dtype == .int8 ? 1 : 0, out + start)
+                }
+            })
+        }
         return Prepared(outputs: [ValueSpec(dtype: dtype, shape: x.shape)], kernel: ClosureKernel { io in
             let source = io.input(0, Float.self), scales = io.input(1, Float.self)
             let zeros = hasZeroPoint ? io.inputs[2] : nil
