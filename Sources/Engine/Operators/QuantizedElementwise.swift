@@ -158,7 +158,7 @@ struct AnyTypePoolOperator: Operator {
             let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
                                                      autoPad: float.autoPad, pads: float.pads, node: node)
             // Every window must reach the image (else its max would be the padding).
-            if zip(padding.begin, extent).allSatisfy({ $0 < $1 }) {
+            if zip(padding.begin, extent).allSatisfy({ $0 < $1 }) && zip(padding.end, extent).allSatisfy({ $0 < $1 }) {
                 let (h, w, oh, ow) = (x.shape[2], x.shape[3], padding.output[0], padding.output[1])
                 let planes = x.shape[0] * x.shape[1], flip: UInt8 = x.dtype == .int8 ? 0x80 : 0
                 let k = float.kernelShape, top = padding.begin[0], left = padding.begin[1]
