@@ -24,6 +24,9 @@ let package = Package(
         .target(name: "CLinuxShims", cSettings: [.unsafeFlags(["-O2"])]),
         // The one lock and condition type of every Swift layer (heap-allocated pthread objects).
         .target(name: "Locks"),
+        // Integer GEMM kernels of the quantized operators (vpdpbusd / vpmaddwd intrinsics, each
+        // path behind a function-level target attribute and a run-time CPU check).
+        .target(name: "CQuantKernels", cSettings: [.unsafeFlags(["-O3"])]),
         .target(
             name: "ONNXProto",
             dependencies: [.product(name: "SwiftProtobuf", package: "swift-protobuf")]
@@ -44,7 +47,7 @@ let package = Package(
         .target(
             name: "Engine",
             dependencies: ["COpenBLAS", "ONNXProto", "TensorFlowProto", "AVX512Kernels", "AVX2Kernels", "CLinuxShims",
-                           "Locks"]
+                           "CQuantKernels", "Locks"]
         ),
         // TensorFlow's own messages (graphs, SavedModel, tensors, tf.Example): read by the
         // engine's SavedModel frontend and carried by the TF Serving protocol.

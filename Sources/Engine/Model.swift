@@ -65,6 +65,7 @@ public final class Model: Sendable {
             graph.constants[name] = value
             graph.inputs.removeAll { $0.name == name }
         }
+        QDQFusion.fuse(&graph)
         let operators = try Planner.makeOperators(graph)
         try Planner.foldConstants(&graph, operators: operators)
         GraphOptimizer.optimize(&graph)

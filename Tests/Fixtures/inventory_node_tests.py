@@ -36,8 +36,14 @@ SUPPORTED = (
     "HardSwish Tanh Add Sub Mul Div Sum MaxPool AveragePool GlobalAveragePool "
     "GlobalMaxPool LRN Concat Split Slice Pad Reshape Flatten Transpose Squeeze "
     "Unsqueeze Softmax Dropout Identity Shape Gather Constant ConstantOfShape Cast "
-    "ReduceMean"
+    "ReduceMean QuantizeLinear DequantizeLinear DynamicQuantizeLinear QLinearConv ConvInteger "
+    "QLinearMatMul MatMulInteger"
 ).split()
+# Operators that read or write quantized (uint8/int8) tensors: a uint8/int8 value is in scope
+# when every node touching it is one of these (or Cast).
+QUANTIZED_OPS = {"QuantizeLinear", "DequantizeLinear", "DynamicQuantizeLinear", "QLinearConv", "ConvInteger",
+                 "QLinearMatMul", "MatMulInteger", "Cast"}
+QUANTIZED_DTYPES = {TensorProto.INT8, TensorProto.UINT8}
 CORE_DTYPES = {TensorProto.FLOAT, TensorProto.INT64, TensorProto.INT32, TensorProto.BOOL}
 CAST_ONLY_DTYPES = {TensorProto.DOUBLE, TensorProto.INT8, TensorProto.UINT8}
 SHIPPED_SUITES = ["pytorch-converted", "pytorch-operator", "simple"]
@@ -119,6 +125,8 @@ def reasons_for(case_dir: str, model) -> list[str]:
             continue
         if dt in CAST_ONLY_DTYPES and touching[name] <= {"Cast"}:
             continue
+        if dt in QUANTIZED_DTYPES and touching[name] <= QUANTIZED_OPS:
+            continue
         bad.add(dtype_name(dt))
     for n in nodes:  # tensors that never become graph values (e.g. ConstantOfShape value)
         for a in n.attribute:
@@ -198,8 +206,10 @@ def main() -> None:
         "#   " + " ".join(SUPPORTED[:9]),
         "#   " + " ".join(SUPPORTED[9:21]),
         "#   " + " ".join(SUPPORTED[21:33]),
-        "#   " + " ".join(SUPPORTED[33:]) + ";",
-        "# every tensor float32/int64/int32/bool (Cast may also read/write float64/int8/uint8);",
+        "#   " + " ".join(SUPPORTED[33:39]),
+        "#   " + " ".join(SUPPORTED[39:]) + ";",
+        "# every tensor float32/int64/int32/bool (Cast may also read/write float64/int8/uint8,",
+        "# the quantization operators uint8/int8);",
         "# inference only. Blank lines and lines starting with '#' are not cases; the",
         "# '# excluded SUITE/CASE: reason' lines list the cases of listed operators left out.",
         f"# In scope: {len(included)} ({per_suite}); excluded below: {len(excluded)}.",

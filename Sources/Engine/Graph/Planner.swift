@@ -49,11 +49,14 @@ enum Planner {
         for node in graph.nodes { consumed.formUnion(node.inputs) }
         return try graph.nodes.map { node in
             let context = context(for: node, graph: graph, consumed: consumed)
-            guard node.domain.isEmpty || node.domain == "ai.onnx" else {
-                throw context.unsupported("operator domain '\(node.domain)'")
+            let registry: [String: any Operator.Type]
+            switch node.domain {
+            case "", "ai.onnx": registry = OperatorRegistry.types
+            case ContribOperatorRegistry.domain: registry = ContribOperatorRegistry.types
+            default: throw context.unsupported("operator domain '\(node.domain)'")
             }
-            guard let type = OperatorRegistry.types[node.opType] else {
-                throw context.unsupported("operator \(node.opType) is not implemented")
+            guard let type = registry[node.opType] else {
+                throw context.unsupported("operator \(node.opType)\(node.domain.isEmpty ? "" : " (domain \(node.domain))") is not implemented")
             }
             return try type.init(context)
         }
@@ -236,13 +239,22 @@ enum Planner {
                              flops: steps.reduce(0) { $0 + $1.flops })
     }
 
-    /// Multiply-add count x2 of the GEMM-shaped operators, for GFLOP/s reports.
+    /// Multiply-add count x2 of the GEMM-shaped operators (float and quantized), for GFLOP/s
+    /// (GOP/s) reports.
     static func flopCount(_ opType: String, _ inputs: [ValueSpec?], _ outputs: [ValueSpec]) -> Double {
         switch opType {
         case "Conv":
             guard let weight = inputs[1] else { return 0 }
             // Each output element needs (C/group * kernel) multiply-adds.
             return 2 * Double(outputs[0].shape.elementCount) * Double(weight.shape.dropFirst().reduce(1, *))
+        case "QLinearConv", "ConvInteger":
+            // Integer operations, counted like the float ones (2 per multiply-add).
+            let index = opType == "QLinearConv" ? 3 : 1
+            guard index < inputs.count, let weight = inputs[index] else { return 0 }
+            return 2 * Double(outputs[0].shape.elementCount) * Double(weight.shape.dropFirst().reduce(1, *))
+        case "QLinearMatMul", "MatMulInteger", "QGemm":
+            guard let a = inputs[0] else { return 0 }
+            return 2 * Double(outputs[0].shape.elementCount) * Double(a.shape.last ?? 1)
         case "Gemm", "MatMul":
             guard let a = inputs[0] else { return 0 }
             let k = opType == "Gemm" ? Double(a.shape.elementCount / outputs[0].shape[0]) : Double(a.shape.last ?? 1)

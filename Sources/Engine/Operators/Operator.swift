@@ -229,7 +229,7 @@ enum OperatorRegistry {
         "Clip": ClipOperator.self,
         "Add": BinaryOperator.self, "Sub": BinaryOperator.self, "Mul": BinaryOperator.self, "Div": BinaryOperator.self,
         "Sum": SumOperator.self,
-        "MaxPool": PoolOperator.self, "AveragePool": PoolOperator.self,
+        "MaxPool": AnyTypePoolOperator.self, "AveragePool": AnyTypePoolOperator.self,
         "GlobalAveragePool": GlobalPoolOperator.self, "GlobalMaxPool": GlobalPoolOperator.self,
         "LRN": LRNOperator.self,
         "Concat": ConcatOperator.self,
@@ -250,5 +250,10 @@ enum OperatorRegistry {
         "Exp": FloatUnaryOperator.self, "Abs": FloatUnaryOperator.self, "Softplus": FloatUnaryOperator.self,
         "Elu": FloatUnaryOperator.self,
         "Max": MinMaxOperator.self, "Min": MinMaxOperator.self,
+        // Quantization (Quantization.swift, QuantizedConv.swift, QuantizedMatMul.swift).
+        "QuantizeLinear": QuantizeLinearOperator.self, "DequantizeLinear": DequantizeLinearOperator.self,
+        "DynamicQuantizeLinear": DynamicQuantizeLinearOperator.self,
+        "QLinearConv": QuantizedConvOperator.self, "ConvInteger": QuantizedConvOperator.self,
+        "QLinearMatMul": QuantizedMatMulOperator.self, "MatMulInteger": QuantizedMatMulOperator.self,
     ]
 }
