@@ -55,8 +55,20 @@ enum Planner {
             guard let type = OperatorRegistry.types[node.opType] else {
                 throw context.unsupported("operator \(node.opType) is not implemented")
             }
+            let arity = OperatorRegistry.arity(node.opType)
+            guard arity.inputs.contains(node.inputs.count) else {
+                throw context.invalid("has \(node.inputs.count) inputs; \(node.opType) takes \(describe(arity.inputs))")
+            }
+            guard arity.outputs.contains(node.outputs.count) else {
+                throw context.invalid("has \(node.outputs.count) outputs; \(node.opType) produces \(describe(arity.outputs))")
+            }
             return try type.init(context)
         }
+    }
+
+    static func describe(_ range: ClosedRange<Int>) -> String {
+        range.upperBound == Int.max ? "at least \(range.lowerBound)"
+            : range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
     }
 
     static func context(for node: Node, graph: Graph, consumed: Set<String>) -> NodeContext {

@@ -15,7 +15,11 @@ struct StridedWalk: Sendable {
         var outStrides = strides.map { _ in [Int]() }
         for d in 0..<shape.count where shape[d] != 1 {
             if let last = outShape.indices.last,
-               strides.indices.allSatisfy({ k in outStrides[k][last] == strides[k][d] * shape[d] }) {
+               strides.indices.allSatisfy({ k in
+                   // Overflow (shapes the planner refuses right after prepare) means "do not merge".
+                   let (product, overflow) = strides[k][d].multipliedReportingOverflow(by: shape[d])
+                   return !overflow && outStrides[k][last] == product
+               }) {
                 outShape[last] *= shape[d]
                 for k in strides.indices { outStrides[k][last] = strides[k][d] }
             } else {

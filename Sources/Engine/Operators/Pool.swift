@@ -40,8 +40,10 @@ struct PoolOperator: Operator {
         guard strides.count == rank, dilations.count == rank, strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
             throw node.invalid("strides/dilations must have \(rank) positive values")
         }
-        if let pads, pads.count != 2 * rank { throw node.invalid("pads must have \(2 * rank) values") }
-        let extent = zip(kernelShape, dilations).map { ($0 - 1) * $1 + 1 }
+        if let pads, pads.count != 2 * rank || pads.contains(where: { $0 < 0 }) {
+            throw node.invalid("pads must have \(2 * rank) non-negative values")
+        }
+        let extent = try SpatialPadding.extent(kernel: kernelShape, dilations: dilations, node: node)
         let spatial = Array(x.shape.dropFirst(2))
         let padding = try SpatialPadding.resolve(input: spatial, kernel: extent, strides: strides, autoPad: autoPad,
                                                  pads: pads, ceilMode: ceilMode, node: node)
