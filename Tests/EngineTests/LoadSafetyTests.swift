@@ -225,6 +225,20 @@ struct LoadSafetyTests {
         Self.expectError(graph, ["ConstantOfShape", "bytes"])
     }
 
+    /// An empty input makes SAME-padded convolutions and pools produce empty outputs: their
+    /// kernels' tile counts were 0 and divided by (at every request). Nothing runs now.
+    @Test(arguments: [Model.Kernels.automatic, .blas])
+    func emptyConvolutionOutputsRunNothing(kernels: Model.Kernels) throws {
+        var graph = Self.graph(input: [1, 2, 0, 5])
+        graph.constant("w", [3, 2, 3, 3], randomFloats(54, seed: 7))
+        graph.node("Conv", ["x", "w"], ["c"], ["auto_pad": .string("SAME_UPPER")])
+        graph.node("MaxPool", ["c"], ["y"], ["kernel_shape": .ints([2, 2]), "auto_pad": .string("SAME_UPPER")])
+        graph.outputs = ["y"]
+        let model = try graph.model(kernels: kernels)
+        let outputs = try model.makeSession().run([HostTensor(dtype: .float32, shape: [1, 2, 0, 5])])
+        #expect(outputs[0].shape == [1, 3, 0, 3])
+    }
+
     // MARK: graph structure (ONNX files)
 
     /// x -> Relu -> y, with `mutate` applied to the model before it is written.
