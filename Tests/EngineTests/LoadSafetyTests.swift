@@ -239,6 +239,26 @@ struct LoadSafetyTests {
         #expect(outputs[0].shape == [1, 3, 0, 3])
     }
 
+    /// A SAME-padded pool with a 2^31 kernel walked every tap of every window (minutes) and
+    /// sized a row buffer by it: windows are bounded now.
+    @Test func hugePoolingWindowsAreLoadErrors() {
+        var graph = Self.graph(input: [1, 2, 4, 4])
+        graph.node("AveragePool", ["x"], ["y"], ["kernel_shape": .ints([Int(Int32.max), 2]), "auto_pad": .string("SAME_UPPER")])
+        graph.outputs = ["y"]
+        Self.expectError(graph, ["(AveragePool)", "kernel_shape"])
+    }
+
+    /// Windows are counted arithmetically: a window larger than the input pools all of it.
+    @Test func poolingWindowsLargerThanTheInput() throws {
+        var graph = Self.graph(input: [1, 1, 2, 3])
+        graph.node("AveragePool", ["x"], ["a"], ["kernel_shape": .ints([9, 9]), "auto_pad": .string("SAME_UPPER")])
+        graph.node("MaxPool", ["x"], ["m"], ["kernel_shape": .ints([9, 9]), "auto_pad": .string("SAME_LOWER")])
+        graph.outputs = ["a", "m"]
+        let outputs = try graph.model().makeSession().run([HostTensor(shape: [1, 1, 2, 3], floats: [1, 2, 3, 4, 5, 6])])
+        #expect(outputs[0].floats == [Float](repeating: 3.5, count: 6))
+        #expect(outputs[1].floats == [Float](repeating: 6, count: 6))
+    }
+
     // MARK: graph structure (ONNX files)
 
     /// x -> Relu -> y, with `mutate` applied to the model before it is written.

@@ -2,8 +2,9 @@
 
 Requirement (issue 15): any bytes in a version directory end as a load error that names the
 problem, never a crash (a Swift trap is SIGILL/SIGTRAP, an allocation past memory SIGKILL).
-`model-run` (release) loads each mutated model; it must exit on its own (0, or non-zero with a
-message on stderr), never by a signal.
+`model-run` (release) loads each mutated model, and runs the ONNX ones once on zeros of their
+declared input shapes as the server's warm-up does; it must exit on its own (0, or non-zero
+with a message on stderr), never by a signal.
 
 Inputs, all from fixed seeds:
   * small ONNX models built here with the `onnx` package (one per operator family the engine
@@ -56,11 +57,11 @@ def model_run():
     return pathlib.Path(value)
 
 
-def run_model(model_run, path):
+def run_model(model_run, path, arguments=()):
     """(finding or None, returncode, stderr tail) for one model-run of `path`."""
     env = dict(os.environ, SWIFT_BACKTRACE="enable=no")  # a crash ends at once, without symbolication
     try:
-        result = subprocess.run([str(model_run), str(path)], capture_output=True, timeout=RUN_TIMEOUT, env=env)
+        result = subprocess.run([str(model_run), str(path), *arguments], capture_output=True, timeout=RUN_TIMEOUT, env=env)
     except subprocess.TimeoutExpired:
         return f"no exit within {RUN_TIMEOUT} s (hang)", None, ""
     tail = result.stderr.decode(errors="replace")[-1500:]
@@ -352,6 +353,34 @@ def semantic_mutation(proto, rng):
     return proto
 
 
+NUMPY_TYPES = {TensorProto.FLOAT: np.float32, TensorProto.DOUBLE: np.float64, TensorProto.INT64: np.int64,
+               TensorProto.INT32: np.int32, TensorProto.INT8: np.int8, TensorProto.UINT8: np.uint8, TensorProto.BOOL: np.bool_}
+
+
+def zero_inputs(data, directory, stem):
+    """--input arguments feeding zeros of each declared graph input's shape (dynamic and odd
+    dimensions as 1), so the model also runs once, as the server's warm-up does; none when
+    the bytes do not parse or a shape is too large to write."""
+    try:
+        proto = onnx.ModelProto.FromString(data)
+    except Exception:  # noqa: BLE001 - any parse failure: load only
+        return []
+    initializers = {tensor.name for tensor in proto.graph.initializer}
+    arguments = []
+    for index, value in enumerate(proto.graph.input):
+        if value.name in initializers or not value.name:
+            continue
+        tensor_type = value.type.tensor_type
+        dims = [d.dim_value if d.HasField("dim_value") and 0 <= d.dim_value <= 64 else 1 for d in tensor_type.shape.dim]
+        dtype = NUMPY_TYPES.get(tensor_type.elem_type, np.float32)
+        if not isinstance(value.name, str) or "=" in value.name or np.prod(dims, dtype=np.int64) > 1 << 16:
+            return []
+        path = directory / f"{stem}-in{index}.npy"
+        np.save(path, np.zeros(dims, dtype=dtype))
+        arguments += ["--input", f"{value.name}={path}"]
+    return arguments
+
+
 def onnx_cases(rng):
     """(label, bytes) ONNX cases, deterministic."""
     seeds = onnx_seeds()
@@ -522,8 +551,8 @@ def savedmodel_cases(rng, workdir):
 # --------------------------------------------------------------------------- the tests
 
 def run_cases(model_run, cases, budget, describe):
-    """Runs (label, path) cases on two workers until the budget is spent; returns
-    (count, findings)."""
+    """Runs (label, path, model-run arguments) cases on two workers until the budget is
+    spent; returns (count, findings)."""
     deadline = time.monotonic() + budget
     findings, count = [], 0
     with concurrent.futures.ThreadPoolExecutor(max_workers=2) as pool:
@@ -531,8 +560,8 @@ def run_cases(model_run, cases, budget, describe):
         iterator = iter(cases)
         while True:
             while len(pending) < 4 and time.monotonic() < deadline:
-                label, path = next(iterator)
-                pending[pool.submit(run_model, model_run, path)] = (label, path)
+                label, path, arguments = next(iterator)
+                pending[pool.submit(run_model, model_run, path, arguments)] = (label, path)
             if not pending:
                 break
             done, _ = concurrent.futures.wait(pending, return_when=concurrent.futures.FIRST_COMPLETED)
@@ -580,7 +609,7 @@ def test_mutated_onnx_models_never_crash(model_run, tmp_path):
             counter[0] += 1
             path = tmp_path / f"case-{counter[0]}.onnx"
             path.write_bytes(data)
-            yield label, path
+            yield label, path, zero_inputs(data, tmp_path, f"case-{counter[0]}")
 
     count, findings = run_cases(model_run, cases(), BUDGET * 0.6, lambda path: str(path))
     print(f"{count} ONNX cases")
@@ -590,7 +619,8 @@ def test_mutated_onnx_models_never_crash(model_run, tmp_path):
 
 def test_mutated_savedmodels_never_crash(model_run, tmp_path):
     rng = random.Random(SEED + 1)
-    count, findings = run_cases(model_run, savedmodel_cases(rng, tmp_path), BUDGET * 0.4, lambda path: str(path))
+    cases = ((label, path, ()) for label, path in savedmodel_cases(rng, tmp_path))
+    count, findings = run_cases(model_run, cases, BUDGET * 0.4, lambda path: str(path))
     print(f"{count} SavedModel cases")
     assert count >= 20, f"only {count} SavedModel cases ran within the budget"
     assert not findings, f"{len(findings)} of {count} mutated SavedModels stopped model-run:\n\n" + "\n\n".join(findings[:10])
