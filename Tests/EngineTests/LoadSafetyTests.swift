@@ -259,6 +259,17 @@ struct LoadSafetyTests {
         #expect(outputs[1].floats == [Float](repeating: 6, count: 6))
     }
 
+    /// A mean over an empty input (found by the fuzz test: x [1, 2, 4, 0]) divided by the
+    /// walk's empty row length; it is NaN, as in numpy and onnxruntime.
+    @Test func meanOfAnEmptyInputIsNaN() throws {
+        var graph = Self.graph(input: [1, 2, 4, 0])
+        graph.node("ReduceMean", ["x"], ["y"], ["axes": .ints([2, 3]), "keepdims": .int(1)])
+        graph.outputs = ["y"]
+        let outputs = try graph.model().makeSession().run([HostTensor(dtype: .float32, shape: [1, 2, 4, 0])])
+        #expect(outputs[0].shape == [1, 2, 1, 1])
+        #expect(outputs[0].floats.allSatisfy(\.isNaN))
+    }
+
     // MARK: graph structure (ONNX files)
 
     /// x -> Relu -> y, with `mutate` applied to the model before it is written.
