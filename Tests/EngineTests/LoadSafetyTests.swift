@@ -82,11 +82,13 @@ struct LoadSafetyTests {
 
     // MARK: sizes and counts from the file
 
-    @Test func splitIntoZeroOutputsIsALoadError() {
+    /// 0 divided by; 2^31 - 1 listed 2^31 sizes (16 GiB, found by the fuzz test).
+    @Test(arguments: [0, Int(Int32.max)])
+    func splitIntoAnotherNumberOfOutputsIsALoadError(count: Int) {
         var graph = Self.graph(input: [4])
-        graph.node("Split", ["x"], ["a"], ["axis": .int(0), "num_outputs": .int(0)])
+        graph.node("Split", ["x"], ["a"], ["axis": .int(0), "num_outputs": .int(count)])
         graph.outputs = ["a"]
-        Self.expectError(graph, ["(Split)", "num_outputs"])
+        Self.expectError(graph, ["(Split)", "num_outputs \(count)"])
     }
 
     @Test func splitSizesThatOverflowAreALoadError() {

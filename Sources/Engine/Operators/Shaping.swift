@@ -183,7 +183,8 @@ struct SplitOperator: Operator {
         if let split = try splitAttribute ?? node.known(inputs, 1, "split")?.integers {
             sizes = split
         } else if let numOutputs {
-            guard numOutputs > 0 else { throw node.invalid("num_outputs \(numOutputs) must be positive") }
+            // Checked before the sizes are listed (one per part).
+            guard numOutputs == parts else { throw node.invalid("num_outputs \(numOutputs) differs from the node's \(parts) outputs") }
             // opset 18: the last part is smaller when the size does not divide evenly.
             let chunk = (size + numOutputs - 1) / numOutputs
             sizes = (0..<numOutputs).map { min(chunk, max(0, size - $0 * chunk)) }
