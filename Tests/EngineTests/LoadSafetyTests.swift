@@ -1,5 +1,6 @@
 import Foundation
 import ONNXProto
+import TensorFlowProto
 import Testing
 @testable import Engine
 
@@ -293,5 +294,31 @@ struct LoadSafetyTests {
     @Test func aNodeOverwritingAnInitializerIsALoadError() throws {
         let message = try #require(Self.onnxError { proto in proto.graph.node[1].output = ["c"] })
         #expect(message.contains("'relu'") && message.contains("'c'"), "\(message)")
+    }
+}
+
+/// SavedModel constants: TensorFlow's splat encoding (fewer values than elements) expanded
+/// gigabytes from a few bytes of saved_model.pb.
+struct SavedModelConstantTests {
+    static func splat(_ dims: [Int64], values: [Float]) -> Tensorflow_TensorProto {
+        var proto = Tensorflow_TensorProto()
+        proto.dtype = .dtFloat
+        proto.tensorShape.dim = dims.map { size in var dim = Tensorflow_TensorShapeProto.Dim(); dim.size = size; return dim }
+        proto.floatVal = values
+        return proto
+    }
+
+    @Test func hugeSplatConstantsAreLoadErrors() {
+        #expect(throws: EngineError.self) { try TFTypes.decode(Self.splat([1 << 30], values: [1]), what: "Const 'big'") }
+        do {
+            _ = try TFTypes.decode(Self.splat([1 << 30], values: [1]), what: "Const 'big'")
+        } catch {
+            #expect("\(error)".contains("Const 'big'") && "\(error)".contains("limited"), "\(error)")
+        }
+    }
+
+    @Test func smallSplatConstantsExpand() throws {
+        let tensor = try TFTypes.decode(Self.splat([2, 3], values: [1, 2]), what: "Const 'small'")
+        #expect(tensor.floats == [1, 2, 2, 2, 2, 2])
     }
 }
