@@ -239,7 +239,7 @@ struct LoadSafetyTests {
         graph.outputs = ["y"]
         let model = try graph.model(kernels: kernels)
         let outputs = try model.makeSession().run([HostTensor(dtype: .float32, shape: [1, 2, 0, 5])])
-        #expect(outputs[0].shape == [1, 3, 0, 3])
+        #expect(outputs[0].shape == [1, 3, 0, 5])
     }
 
     /// A SAME-padded pool with a 2^31 kernel walked every tap of every window (minutes) and
@@ -270,7 +270,8 @@ struct LoadSafetyTests {
         graph.outputs = ["y"]
         let outputs = try graph.model().makeSession().run([HostTensor(dtype: .float32, shape: [1, 2, 4, 0])])
         #expect(outputs[0].shape == [1, 2, 1, 1])
-        #expect(outputs[0].floats.allSatisfy(\.isNaN))
+        let means = outputs[0].floats
+        #expect(means.count == 2 && means.allSatisfy { $0.isNaN })
     }
 
     // MARK: graph structure (ONNX files)
