@@ -515,13 +515,20 @@ def index_mutation(index_bytes, rng):
 
 
 def savedmodel_cases(rng, workdir):
-    """(label, directory) SavedModel cases: a copy of a fixture export with one file edited."""
+    """(label, directory, model-run arguments) SavedModel cases: a copy of a fixture export
+    with one file edited; the Keras one also runs once on zeros (its input_1 is [N, 6, 6, 3])."""
     exports = sorted(p / "export" for p in SAVEDMODELS.iterdir() if (p / "export" / "saved_model.pb").is_file())
     assert exports, f"no SavedModel fixtures under {SAVEDMODELS}"
+    zeros = workdir / "keras-input.npy"
+    np.save(zeros, np.zeros([1, 6, 6, 3], np.float32))
+
+    def arguments(export):
+        return ["--input", f"input_1={zeros}"] if export.parent.name == "keras" else []
+
     counter = 0
     for export in exports:
         # Each pristine export loads (or is refused with a message) first.
-        yield f"seed:{export.parent.name}", export
+        yield f"seed:{export.parent.name}", export, arguments(export)
     while True:
         export = rng.choice(exports)
         counter += 1
@@ -545,7 +552,7 @@ def savedmodel_cases(rng, workdir):
             data = shard.read_bytes()
             shard.write_bytes(data[:rng.randrange(len(data) + 1)] if rng.random() < 0.5 else byte_mutation(data, rng))
             label = "shard"
-        yield f"{label}:{export.parent.name}", target
+        yield f"{label}:{export.parent.name}", target, arguments(export)
 
 
 # --------------------------------------------------------------------------- the tests
@@ -617,8 +624,7 @@ def test_mutated_onnx_models_never_crash(model_run, tmp_path):
 
 def test_mutated_savedmodels_never_crash(model_run, tmp_path):
     rng = random.Random(SEED + 1)
-    cases = ((label, path, ()) for label, path in savedmodel_cases(rng, tmp_path))
-    count, findings = run_cases(model_run, cases, BUDGET * 0.4, lambda path: str(path))
+    count, findings = run_cases(model_run, savedmodel_cases(rng, tmp_path), BUDGET * 0.4, lambda path: str(path))
     print(f"{count} SavedModel cases")
     assert count >= 20, f"only {count} SavedModel cases ran within the budget"
     assert not findings, f"{len(findings)} of {count} mutated SavedModels stopped model-run:\n\n" + "\n\n".join(findings[:10])
