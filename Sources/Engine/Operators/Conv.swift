@@ -144,6 +144,8 @@ struct ConvOperator: Operator {
         let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
                                                  autoPad: autoPad, pads: pads, node: node)
         let outShape = [batch, outChannels] + padding.output
+        // Checked before any kernel sizes its tables by the output.
+        _ = try TensorSize.bytes(outShape, .float32, "the output of node '\(node.name)' (Conv)")
         // 1-D and 2-D map onto 3-D with leading size-1 axes.
         let three = { (values: [Int], fill: Int) in Array(repeating: fill, count: 3 - values.count) + values }
         let size = three(Array(x.shape.dropFirst(2)), 1), k = three(kernel, 1), s = three(strides, 1), d = three(dilations, 1)

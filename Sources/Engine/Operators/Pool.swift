@@ -49,9 +49,15 @@ struct PoolOperator: Operator {
         guard extent.allSatisfy({ $0 <= 1 << 20 }) else {
             throw node.invalid("the dilated kernel \(extent) spans more than \(1 << 20) positions on an axis")
         }
+        // onnxruntime's rule: a window never lies wholly in the padding. It also bounds the
+        // output (and the per-column windows built below) by the input.
+        if let pads, autoPad == "NOTSET", let bad = pads.indices.first(where: { pads[$0] >= extent[$0 % rank] }) {
+            throw node.invalid("pad \(pads[bad]) is not smaller than the kernel extent \(extent[bad % rank]) (pads \(pads))")
+        }
         let spatial = Array(x.shape.dropFirst(2))
         let padding = try SpatialPadding.resolve(input: spatial, kernel: extent, strides: strides, autoPad: autoPad,
                                                  pads: pads, ceilMode: ceilMode, node: node)
+        _ = try TensorSize.bytes(Array(x.shape.prefix(2)) + padding.output, .float32, "the output of node '\(node.name)' (\(node.opType))")
         let three = { (values: [Int], fill: Int) in Array(repeating: fill, count: 3 - values.count) + values }
         var kernel = PoolKernel(planes: x.shape[0] * x.shape[1], input: three(spatial, 1), output: three(padding.output, 1),
                                 kernel: three(kernelShape, 1), strides: three(strides, 1), dilations: three(dilations, 1),
