@@ -30,21 +30,35 @@ enum TensorSize {
 
     /// The byte count of a `dtype` tensor of `shape`; throws when a dimension is negative,
     /// the count overflows, or it exceeds `maxBytes`. `what` names the tensor for the message.
+    /// An empty tensor (a 0 dimension) is held to the same bound with its 0s left out, so
+    /// the products of any of its dimensions (strides, row sizes) stay in range too.
     static func bytes(_ shape: Shape, _ dtype: DType, _ what: @autoclosure () -> String) throws(EngineError) -> Int {
-        var count = 1
+        var nonzero = 1
         var overflow = false
+        var empty = false
         for dimension in shape {
             guard dimension >= 0 else { throw .invalidModel("\(what()) has a negative dimension in \(shape)") }
-            let (product, over) = count.multipliedReportingOverflow(by: dimension)
+            if dimension == 0 { empty = true; continue }
+            let (product, over) = nonzero.multipliedReportingOverflow(by: dimension)
             overflow = overflow || over
-            count = product
+            nonzero = product
         }
-        let (bytes, over) = count.multipliedReportingOverflow(by: dtype.size)
+        let (bytes, over) = nonzero.multipliedReportingOverflow(by: dtype.size)
         guard !overflow, !over, bytes <= maxBytes else {
-            throw .invalidModel("\(what()) of shape \(shape) (\(dtype)) needs \(overflow || over ? "more than 2^63" : String(bytes)) bytes, more than this machine's \(maxBytes) bytes of memory")
+            let needs = overflow || over ? "more than 2^63" : String(bytes)
+            throw .invalidModel("\(what()) of shape \(shape) (\(dtype)) needs \(needs) bytes\(empty ? " (without its 0 dimensions)" : ""), more than this machine's \(maxBytes) bytes of memory")
         }
-        return bytes
+        return empty ? 0 : bytes
     }
+}
+
+/// `value` rounded toward zero and clamped to Int's range; NaN gives 0 (`Int(_:)` would trap
+/// on both, and these values come from model files).
+func saturatingInt(_ value: Double) -> Int {
+    if value.isNaN { return 0 }
+    if value >= 9.2e18 { return Int.max }
+    if value <= -9.2e18 { return Int.min }
+    return Int(value)
 }
 
 /// Row-major strides (in elements) of a shape.
@@ -113,8 +127,8 @@ public final class HostTensor: @unchecked Sendable, CustomStringConvertible {
         case .int32: return UnsafeBufferPointer(start: pointer(as: Int32.self), count: count).map { Int($0) }
         case .int8: return UnsafeBufferPointer(start: pointer(as: Int8.self), count: count).map { Int($0) }
         case .uint8, .bool: return UnsafeBufferPointer(start: pointer(as: UInt8.self), count: count).map { Int($0) }
-        case .float32: return UnsafeBufferPointer(start: pointer(as: Float.self), count: count).map { Int($0) }
-        case .float64: return UnsafeBufferPointer(start: pointer(as: Double.self), count: count).map { Int($0) }
+        case .float32: return UnsafeBufferPointer(start: pointer(as: Float.self), count: count).map { saturatingInt(Double($0)) }
+        case .float64: return UnsafeBufferPointer(start: pointer(as: Double.self), count: count).map { saturatingInt($0) }
         }
     }
 

@@ -53,12 +53,12 @@ enum GraphOptimizer {
             let conv = graph.nodes[convIndex]
             guard conv.opType == "Conv", conv.domain.isEmpty, conv.outputs.count == 1,
                   conv.attributes[fusedActivationKey] == nil,
-                  let weight = graph.constants[conv.inputs[1]], weight.dtype == .float32, weight.shape.count >= 3,
+                  conv.inputs.count >= 2, let weight = graph.constants[conv.inputs[1]], weight.dtype == .float32, weight.shape.count >= 3,
                   let scale = graph.constants[bn.inputs[1]], let bias = graph.constants[bn.inputs[2]],
                   let mean = graph.constants[bn.inputs[3]], let variance = graph.constants[bn.inputs[4]]
             else { continue }
             let channels = weight.shape[0]
-            guard [scale, bias, mean, variance].allSatisfy({ $0.dtype == .float32 && $0.count == channels }) else { continue }
+            guard channels > 0, [scale, bias, mean, variance].allSatisfy({ $0.dtype == .float32 && $0.count == channels }) else { continue }
             var convBias: HostTensor?
             if conv.inputs.count > 2, !conv.inputs[2].isEmpty {
                 guard let b = graph.constants[conv.inputs[2]], b.dtype == .float32, b.count == channels else { continue }
@@ -125,7 +125,7 @@ enum GraphOptimizer {
             let conv = graph.nodes[convIndex]
             guard conv.domain.isEmpty, conv.outputs.count == 1, conv.attributes[fusedActivationKey] == nil,
                   conv.attributes[fusedResidualKey] == nil,
-                  let weight = graph.constants[conv.inputs[1]], weight.dtype == .float32, weight.shape.count >= 3,
+                  conv.inputs.count >= 2, let weight = graph.constants[conv.inputs[1]], weight.dtype == .float32, weight.shape.count >= 3,
                   let constant = graph.constants[node.inputs[1 - side]] else { continue }
             let channels = weight.shape[0]
             guard channels > 0, let values = perChannel(constant, rank: weight.shape.count, channels: channels) else { continue }
@@ -193,7 +193,9 @@ enum GraphOptimizer {
                       value.dtype == .float32, value.pointer(as: Float.self)[0] == 0 else { continue }
             }
             let rank = amounts.count / 2
-            guard rank >= 3, amounts.count == 2 * rank, amounts.allSatisfy({ $0 >= 0 }),
+            // Amounts beyond Int32 are no real padding; leaving them to the Pad keeps the sums
+            // below from overflowing.
+            guard rank >= 3, amounts.count == 2 * rank, amounts.allSatisfy({ (0...Int(Int32.max)).contains($0) }),
                   amounts[0] == 0, amounts[1] == 0, amounts[rank] == 0, amounts[rank + 1] == 0 else { continue }
             let spatial = rank - 2
             let begin = Array(amounts[2..<rank]), end = Array(amounts[(rank + 2)...])
@@ -206,7 +208,8 @@ enum GraphOptimizer {
                 let autoPad: String
                 if case .string(let a)? = node.attributes["auto_pad"] { autoPad = a } else { autoPad = "NOTSET" }
                 guard autoPad == "NOTSET" || autoPad == "VALID" else { return false }
-                if case .ints(let list)? = node.attributes["pads"], list.count != 2 * spatial { return false }
+                if case .ints(let list)? = node.attributes["pads"],
+                   list.count != 2 * spatial || !list.allSatisfy({ (0...Int(Int32.max)).contains($0) }) { return false }
                 switch node.opType {
                 case "Conv":
                     guard let weight = graph.constants[node.inputs.count > 1 ? node.inputs[1] : ""], weight.shape.count == rank else { return false }
@@ -217,8 +220,16 @@ enum GraphOptimizer {
                     var countsPads = false
                     if case .int(let include)? = node.attributes["count_include_pad"] { countsPads = include != 0 }
                     var ownPads = false
-                    if autoPad == "NOTSET", case .ints(let list)? = node.attributes["pads"] { ownPads = list.contains { $0 != 0 } }
-                    return countsPads || !ownPads
+                    var current = [Int](repeating: 0, count: 2 * spatial)
+                    if autoPad == "NOTSET", case .ints(let list)? = node.attributes["pads"] {
+                        ownPads = list.contains { $0 != 0 }
+                        current = list
+                    }
+                    // Pooling pads stay smaller than the kernel (PoolOperator's rule).
+                    let fits = (0..<spatial).allSatisfy { axis in
+                        current[axis] + begin[axis] < kernel[axis] && current[spatial + axis] + end[axis] < kernel[axis]
+                    }
+                    return fits && (countsPads || !ownPads)
                 default:
                     return false
                 }

@@ -54,6 +54,18 @@ enum ONNXLoader {
         }
         let inputs = try protoGraph.input.filter { constants[$0.name] == nil }.map(valueInfo)
         let outputs = try protoGraph.output.map(valueInfo)
+        // Single assignment (ONNX's rule): every value has one source, so the planner's
+        // per-name bookkeeping (specs, arena offsets, liveness) is unambiguous.
+        var sources = Set(constants.keys)
+        for input in inputs where !sources.insert(input.name).inserted {
+            throw EngineError.invalidModel("'\(label)': graph input '\(input.name)' is declared twice")
+        }
+        for (index, proto) in protoGraph.node.enumerated() {
+            for output in proto.output where !output.isEmpty && !sources.insert(output).inserted {
+                let name = proto.name.isEmpty ? "\(proto.opType)_\(index)" : proto.name
+                throw EngineError.invalidModel("'\(label)': node '\(name)' (\(proto.opType)) writes '\(output)', which an initializer, a graph input or another node already provides")
+            }
+        }
         var nodes: [Node] = []
         nodes.reserveCapacity(protoGraph.node.count)
         for (index, proto) in protoGraph.node.enumerated() {

@@ -58,8 +58,20 @@ enum Planner {
             guard let type = registry[node.opType] else {
                 throw context.unsupported("operator \(node.opType)\(node.domain.isEmpty ? "" : " (domain \(node.domain))") is not implemented")
             }
+            let arity = OperatorRegistry.arity(node.opType)
+            guard arity.inputs.contains(node.inputs.count) else {
+                throw context.invalid("has \(node.inputs.count) inputs; \(node.opType) takes \(describe(arity.inputs))")
+            }
+            guard arity.outputs.contains(node.outputs.count) else {
+                throw context.invalid("has \(node.outputs.count) outputs; \(node.opType) produces \(describe(arity.outputs))")
+            }
             return try type.init(context)
         }
+    }
+
+    static func describe(_ range: ClosedRange<Int>) -> String {
+        range.upperBound == Int.max ? "at least \(range.lowerBound)"
+            : range.count == 1 ? "\(range.lowerBound)" : "\(range.lowerBound) to \(range.upperBound)"
     }
 
     static func context(for node: Node, graph: Graph, consumed: Set<String>) -> NodeContext {
@@ -81,8 +93,9 @@ enum Planner {
             guard allConstant else { kept.append(node); continue }
             let context = context(for: node, graph: graph, consumed: consumed)
             let specs = node.inputs.map { $0.isEmpty ? nil : ValueSpec(graph.constants[$0]!) }
-            let prepared = try op.prepare(specs, context)
+            var prepared = try op.prepare(specs, context)
             try checkSizes(prepared, node)
+            knowEmptyOutputs(&prepared)
             let values = try evaluate(prepared, inputs: specs.map { $0?.value }, context)
             for (name, value) in zip(node.outputs, values) where !name.isEmpty { graph.constants[name] = value }
         }
@@ -95,6 +108,17 @@ enum Planner {
             _ = try TensorSize.bytes(spec.shape, spec.dtype, "output \(index) of node '\(node.name)' (\(node.opType))")
         }
         _ = try TensorSize.bytes([prepared.scratchBytes], .uint8, "the working memory of node '\(node.name)' (\(node.opType))")
+    }
+
+    /// A node whose outputs all have no elements has nothing to compute: its outputs become
+    /// known (empty) values and its kernel never runs, so no kernel meets a zero-sized
+    /// geometry (tile counts, strides and divisors of 0).
+    static func knowEmptyOutputs(_ prepared: inout Prepared) {
+        guard !prepared.outputs.isEmpty, !prepared.aliasesFirstInput,
+              prepared.outputs.allSatisfy({ $0.shape.elementCount == 0 }) else { return }
+        for index in prepared.outputs.indices where prepared.outputs[index].value == nil {
+            prepared.outputs[index].value = HostTensor(dtype: prepared.outputs[index].dtype, shape: prepared.outputs[index].shape)
+        }
     }
 
     /// Runs a prepared node on host tensors (plan-time evaluation).
@@ -151,6 +175,7 @@ enum Planner {
                 throw context.invalid("declares \(node.outputs.count) outputs, the operator produces \(prepared.outputs.count)")
             }
             try checkSizes(prepared, node)
+            knowEmptyOutputs(&prepared)
             let allKnown = inputSpecs.allSatisfy { $0 == nil || $0!.value != nil }
             if allKnown || prepared.outputs.allSatisfy({ $0.value != nil }) {
                 let values = try evaluate(prepared, inputs: inputSpecs.map { $0?.value }, context)

@@ -10,12 +10,22 @@ struct StridedWalk: Sendable {
     let strides: [[Int]]
 
     /// `strides[k][d]` is operand k's stride for output dimension d (the output's own strides are implied).
+    /// An empty shape (a 0 dimension) walks one row of 0 elements.
     init(shape: [Int], strides: [[Int]]) {
+        if shape.contains(0) {
+            self.shape = [0]
+            self.strides = strides.map { _ in [0] }
+            return
+        }
         var outShape: [Int] = []
         var outStrides = strides.map { _ in [Int]() }
         for d in 0..<shape.count where shape[d] != 1 {
             if let last = outShape.indices.last,
-               strides.indices.allSatisfy({ k in outStrides[k][last] == strides[k][d] * shape[d] }) {
+               strides.indices.allSatisfy({ k in
+                   // Overflow (shapes the planner refuses right after prepare) means "do not merge".
+                   let (product, overflow) = strides[k][d].multipliedReportingOverflow(by: shape[d])
+                   return !overflow && outStrides[k][last] == product
+               }) {
                 outShape[last] *= shape[d]
                 for k in strides.indices { outStrides[k][last] = strides[k][d] }
             } else {
@@ -68,7 +78,7 @@ struct StridedWalk: Sendable {
 
 extension StridedWalk {
     /// Number of innermost rows.
-    var rowCount: Int { count / innerCount }
+    var rowCount: Int { innerCount == 0 ? 0 : count / innerCount }
 
     /// `forEachRow` restricted to rows `rows` (in output order): `row(outputOffset,
     /// offset0, offset1)` for each. The start index is computed once, then advanced.

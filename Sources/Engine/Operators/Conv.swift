@@ -4,7 +4,20 @@ struct SpatialPadding {
     var begin: [Int]
     var end: [Int]
 
-    /// `kernel` is the dilated extent per axis ((k - 1) * d + 1).
+    /// The dilated extent per axis, (k - 1) * d + 1, for kernel sizes `kernel` >= 1 and
+    /// dilations >= 1; throws when it exceeds what any tensor can hold (so sums with it stay in range).
+    static func extent(kernel: [Int], dilations: [Int], node: NodeContext) throws -> [Int] {
+        try zip(kernel, dilations).map { k, d in
+            let (span, overflow) = (k - 1).multipliedReportingOverflow(by: d)
+            guard !overflow, span < TensorSize.maxBytes else {
+                throw node.invalid("kernel size \(k) with dilation \(d) spans more elements than any input can have")
+            }
+            return span + 1
+        }
+    }
+
+    /// `kernel` is the dilated extent per axis ((k - 1) * d + 1, from `extent`); strides and
+    /// pads are attributes (at most Int32, `NodeContext.int`), sizes come from checked shapes.
     static func resolve(input: [Int], kernel: [Int], strides: [Int], autoPad: String, pads: [Int]?,
                         ceilMode: Bool = false, node: NodeContext) throws -> SpatialPadding {
         let rank = input.count
@@ -112,8 +125,11 @@ struct ConvOperator: Operator {
         let spatialRank = x.shape.count - 2
         guard w.shape.count == x.shape.count else { throw node.invalid("W shape \(w.shape) does not match X shape \(x.shape)") }
         let (batch, channels, outChannels) = (x.shape[0], x.shape[1], w.shape[0])
-        guard channels % group == 0, outChannels % group == 0, w.shape[1] * group == channels else {
-            throw node.invalid("X has \(channels) channels, W \(w.shape) with group \(group) expects \(w.shape[1] * group)")
+        guard channels % group == 0, outChannels % group == 0, w.shape[1] == channels / group else {
+            throw node.invalid("X has \(channels) channels; W \(w.shape) with group \(group) needs \(group) x W's dimension 1 to equal it and W's dimension 0 to be a multiple of \(group)")
+        }
+        guard outChannels > 0, channels > 0, w.shape.dropFirst(2).allSatisfy({ $0 > 0 }) else {
+            throw node.invalid("W \(w.shape) and X \(x.shape) must have channels and a kernel of at least one element")
         }
         if let bias, bias.shape != [outChannels] { throw node.invalid("B shape \(bias.shape) should be [\(outChannels)]") }
         let kernel = Array(w.shape.dropFirst(2))
@@ -126,10 +142,12 @@ struct ConvOperator: Operator {
         if let pads, pads.count != 2 * spatialRank || pads.contains(where: { $0 < 0 }) {
             throw node.invalid("pads must have \(2 * spatialRank) non-negative values")
         }
-        let extent = zip(kernel, dilations).map { ($0 - 1) * $1 + 1 }
+        let extent = try SpatialPadding.extent(kernel: kernel, dilations: dilations, node: node)
         let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
                                                  autoPad: autoPad, pads: pads, node: node)
         let outShape = [batch, outChannels] + padding.output
+        // Checked before any kernel sizes its tables by the output.
+        _ = try TensorSize.bytes(outShape, .float32, "the output of node '\(node.name)' (Conv)")
         // 1-D and 2-D map onto 3-D with leading size-1 axes.
         let three = { (values: [Int], fill: Int) in Array(repeating: fill, count: 3 - values.count) + values }
         let size = three(Array(x.shape.dropFirst(2)), 1), k = three(kernel, 1), s = three(strides, 1), d = three(dilations, 1)

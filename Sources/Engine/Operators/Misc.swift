@@ -14,10 +14,12 @@ struct SoftmaxOperator: Operator {
         let x = try node.required(inputs, 0, "input")
         try node.requireFloat(x, "input")
         let rank = x.shape.count
-        let axis = try node.axis(self.axis ?? (node.opset >= 13 ? -1 : 1), rank: rank)
+        // A scalar is one row of length 1 (the result is 1); any other rank needs a valid axis.
+        let axis = rank == 0 ? 0 : try node.axis(self.axis ?? (node.opset >= 13 ? -1 : 1), rank: rank)
         let outer = x.shape.prefix(axis).reduce(1, *)
-        let (length, inner) = node.opset >= 13 ? (rank == 0 ? 1 : x.shape[axis], x.shape.dropFirst(axis + 1).reduce(1, *))
-                                               : (x.shape.dropFirst(axis).reduce(1, *), 1)
+        let (length, inner) = rank == 0 ? (1, 1)
+            : node.opset >= 13 ? (x.shape[axis], x.shape.dropFirst(axis + 1).reduce(1, *))
+                               : (x.shape.dropFirst(axis).reduce(1, *), 1)
         return Prepared(outputs: [ValueSpec(dtype: .float32, shape: x.shape)], kernel: ClosureKernel { io in
             let source = io.input(0, Float.self), y = io.output(0, Float.self)
             for o in 0..<outer {

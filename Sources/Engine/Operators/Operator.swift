@@ -143,10 +143,23 @@ struct NodeContext: Sendable {
 
     func has(_ key: String) -> Bool { attributes[key] != nil }
 
+    /// Integer attributes are axes, sizes, counts and codes: any magnitude beyond Int32 is
+    /// refused here, so the operators' arithmetic on them (with dimensions, which
+    /// `TensorSize` bounds) cannot overflow. Slice's starts/ends, whose ONNX idiom is
+    /// INT64_MAX, are read with `unbounded`.
+    static let attributeLimit = Int(Int32.max)
+
+    private func bounded(_ key: String, _ values: [Int], _ unbounded: Bool) throws -> [Int] {
+        if !unbounded, let bad = values.first(where: { $0 < -Self.attributeLimit || $0 > Self.attributeLimit }) {
+            throw invalid("attribute '\(key)' has the value \(bad), beyond the +-\(Self.attributeLimit) an axis, size or count can have")
+        }
+        return values
+    }
+
     func int(_ key: String, default value: Int) throws -> Int {
         switch attributes[key] {
         case nil: return value
-        case .int(let v)?: return v
+        case .int(let v)?: return try bounded(key, [v], false)[0]
         default: throw invalid("attribute '\(key)' must be an int")
         }
     }
@@ -165,11 +178,11 @@ struct NodeContext: Sendable {
         default: throw invalid("attribute '\(key)' must be a string")
         }
     }
-    func ints(_ key: String) throws -> [Int]? {
+    func ints(_ key: String, unbounded: Bool = false) throws -> [Int]? {
         switch attributes[key] {
         case nil: return nil
-        case .ints(let v)?: return v
-        case .int(let v)?: return [v]
+        case .ints(let v)?: return try bounded(key, v, unbounded)
+        case .int(let v)?: return try bounded(key, [v], unbounded)
         default: throw invalid("attribute '\(key)' must be a list of ints")
         }
     }
@@ -209,16 +222,42 @@ struct NodeContext: Sendable {
     func requireFloat(_ spec: ValueSpec, _ label: String) throws {
         if spec.dtype != .float32 { throw unsupported("input \(label) has dtype \(spec.dtype); only float32 is implemented") }
     }
-    /// Normalises a possibly negative axis against `rank`.
+    /// Normalises a possibly negative axis against `rank`: the result is in 0..<rank, so it
+    /// indexes the shape. A scalar (rank 0) has no axis: any value throws.
     func axis(_ value: Int, rank: Int) throws -> Int {
+        guard rank > 0 else { throw invalid("axis \(value) given for a scalar (rank-0) input, which has no axes") }
         let axis = value < 0 ? value + rank : value
-        guard axis >= 0, axis < max(rank, 1) else { throw invalid("axis \(value) is out of range for rank \(rank)") }
+        guard axis >= 0, axis < rank else { throw invalid("axis \(value) is out of range for rank \(rank)") }
         return axis
     }
 }
 
 /// The operators the engine implements, by ONNX op type (default domain).
 enum OperatorRegistry {
+    /// How many inputs and outputs (omitted ones, "", included) a node of each type may list,
+    /// checked before anything (the graph optimizer included) indexes them. From the ONNX
+    /// operator specifications (all opsets up to `ONNXLoader.newestOpset`); a fused Conv
+    /// carries a 4th input (`GraphOptimizer.fusedResidualKey`).
+    static func arity(_ opType: String) -> (inputs: ClosedRange<Int>, outputs: ClosedRange<Int>) {
+        let many = Int.max
+        switch opType {
+        case "Conv": return (2...4, 1...1)
+        case "Gemm": return (2...3, 1...1)
+        case "MatMul", "Add", "Sub", "Mul", "Div", "Gather": return (2...2, 1...1)
+        case "BatchNormalization": return (5...5, 1...5)
+        case "Clip": return (1...3, 1...1)
+        case "Sum", "Max", "Min", "Concat": return (1...many, 1...1)
+        case "MaxPool": return (1...1, 1...2)
+        case "Split": return (1...2, 1...many)
+        case "Slice": return (1...5, 1...1)
+        case "Pad": return (1...4, 1...1)
+        case "Reshape", "Squeeze", "Unsqueeze", "ReduceMean": return (1...2, 1...1)
+        case "Dropout": return (1...3, 1...2)
+        case "Constant": return (0...0, 1...1)
+        default: return (1...1, 1...1)
+        }
+    }
+
     static let types: [String: any Operator.Type] = [
         "Conv": ConvOperator.self,
         "Gemm": GemmOperator.self,

@@ -16,8 +16,10 @@ struct PoolOperator: Operator {
         isMax = node.opType == "MaxPool"
         try node.allowOnly(["auto_pad", "kernel_shape", "pads", "strides", "dilations", "ceil_mode", "storage_order", "count_include_pad"])
         autoPad = try node.string("auto_pad", default: "NOTSET")
-        guard let kernel = try node.ints("kernel_shape"), !kernel.isEmpty, kernel.allSatisfy({ $0 > 0 }) else {
-            throw node.invalid("kernel_shape is required and must be positive")
+        // Windows beyond 2^20 positions per axis are no real pooling; bounding them bounds the
+        // separable path's row buffer (which spans the window) too.
+        guard let kernel = try node.ints("kernel_shape"), !kernel.isEmpty, kernel.allSatisfy({ (1...(1 << 20)).contains($0) }) else {
+            throw node.invalid("kernel_shape is required, with sizes in 1...\(1 << 20)")
         }
         kernelShape = kernel
         pads = try node.ints("pads")
@@ -40,11 +42,22 @@ struct PoolOperator: Operator {
         guard strides.count == rank, dilations.count == rank, strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
             throw node.invalid("strides/dilations must have \(rank) positive values")
         }
-        if let pads, pads.count != 2 * rank { throw node.invalid("pads must have \(2 * rank) values") }
-        let extent = zip(kernelShape, dilations).map { ($0 - 1) * $1 + 1 }
+        if let pads, pads.count != 2 * rank || pads.contains(where: { $0 < 0 }) {
+            throw node.invalid("pads must have \(2 * rank) non-negative values")
+        }
+        let extent = try SpatialPadding.extent(kernel: kernelShape, dilations: dilations, node: node)
+        guard extent.allSatisfy({ $0 <= 1 << 20 }) else {
+            throw node.invalid("the dilated kernel \(extent) spans more than \(1 << 20) positions on an axis")
+        }
+        // onnxruntime's rule: a window never lies wholly in the padding. It also bounds the
+        // output (and the per-column windows built below) by the input.
+        if let pads, autoPad == "NOTSET", let bad = pads.indices.first(where: { pads[$0] >= extent[$0 % rank] }) {
+            throw node.invalid("pad \(pads[bad]) is not smaller than the kernel extent \(extent[bad % rank]) (pads \(pads))")
+        }
         let spatial = Array(x.shape.dropFirst(2))
         let padding = try SpatialPadding.resolve(input: spatial, kernel: extent, strides: strides, autoPad: autoPad,
                                                  pads: pads, ceilMode: ceilMode, node: node)
+        _ = try TensorSize.bytes(Array(x.shape.prefix(2)) + padding.output, .float32, "the output of node '\(node.name)' (\(node.opType))")
         let three = { (values: [Int], fill: Int) in Array(repeating: fill, count: 3 - values.count) + values }
         var kernel = PoolKernel(planes: x.shape[0] * x.shape[1], input: three(spatial, 1), output: three(padding.output, 1),
                                 kernel: three(kernelShape, 1), strides: three(strides, 1), dilations: three(dilations, 1),
@@ -66,19 +79,19 @@ struct PoolKernel: Kernel {
 
     /// For one axis and output index: the valid input positions and the count of window
     /// positions inside the padded extent (the include-pad divisor factor).
+    /// Counted, not walked: O(1) whatever the kernel size.
     private func window(_ axis: Int, _ o: Int) -> (first: Int, step: Int, count: Int, padded: Int) {
         let start = o * strides[axis] - padBegin[axis]
-        let d = dilations[axis]
-        var first = -1, count = 0, padded = 0
-        for k in 0..<kernel[axis] {
-            let position = start + k * d
-            if position >= -padBegin[axis] && position < input[axis] + padEnd[axis] { padded += 1 }
-            if position >= 0 && position < input[axis] {
-                if first < 0 { first = position }
-                count += 1
-            }
+        let d = dilations[axis], last = kernel[axis] - 1
+        // Taps k in 0...last at start + k * d; those in [low, high) count.
+        func taps(_ low: Int, _ high: Int) -> (first: Int, count: Int) {
+            let kLow = start >= low ? 0 : (low - start + d - 1) / d
+            guard high - 1 - start >= 0 else { return (0, 0) }
+            let kHigh = min(last, (high - 1 - start) / d)
+            return kHigh >= kLow ? (kLow, kHigh - kLow + 1) : (0, 0)
         }
-        return (max(first, 0), d, count, padded)
+        let valid = taps(0, input[axis]), padded = taps(-padBegin[axis], input[axis] + padEnd[axis])
+        return (valid.count > 0 ? start + valid.first * d : 0, d, valid.count, padded.count)
     }
 
     /// 2-D windows without dilation are rectangles: reduce each output row's input rows into one

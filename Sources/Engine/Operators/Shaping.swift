@@ -183,6 +183,8 @@ struct SplitOperator: Operator {
         if let split = try splitAttribute ?? node.known(inputs, 1, "split")?.integers {
             sizes = split
         } else if let numOutputs {
+            // Checked before the sizes are listed (one per part).
+            guard numOutputs == parts else { throw node.invalid("num_outputs \(numOutputs) differs from the node's \(parts) outputs") }
             // opset 18: the last part is smaller when the size does not divide evenly.
             let chunk = (size + numOutputs - 1) / numOutputs
             sizes = (0..<numOutputs).map { min(chunk, max(0, size - $0 * chunk)) }
@@ -190,7 +192,8 @@ struct SplitOperator: Operator {
             guard parts > 0, size % parts == 0 else { throw node.invalid("cannot split size \(size) into \(parts) equal parts") }
             sizes = Array(repeating: size / parts, count: parts)
         }
-        guard sizes.count == parts, sizes.allSatisfy({ $0 >= 0 }), sizes.reduce(0, +) == size else {
+        // Each size checked against the axis before they are summed (no overflow).
+        guard sizes.count == parts, sizes.allSatisfy({ (0...size).contains($0) }), sizes.reduce(0, +) == size else {
             throw node.invalid("split sizes \(sizes) do not cover axis \(axis) of size \(size) with \(parts) outputs")
         }
         let outer = x.shape.prefix(axis).reduce(1, *)
@@ -224,8 +227,8 @@ struct SliceOperator: Operator {
 
     init(_ node: NodeContext) throws {
         try node.allowOnly(["starts", "ends", "axes"])
-        startsAttribute = try node.ints("starts")
-        endsAttribute = try node.ints("ends")
+        startsAttribute = try node.ints("starts", unbounded: true)
+        endsAttribute = try node.ints("ends", unbounded: true)
         axesAttribute = try node.ints("axes")
     }
 
@@ -258,17 +261,20 @@ struct SliceOperator: Operator {
             var start = starts[i], end = ends[i]
             if start < 0 { start += size }
             if end < 0 { end += size }
+            // Counts computed without overflow for any step (Int.min included): the clamped
+            // distance is at most `size`.
             if s > 0 {
                 start = min(max(start, 0), size)
                 end = min(max(end, 0), size)
-                outShape[axis] = max(0, (end - start + s - 1) / s)
+                outShape[axis] = end > start ? (end - start - 1) / s + 1 : 0
             } else {
                 start = min(max(start, -1), size - 1)
                 end = min(max(end, -1), size - 1)
-                outShape[axis] = max(0, (start - end + (-s) - 1) / (-s))
+                outShape[axis] = start > end ? 1 - (start - end - 1) / s : 0
             }
             begin[axis] = start
-            step[axis] = s
+            // A step only matters between two elements; a larger one would overflow the strides.
+            step[axis] = outShape[axis] > 1 ? s : 1
         }
         let strides = contiguousStrides(x.shape)
         let base = zip(begin, strides).reduce(0) { $0 + $1.0 * $1.1 }
@@ -435,15 +441,17 @@ struct PadKernel: Kernel {
     }
 }
 
-/// Writes `value` converted to `dtype` at `destination`.
+/// Writes `value` converted to `dtype` at `destination`; integers saturate (a model's float
+/// pad value may not fit the data's integer type), NaN becomes 0.
 func storeScalar(_ value: Double, _ dtype: DType, _ destination: UnsafeMutableRawPointer) {
+    let integer = saturatingInt(value)
     switch dtype {
     case .float32: destination.storeBytes(of: Float(value), as: Float.self)
     case .float64: destination.storeBytes(of: value, as: Double.self)
-    case .int64: destination.storeBytes(of: Int64(value), as: Int64.self)
-    case .int32: destination.storeBytes(of: Int32(value), as: Int32.self)
-    case .int8: destination.storeBytes(of: Int8(value), as: Int8.self)
-    case .uint8: destination.storeBytes(of: UInt8(value), as: UInt8.self)
+    case .int64: destination.storeBytes(of: Int64(integer), as: Int64.self)
+    case .int32: destination.storeBytes(of: Int32(clamping: integer), as: Int32.self)
+    case .int8: destination.storeBytes(of: Int8(clamping: integer), as: Int8.self)
+    case .uint8: destination.storeBytes(of: UInt8(clamping: integer), as: UInt8.self)
     case .bool: destination.storeBytes(of: UInt8(value != 0 ? 1 : 0), as: UInt8.self)
     }
 }

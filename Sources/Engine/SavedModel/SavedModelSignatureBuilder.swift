@@ -185,8 +185,9 @@ struct SavedModelSignatureBuilder {
         var current = flat.resolved(ref)
         var hops = 0
         while let node = flat.node(current.node), ["Identity", "StopGradient", "Snapshot"].contains(node.op)
-                || (node.op == "IdentityN" && current.index < node.inputs.count), hops < 10_000 {
-            current = flat.resolved(node.inputs[node.op == "IdentityN" ? current.index : 0])
+                || node.op == "IdentityN", hops < 10_000,
+              let next = node.input(node.op == "IdentityN" ? current.index : 0) {
+            current = flat.resolved(next)
             hops += 1
         }
         return current
@@ -199,13 +200,13 @@ struct SavedModelSignatureBuilder {
         case "TopKV2":
             let k = try topK(node)
             return (source.index == 0 ? .topKValues(k) : .topKIndices(k), flat.resolved(node.inputs[0]))
-        case "Cast" where flat.node(throughIdentities(node.inputs[0]).node)?.op == "TopKV2":
-            let top = flat.node(throughIdentities(node.inputs[0]).node)!
+        case "Cast" where node.input(0).flatMap({ flat.node(throughIdentities($0).node) })?.op == "TopKV2":
+            guard let source = node.input(0), let top = flat.node(throughIdentities(source).node) else { return (.tensor, ref) }
             return (.topKIndices(try topK(top)), flat.resolved(top.inputs[0]))
         case "LookupTableFindV2", "LookupTableFind":
             guard node.inputs.count == 3 else { throw EngineError.invalidModel("'\(node.name)' must have 3 inputs") }
             var keys = throughIdentities(node.inputs[1])
-            if let cast = flat.node(keys.node), cast.op == "Cast" { keys = throughIdentities(cast.inputs[0]) }
+            if let cast = flat.node(keys.node), cast.op == "Cast", let source = cast.input(0) { keys = throughIdentities(source) }
             guard let top = flat.node(keys.node), top.op == "TopKV2", keys.index == 1 else {
                 throw EngineError.invalidModel("signature '\(signature)': output '\(alias)' looks up keys that are not TopKV2 indices (\(keys.node)); only top-k label lookups are supported")
             }
@@ -329,17 +330,22 @@ struct SavedModelSignatureBuilder {
             guard let tensor = try? TFTypes.decode(proto, what: node.name), tensor.dtype != .float32, tensor.dtype != .float64 else { return nil }
             return tensor.integers
         case "Cast":
-            return integers(node.inputs[0], depth: depth + 1)
+            guard let source = node.input(0) else { return nil }
+            return integers(source, depth: depth + 1)
         case "Range":
+            // Values from the file: bounded first, so the arithmetic below cannot overflow.
+            let limit32 = -Int(Int32.max)...Int(Int32.max)
             guard node.inputs.count == 3, let start = integers(node.inputs[0], depth: depth + 1)?.first,
                   let limit = integers(node.inputs[1], depth: depth + 1)?.first,
-                  let delta = integers(node.inputs[2], depth: depth + 1)?.first, delta != 0 else { return nil }
+                  let delta = integers(node.inputs[2], depth: depth + 1)?.first, delta != 0,
+                  limit32.contains(start), limit32.contains(limit), limit32.contains(delta) else { return nil }
             let count = delta > 0 ? max(0, (limit - start + delta - 1) / delta) : max(0, (start - limit - delta - 1) / -delta)
             guard count <= 10_000_000 else { return nil }
             return (0..<count).map { start + $0 * delta }
         case "Size", "Shape":
-            guard let shape = constantShape(node.inputs[0]) else { return nil }
-            return node.op == "Size" ? [shape.reduce(1, *)] : shape
+            guard let source = node.input(0), let shape = constantShape(source), shape.allSatisfy({ $0 >= 0 }),
+                  (try? TensorSize.bytes(shape, .uint8, "")) != nil else { return nil }
+            return node.op == "Size" ? [shape.elementCount] : shape
         default:
             return nil
         }
@@ -387,6 +393,9 @@ struct SavedModelSignatureBuilder {
             return 0
         }
         let sparse = count("Nsparse"), dense = count("Ndense")
+        guard (0...100_000).contains(dense) else {
+            throw EngineError.invalidModel("ParseExample '\(parse.name)': Ndense \(dense) is out of range")
+        }
         guard sparse == 0 else { throw EngineError.invalidModel("ParseExample '\(parse.name)': sparse features are not supported") }
         guard parse.inputs.count == 2 + sparse + 2 * dense else {
             throw EngineError.invalidModel("ParseExample '\(parse.name)': \(parse.inputs.count) inputs for \(dense) dense features")
@@ -452,16 +461,18 @@ struct SavedModelSignatureBuilder {
     private func tensorArrayPipeline(_ scatter: TFNode, signature: String, alias: String) throws -> (TFTensorRef, SavedModelSignature.ImageSteps) {
         // The element read inside the loop: a TensorArrayReadV3 whose handle comes (through
         // Enter) from the same TensorArrayV3 as the scatter's.
-        let array = arrayRoot(scatter.inputs[0])
-        guard let read = flat.nodes.values.first(where: { $0.op == "TensorArrayReadV3" && arrayRoot($0.inputs[0]) == array }) else {
+        guard let handle = scatter.input(0) else { throw EngineError.invalidModel("TensorArrayScatterV3 '\(scatter.name)' has no inputs") }
+        let array = arrayRoot(handle)
+        guard let read = flat.nodes.values.first(where: { $0.op == "TensorArrayReadV3" && $0.input(0).map(arrayRoot) == array }) else {
             throw EngineError.invalidModel("signature '\(signature)': map_fn over '\(alias)' has no TensorArrayReadV3")
         }
         var (steps, written) = try preprocessingChain(from: TFTensorRef(node: read.name, index: 0), signature: signature)
         guard let write = flat.node(written.node), write.op == "TensorArrayWriteV3" else {
             throw EngineError.invalidModel("signature '\(signature)': the map_fn body ends in \(flat.node(written.node)?.op ?? "?"), not TensorArrayWriteV3")
         }
-        let outputArray = arrayRoot(write.inputs[0])
-        guard let gather = flat.nodes.values.first(where: { $0.op == "TensorArrayGatherV3" && arrayRoot($0.inputs[0]) == outputArray }) else {
+        guard let writeHandle = write.input(0) else { throw EngineError.invalidModel("TensorArrayWriteV3 '\(write.name)' has no inputs") }
+        let outputArray = arrayRoot(writeHandle)
+        guard let gather = flat.nodes.values.first(where: { $0.op == "TensorArrayGatherV3" && $0.input(0).map(arrayRoot) == outputArray }) else {
             throw EngineError.invalidModel("signature '\(signature)': map_fn over '\(alias)' has no TensorArrayGatherV3")
         }
         steps.networkTensor = TFTensorRef(node: gather.name, index: 0).description
@@ -509,8 +520,11 @@ struct SavedModelSignatureBuilder {
         graph.node.append(wrapper)
         let bodyGraph = try TFFlatGraph(graph: graph, functions: contents.functions, opDefs: contents.opDefs)
         let bodyBuilder = try SavedModelSignatureBuilder(contents: contents, flat: bodyGraph)
+        guard elementsArg < body.signature.inputArg.count else {
+            throw EngineError.invalidModel("While '\(loop.name)' passes the strings as argument \(elementsArg); its body takes \(body.signature.inputArg.count)")
+        }
         let elementArgument = TFTensorRef(node: "arg:" + body.signature.inputArg[elementsArg].name, index: 0)
-        guard let get = bodyGraph.nodes.values.first(where: { $0.op == "TensorListGetItem" && bodyGraph.resolved($0.inputs[0]) == elementArgument }) else {
+        guard let get = bodyGraph.nodes.values.first(where: { $0.op == "TensorListGetItem" && $0.input(0).map(bodyGraph.resolved) == elementArgument }) else {
             throw EngineError.invalidModel("While '\(loop.name)': its body does not read the strings with TensorListGetItem")
         }
         var (steps, written) = try bodyBuilder.preprocessingChain(from: TFTensorRef(node: get.name, index: 0), signature: signature)
@@ -585,7 +599,8 @@ struct SavedModelSignatureBuilder {
                 throw EngineError.invalidModel("signature '\(signature)': the image preprocessing branches at '\(current.node)' (\(dataUsers.map { $0.0.op })); a single chain is supported")
             }
             func scalar(_ index: Int) -> Float? {
-                let source = throughIdentities(node.inputs[index])
+                guard let input = node.input(index) else { return nil }
+                let source = throughIdentities(input)
                 guard let producer = flat.node(source.node), producer.op == "Const", case .tensor(let proto)? = producer.attributes["value"]?.value,
                       let tensor = try? TFTypes.decode(proto, what: producer.name), tensor.count == 1 else { return nil }
                 switch tensor.dtype {
@@ -631,7 +646,7 @@ struct SavedModelSignatureBuilder {
                 crop = fraction
             case "ResizeBilinear":
                 guard slot == 0, size == nil else { throw EngineError.invalidModel("signature '\(signature)': a second resize '\(node.name)'") }
-                guard let dims = integers(node.inputs[1]), dims.count == 2, dims.allSatisfy({ (1...65_535).contains($0) }) else {
+                guard let sizeInput = node.input(1), let dims = integers(sizeInput), dims.count == 2, dims.allSatisfy({ (1...65_535).contains($0) }) else {
                     throw EngineError.invalidModel("ResizeBilinear '\(node.name)': the size must be a constant")
                 }
                 guard !attrBool(node, "align_corners", false) else {
@@ -658,7 +673,8 @@ struct SavedModelSignatureBuilder {
     /// tf.image.central_crop's fraction: the scalar constant in (0, 1] that multiplies the
     /// image size in the computation of the Slice's begin.
     private func cropFraction(_ slice: TFNode) -> Double? {
-        var stack = [slice.inputs[1]]
+        guard let begin = slice.input(1) else { return nil }
+        var stack = [begin]
         var seen = Set<String>()
         while let ref = stack.popLast() {
             let source = flat.resolved(ref)

@@ -31,6 +31,9 @@ struct TFNode {
     var op: String
     var inputs: [TFTensorRef]
     var attributes: [String: Tensorflow_AttrValue]
+
+    /// Input `index`, nil when the node (from the file) lists fewer inputs.
+    func input(_ index: Int) -> TFTensorRef? { index >= 0 && index < inputs.count ? inputs[index] : nil }
 }
 
 /// A TensorFlow graph with every `StatefulPartitionedCall` / `PartitionedCall` (and direct
@@ -143,7 +146,8 @@ struct TFFlatGraph {
             throw EngineError.invalidModel("'\(text)' in function body '\(scope.prefix)' names no argument or node")
         }
         if parts.count == 1 { return TFTensorRef(node: scope.prefix + parts[0], index: 0) }
-        guard parts.count == 3, let index = Int(parts[2]), index >= 0 else {
+        // Output lists are shorter than 100,000 (`count(of:)`), so the sum below cannot overflow.
+        guard parts.count == 3, let index = Int(parts[2]), index >= 0, index < 100_000 else {
             throw EngineError.invalidModel("bad function input reference '\(text)' in '\(scope.prefix)'")
         }
         let offset = try outputOffset(of: node, argument: parts[1], functions: functions, opDefs: opDefs)

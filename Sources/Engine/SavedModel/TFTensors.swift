@@ -17,6 +17,9 @@ enum TFTypes {
 
     static func name(_ type: Tensorflow_DataType) -> String { type.enumName }
 
+    /// The largest constant `decode` expands from fewer stored values (TF's splat encoding).
+    static let maxSplatBytes = 256 << 20
+
     /// The dimensions of a shape proto; nil for unknown rank, -1 for unknown sizes.
     static func dims(_ shape: Tensorflow_TensorShapeProto) -> [Int]? {
         shape.unknownRank ? nil : shape.dim.map { Int($0.size) }
@@ -34,6 +37,13 @@ enum TFTypes {
         }
         let byteCount = try TensorSize.bytes(shape, dtype, what())
         let count = byteCount / dtype.size
+        // A splat (fewer stored values than elements) is expanded here: a few bytes of the file
+        // must not make the load allocate gigabytes.
+        let stored = max(proto.tensorContent.count, 8 * (proto.floatVal.count + proto.doubleVal.count + proto.intVal.count
+                                                         + proto.int64Val.count + proto.boolVal.count))
+        guard byteCount <= max(stored, Self.maxSplatBytes) else {
+            throw EngineError.invalidModel("\(what()): a constant of shape \(shape) (\(byteCount) bytes) stored in \(stored) bytes; constants expanded from fewer values are limited to \(Self.maxSplatBytes) bytes")
+        }
         let tensor = HostTensor(dtype: dtype, shape: shape)
         if !proto.tensorContent.isEmpty {
             let sourceSize = proto.dtype == .dtInt32 ? 4 : dtype.size

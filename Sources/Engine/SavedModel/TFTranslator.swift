@@ -393,7 +393,11 @@ struct TFTranslator {
             let x = try input(node, 0)
             let begin = try constantIntegers(node, 1, "begin"), size = try constantIntegers(node, 2, "size")
             guard begin.count == size.count else { throw EngineError.invalidNode(node: node.name, op: node.op, reason: "begin and size differ in length") }
-            let ends = zip(begin, size).map { $1 < 0 ? Int(Int64.max) : $0 + $1 }
+            // size -1 (or any overflowing end) means "to the end".
+            let ends = zip(begin, size).map { b, s in
+                let (end, overflow) = b.addingReportingOverflow(s)
+                return s < 0 || overflow ? Int(Int64.max) : end
+            }
             let out = emit("Slice", [nhwc(x), int64s(begin, hint: hint), int64s(ends, hint: hint), int64s(Array(0..<begin.count), hint: hint)], hint: hint)[0]
             set(node, Value(name: out, rank: x.rank))
         case "Pack":
@@ -433,7 +437,9 @@ struct TFTranslator {
         if a.nchw || b.nchw {
             // One side is NCHW: the other follows (lower ranks broadcast against NHWC's
             // trailing axes, so they are first made rank 4, then permuted).
-            guard a.rank != nil, b.rank != nil else { throw EngineError.unsupported(node: node.name, op: node.op, reason: "operand of unknown rank") }
+            guard let ra = a.rank, let rb = b.rank, ra <= 4, rb <= 4 else {
+                throw EngineError.unsupported(node: node.name, op: node.op, reason: "an operand of unknown rank or rank above 4 beside a rank-4 image tensor")
+            }
             left = aligned(a, hint: hint)
             right = aligned(b, hint: hint)
             layoutNCHW = true
@@ -444,7 +450,7 @@ struct TFTranslator {
     }
 
     /// An element-wise operand in NCHW: rank 4 values permuted, lower ranks unsqueezed to
-    /// rank 4 first (NHWC broadcasting aligns trailing axes).
+    /// rank 4 first (NHWC broadcasting aligns trailing axes). `value.rank` is at most 4.
     private mutating func aligned(_ value: Value, hint: String) -> String {
         if value.nchw { return value.name }
         let rank = value.rank ?? 4
@@ -543,13 +549,21 @@ struct TFTranslator {
         guard let rank = operands.compactMap(\.rank).first else { throw EngineError.unsupported(node: node.name, op: node.op, reason: "operands of unknown rank") }
         var axis = try constantIntegers(node, axisIndex, "axis").first ?? 0
         if axis < 0 { axis += rank }
+        guard (0..<rank).contains(axis) else {
+            throw EngineError.invalidNode(node: node.name, op: node.op, reason: "axis \(axis) is out of range for operands of rank \(rank)")
+        }
         let lengths = operands.map(\.length)
         if rank == 4 && operands.contains(where: \.nchw) {
             let out = emit("Concat", operands.map { nchw($0) }, ["axis": .int(Self.nchwAxis[axis])], hint: node.name)[0]
             set(node, Value(name: out, rank: 4, nchw: true))
         } else {
             let out = emit("Concat", operands.map { nhwc($0) }, ["axis": .int(axis)], hint: node.name)[0]
-            let total = rank == 1 && lengths.allSatisfy({ $0 != nil }) ? lengths.reduce(0) { $0 + $1! } : nil
+            // Lengths come from constants: a sum that overflows is no length.
+            let total = rank == 1 && lengths.allSatisfy({ $0 != nil })
+                ? lengths.reduce(Optional(0)) { sum, length in sum.flatMap { s in
+                    let (t, overflow) = s.addingReportingOverflow(length!)
+                    return overflow ? nil : t } }
+                : nil
             set(node, Value(name: out, rank: rank, length: total))
         }
     }
@@ -598,6 +612,9 @@ struct TFTranslator {
             return
         }
         axes = axes.map { $0 < 0 ? $0 + rank : $0 }
+        guard axes.allSatisfy({ (0..<rank).contains($0) }) else {
+            throw EngineError.invalidNode(node: node.name, op: node.op, reason: "squeeze axes \(axes) are out of range for rank \(rank)")
+        }
         if x.nchw {
             let keptNHWC = (0..<4).filter { !axes.contains($0) }
             let keptNCHW = [0, 3, 1, 2].filter { !axes.contains($0) }
@@ -630,7 +647,7 @@ struct TFTranslator {
             guard step != 0 else { throw EngineError.invalidNode(node: node.name, op: node.op, reason: "stride 0") }
             if shrinkMask & (1 << axis) != 0 {
                 starts.append(begin[axis])
-                ends.append(begin[axis] == -1 ? big : begin[axis] + 1)
+                ends.append(begin[axis] == -1 || begin[axis] == big ? big : begin[axis] + 1)
                 squeezed.append(axis)
                 continue
             }

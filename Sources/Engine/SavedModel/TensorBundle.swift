@@ -220,6 +220,8 @@ public final class TensorBundle: @unchecked Sendable {
             throw .invalidModel("'\(file)': '\(key)' has an undefined shape")
         }
         let shape = proto.shape.dim.map { Int($0.size) }
+        // Bounds every product of the dimensions (an empty tensor's too) before anything uses them.
+        _ = try TensorSize.bytes(shape, .uint8, "'\(file)': tensor '\(key)'")
         guard proto.shardID >= 0, Int(proto.shardID) < shards.count else {
             throw .invalidModel("'\(file)': '\(key)' is in shard \(proto.shardID); the checkpoint has \(shards.count)")
         }
