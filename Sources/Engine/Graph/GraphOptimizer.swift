@@ -220,16 +220,8 @@ enum GraphOptimizer {
                     var countsPads = false
                     if case .int(let include)? = node.attributes["count_include_pad"] { countsPads = include != 0 }
                     var ownPads = false
-                    var current = [Int](repeating: 0, count: 2 * spatial)
-                    if autoPad == "NOTSET", case .ints(let list)? = node.attributes["pads"] {
-                        ownPads = list.contains { $0 != 0 }
-                        current = list
-                    }
-                    // Pooling pads stay smaller than the kernel (PoolOperator's rule).
-                    let fits = (0..<spatial).allSatisfy { axis in
-                        current[axis] + begin[axis] < kernel[axis] && current[spatial + axis] + end[axis] < kernel[axis]
-                    }
-                    return fits && (countsPads || !ownPads)
+                    if autoPad == "NOTSET", case .ints(let list)? = node.attributes["pads"] { ownPads = list.contains { $0 != 0 } }
+                    return countsPads || !ownPads
                 default:
                     return false
                 }

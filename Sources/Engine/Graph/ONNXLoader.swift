@@ -15,7 +15,7 @@ enum ONNXLoader {
         let url = URL(fileURLWithPath: path)
         let data: Data
         do {
-            data = try Data(contentsOf: url, options: .alwaysMapped)
+            data = try readFile(path, mapped: true)
         } catch {
             throw EngineError.invalidModel("cannot read '\(path)': \(describeFileError(error))")
         }

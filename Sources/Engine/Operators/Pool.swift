@@ -49,10 +49,10 @@ struct PoolOperator: Operator {
         guard extent.allSatisfy({ $0 <= 1 << 20 }) else {
             throw node.invalid("the dilated kernel \(extent) spans more than \(1 << 20) positions on an axis")
         }
-        // onnxruntime's rule: a window never lies wholly in the padding. It also bounds the
-        // output (and the per-column windows built below) by the input.
-        if let pads, autoPad == "NOTSET", let bad = pads.indices.first(where: { pads[$0] >= extent[$0 % rank] }) {
-            throw node.invalid("pad \(pads[bad]) is not smaller than the kernel extent \(extent[bad % rank]) (pads \(pads))")
+        // Like windows, pads beyond 2^20 are no real pooling; bounding them bounds the output
+        // columns, for which per-column window tables are built below (a 2^31 pad built 32 GiB).
+        if let pads, autoPad == "NOTSET", let bad = pads.first(where: { $0 > 1 << 20 }) {
+            throw node.invalid("pad \(bad) is larger than \(1 << 20) (pads \(pads))")
         }
         let spatial = Array(x.shape.dropFirst(2))
         let padding = try SpatialPadding.resolve(input: spatial, kernel: extent, strides: strides, autoPad: autoPad,

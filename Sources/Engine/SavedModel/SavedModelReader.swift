@@ -86,7 +86,7 @@ public final class SavedModelReader: @unchecked Sendable {
         func invalid(_ what: String) -> EngineError { .invalidModel("'\(file)': \(what)") }
 
         let data: Data
-        do { data = try Data(contentsOf: URL(fileURLWithPath: file)) } catch {
+        do { data = try readFile(file) } catch {
             throw .invalidModel("cannot read '\(file)': \(describeFileError(error))")
         }
         guard !data.isEmpty else { throw invalid("the file is empty") }

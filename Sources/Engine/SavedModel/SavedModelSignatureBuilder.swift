@@ -298,7 +298,7 @@ struct SavedModelSignatureBuilder {
             if FileManager.default.fileExists(atPath: candidate) { path = candidate }
         }
         guard let path else { throw EngineError.invalidModel("text-file table '\(initializer.name)': its file is not an asset of the export") }
-        guard let data = FileManager.default.contents(atPath: path), let text = String(data: data, encoding: .utf8) else {
+        guard let data = try? readFile(path), let text = String(data: data, encoding: .utf8) else {
             throw EngineError.invalidModel("cannot read the vocabulary asset '\(path)'")
         }
         var lines = text.split(separator: "\n", omittingEmptySubsequences: false).map { String($0.hasSuffix("\r") ? $0.dropLast() : $0) }
