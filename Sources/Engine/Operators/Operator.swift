@@ -232,7 +232,8 @@ struct NodeContext: Sendable {
     }
 }
 
-/// The operators the engine implements, by ONNX op type (default domain).
+/// The operators the engine implements, by ONNX op type (default domain); `arity` also covers
+/// the com.microsoft operators of `ContribOperatorRegistry`.
 enum OperatorRegistry {
     /// How many inputs and outputs (omitted ones, "", included) a node of each type may list,
     /// checked before anything (the graph optimizer included) indexes them. From the ONNX
@@ -254,6 +255,16 @@ enum OperatorRegistry {
         case "Reshape", "Squeeze", "Unsqueeze", "ReduceMean": return (1...2, 1...1)
         case "Dropout": return (1...3, 1...2)
         case "Constant": return (0...0, 1...1)
+        // Quantization (ONNX, and onnxruntime's com.microsoft contrib operators).
+        case "QuantizeLinear", "DequantizeLinear": return (2...3, 1...1)
+        case "DynamicQuantizeLinear": return (1...1, 3...3)
+        case "QLinearConv": return (8...9, 1...1)
+        case "QLinearMatMul": return (8...8, 1...1)
+        case "ConvInteger", "MatMulInteger": return (2...4, 1...1)
+        case "QGemm": return (6...9, 1...1)
+        case "QLinearAdd", "QLinearMul": return (7...8, 1...1)
+        case "QLinearAveragePool", "QLinearGlobalAveragePool": return (4...5, 1...1)
+        case "QLinearConcat": return (5...many, 1...1)
         default: return (1...1, 1...1)
         }
     }
