@@ -174,10 +174,11 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func readAvailable() {
         let buffer = listener.readBuffer
         for _ in 0..<8 {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+            let count: Int
+            do {
+                guard case .done(let n) = try Syscall.read(fd, into: buffer) else { break }
+                count = n
+            } catch {
                 close()
                 return
             }
@@ -225,16 +226,15 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 }
             }
             if outputOffset == output.count { break }
-            let written = output.withUnsafeBytes { bytes in
-                write(fd, bytes.baseAddress! + outputOffset, bytes.count - outputOffset)
-            }
-            if written < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    if !wantsWrite { wantsWrite = true; updateInterest() }
-                    return
-                }
+            let result: IOResult<Int>
+            do {
+                result = try output.withUnsafeBytes { try Syscall.write(fd, UnsafeRawBufferPointer(rebasing: $0[outputOffset...])) }
+            } catch {
                 close()
+                return
+            }
+            guard case .done(let written) = result else {
+                if !wantsWrite { wantsWrite = true; updateInterest() }
                 return
             }
             outputOffset += written
@@ -270,10 +270,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func discardUntilClosed() {
         let buffer = listener.readBuffer
         while true {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
-            if count <= 0 { return close() }
+            do {
+                guard case .done(let count) = try Syscall.read(fd, into: buffer) else { return }
+                if count == 0 { return close() }
+            } catch {
+                return close()
+            }
         }
     }
 
