@@ -11,9 +11,10 @@ final class HTTP2Stream {
     var headers = HTTPHeaders()
     var headerBytes = 0
     var isGRPC = false
-    /// gRPC: the request's first 5 bytes (the message prefix); `body` holds the rest.
-    var messagePrefix: [UInt8] = []
+    /// The request body (not gRPC).
     var body: [UInt8] = []
+    /// gRPC: the request's message.
+    var grpcMessage = GRPCMessageAssembler()
     /// The client sent END_STREAM.
     var requestComplete = false
     /// Handed to a handler, which owes one answer.
@@ -334,27 +335,16 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         }
         // Held until the stream is answered (early answers below included) or closes.
         stream.budgetedRequestBytes += bytes.count
-        var bytes = bytes
         if stream.isGRPC {
-            if stream.messagePrefix.count < 5 {
-                let taken = min(5 - stream.messagePrefix.count, bytes.count)
-                stream.messagePrefix.append(contentsOf: bytes.prefix(taken))
-                bytes = UnsafeBufferPointer(rebasing: bytes.dropFirst(taken))
-                if stream.messagePrefix.count == 5 {
-                    // The prefix is complete: refuse an oversized message before buffering it.
-                    let length = GRPCWire.messageLength(stream.messagePrefix)
-                    if length > configuration.maxGRPCMessageBytes {
-                        answerGRPC(stream, GRPCWire.tooLarge(length, limit: configuration.maxGRPCMessageBytes))
-                        return
-                    }
-                    stream.body.reserveCapacity(min(length, 4 << 20))
-                }
-            }
-            if stream.body.count + bytes.count > configuration.maxGRPCMessageBytes {
-                answerGRPC(stream, GRPCWire.tooLarge(stream.body.count + bytes.count, limit: configuration.maxGRPCMessageBytes))
+            let before = stream.grpcMessage.message.count
+            if let refusal = stream.grpcMessage.append(bytes, maxMessageBytes: configuration.maxGRPCMessageBytes) {
+                answerGRPC(stream, refusal)
                 return
             }
-        } else if stream.body.count + bytes.count > configuration.limits.maxBodyBytes {
+            bufferedBytes += stream.grpcMessage.message.count - before
+            return
+        }
+        if stream.body.count + bytes.count > configuration.limits.maxBodyBytes {
             answerHTTP(stream, server.handler.errorResponse(
                 status: 413, message: "request body exceeds \(configuration.limits.maxBodyBytes) bytes"))
             return
@@ -373,9 +363,9 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     /// Forgets a stream's buffered request bytes.
     private func releaseBody(_ stream: HTTP2Stream) {
-        bufferedBytes -= stream.body.count
+        bufferedBytes -= stream.body.count + stream.grpcMessage.message.count
         stream.body = []
-        stream.messagePrefix = []
+        stream.grpcMessage = GRPCMessageAssembler()
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) {
@@ -456,7 +446,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     // MARK: Requests and responses
 
     private func dispatch(_ stream: HTTP2Stream) {
-        let body = stream.body, prefix = stream.messagePrefix
+        let body = stream.body, grpcMessage = stream.grpcMessage
         releaseBody(stream)
         if stream.isGRPC {
             guard let handler = server.grpcHandler else {
@@ -464,8 +454,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 return
             }
             let unary = stream.requestComplete
-            switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, encoding: stream.headers.first(name: "grpc-encoding"),
-                                                           maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([], compressedWith: nil) {
+            switch unary ? grpcMessage.unary(encoding: stream.headers.first(name: "grpc-encoding"),
+                                                      maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([], compressedWith: nil) {
             case .rejected(let response):
                 answerGRPC(stream, response)
             case .message(let message, let encoding):
