@@ -145,7 +145,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     private func failStart() {
         closed = true
-        Glibc.close(fd)
+        Syscall.close(fd)
         listener.removed(self)
     }
 
@@ -626,7 +626,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         streams.removeAll()
         if let registration { loop.deregister(registration) }
         registration = nil
-        Glibc.close(fd)
+        Syscall.close(fd)
         listener.removed(self)
     }
 }
