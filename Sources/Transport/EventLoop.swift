@@ -34,12 +34,9 @@ public final class EventLoop: @unchecked Sendable {
 
     public init(index: Int, tickInterval milliseconds: Int = 1000) throws {
         self.index = index
-        epollFD = epoll_create1(Int32(EPOLL_CLOEXEC))
-        guard epollFD >= 0 else { throw SystemError(function: "epoll_create1", errno: errno) }
-        wakeFD = eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC))
-        guard wakeFD >= 0 else { throw SystemError(function: "eventfd", errno: errno) }
-        timerFD = timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC))
-        guard timerFD >= 0 else { throw SystemError(function: "timerfd_create", errno: errno) }
+        epollFD = try syscallChecked("epoll_create1") { epoll_create1(Int32(EPOLL_CLOEXEC)) }
+        wakeFD = try syscallChecked("eventfd") { eventfd(0, Int32(EFD_NONBLOCK | EFD_CLOEXEC)) }
+        timerFD = try syscallChecked("timerfd_create") { timerfd_create(CLOCK_MONOTONIC, Int32(TFD_NONBLOCK | TFD_CLOEXEC)) }
         var spec = itimerspec()
         spec.it_interval.tv_sec = milliseconds / 1000
         spec.it_interval.tv_nsec = (milliseconds % 1000) * 1_000_000
@@ -50,9 +47,9 @@ public final class EventLoop: @unchecked Sendable {
     }
 
     deinit {
-        close(epollFD)
-        close(wakeFD)
-        close(timerFD)
+        Syscall.close(epollFD)
+        Syscall.close(wakeFD)
+        Syscall.close(timerFD)
     }
 
     private func addRaw(_ fd: Int32, data: UInt64, events: UInt32) throws(SystemError) {
@@ -113,7 +110,7 @@ public final class EventLoop: @unchecked Sendable {
         lock.unlock()
         if wasEmpty {
             var one: UInt64 = 1
-            _ = write(wakeFD, &one, 8)
+            _ = try? syscall("write(eventfd)") { write(wakeFD, &one, 8) }  // EAGAIN: the counter is already set
         }
     }
 
@@ -130,10 +127,13 @@ public final class EventLoop: @unchecked Sendable {
         let events = UnsafeMutablePointer<epoll_event>.allocate(capacity: capacity)
         defer { events.deallocate() }
         while running {
-            let count = epoll_wait(epollFD, events, Int32(capacity), -1)
-            if count < 0 {
-                if errno == EINTR { continue }
-                fatalError("epoll_wait: \(String(cString: strerror(errno)))")
+            let count: Int32
+            do {
+                // Blocks (timeout -1): `.wouldBlock` cannot come back; EINTR is retried inside.
+                guard case .done(let n) = try syscall("epoll_wait", { epoll_wait(epollFD, events, Int32(capacity), -1) }) else { continue }
+                count = n
+            } catch {
+                fatalError("\(error)")
             }
             for i in 0..<Int(count) {
                 let data = events[i].data.u64
@@ -141,11 +141,11 @@ public final class EventLoop: @unchecked Sendable {
                 switch data {
                 case Self.wakeSlot:
                     var value: UInt64 = 0
-                    _ = read(wakeFD, &value, 8)
+                    _ = try? syscall("read(eventfd)") { read(wakeFD, &value, 8) }
                     runQueued()
                 case Self.timerSlot:
                     var expirations: UInt64 = 0
-                    _ = read(timerFD, &expirations, 8)
+                    _ = try? syscall("read(timerfd)") { read(timerFD, &expirations, 8) }
                     for tick in ticks { tick(self) }
                 default:
                     let slot = Int(data & 0xFFFF_FFFF), generation = UInt32(data >> 32)

@@ -188,8 +188,9 @@ public final class HTTPServer: @unchecked Sendable {
     }
 
     static func listen(host: String, port: Int) throws -> Int32 {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
-        guard fd >= 0 else { throw SystemError(function: "socket", errno: errno) }
+        let fd = try syscallChecked("socket") {
+            socket(AF_INET, Int32(SOCK_STREAM.rawValue) | Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue), 0)
+        }
         var one: Int32 = 1
         setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, socklen_t(MemoryLayout<Int32>.size))
         setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, socklen_t(MemoryLayout<Int32>.size))
@@ -197,21 +198,19 @@ public final class HTTPServer: @unchecked Sendable {
         address.sin_family = sa_family_t(AF_INET)
         address.sin_port = in_port_t(UInt16(port).bigEndian)
         guard inet_pton(AF_INET, host, &address.sin_addr) == 1 else {
-            close(fd)
+            Syscall.close(fd)
             throw SystemError(function: "inet_pton(\(host))", errno: EINVAL)
         }
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        guard bound == 0 else {
-            let code = errno
-            close(fd)
-            throw SystemError(function: "bind(\(host):\(port))", errno: code)
-        }
-        guard Glibc.listen(fd, 4096) == 0 else {
-            let code = errno
-            close(fd)
-            throw SystemError(function: "listen", errno: code)
+        do {
+            try syscallChecked("bind(\(host):\(port))") {
+                withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+            }
+            try syscallChecked("listen") { Glibc.listen(fd, 4096) }
+        } catch {
+            Syscall.close(fd)
+            throw error
         }
         return fd
     }
@@ -281,37 +280,40 @@ final class Listener: EventHandler, @unchecked Sendable {
     func close() {
         if let registration { loop.deregister(registration) }
         registration = nil
-        Glibc.close(fd)
+        Syscall.close(fd)
     }
 
     func handleEvents(_ events: UInt32) {
         while true {
-            let client = cls_accept4(fd, nil, nil, Int32(SOCK_NONBLOCK.rawValue) | Int32(SOCK_CLOEXEC.rawValue))
-            if client < 0 {
-                if errno == EINTR || errno == ECONNABORTED { continue }
-                if errno == EMFILE || errno == ENFILE {
-                    // Release the spare to accept and close the waiting connection. Without a
-                    // spare (another loop took the freed slot), stop polling the level-triggered
-                    // listener until a tick finds a descriptor again: it would spin otherwise.
-                    guard spareFD >= 0 else { pauseAccepting(); return }
-                    Glibc.close(spareFD)
-                    let refused = cls_accept4(fd, nil, nil, Int32(SOCK_CLOEXEC.rawValue))
-                    if refused >= 0 { Glibc.close(refused) }
-                    spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
-                    if spareFD < 0 { pauseAccepting(); return }
-                    // accept4 reports EMFILE before looking at the queue: stop once it is empty.
-                    if refused < 0 { return }
-                    continue
-                }
-                return  // EAGAIN: wait for the next event
+            let client: Int32
+            do {
+                guard case .done(let accepted) = try Syscall.accept(fd) else { return }  // wait for the next event
+                client = accepted
+            } catch where error.errno == ECONNABORTED {
+                continue
+            } catch where error.errno == EMFILE || error.errno == ENFILE {
+                // Release the spare to accept and close the waiting connection. Without a
+                // spare (another loop took the freed slot), stop polling the level-triggered
+                // listener until a tick finds a descriptor again: it would spin otherwise.
+                guard spareFD >= 0 else { pauseAccepting(); return }
+                Syscall.close(spareFD)
+                let refused = try? Syscall.accept(fd, flags: Int32(SOCK_CLOEXEC.rawValue))
+                if case .done(let refusedFD) = refused { Syscall.close(refusedFD) }
+                spareFD = open("/dev/null", O_RDONLY | O_CLOEXEC)
+                if spareFD < 0 { pauseAccepting(); return }
+                // accept4 reports EMFILE before looking at the queue: stop once it is empty.
+                guard case .done = refused else { return }
+                continue
+            } catch {
+                return
             }
             if server.draining.load(ordering: .acquiring) {
-                Glibc.close(client)
+                Syscall.close(client)
                 continue
             }
             if server.connectionCount.add(1, ordering: .relaxed).newValue > server.configuration.maxConnections {
                 server.connectionCount.subtract(1, ordering: .relaxed)
-                Glibc.close(client)
+                Syscall.close(client)
                 continue
             }
             var one: Int32 = 1
@@ -322,7 +324,7 @@ final class Listener: EventHandler, @unchecked Sendable {
                 connections[ObjectIdentifier(connection)] = connection
             } catch {
                 server.connectionCount.subtract(1, ordering: .relaxed)
-                Glibc.close(client)
+                Syscall.close(client)
             }
         }
     }
@@ -340,54 +342,30 @@ final class Listener: EventHandler, @unchecked Sendable {
     }
 }
 
-/// One client connection: parses requests, hands them to the handler one at a time (so
-/// pipelined responses leave in order), writes responses. Loop thread only.
+/// One client connection over HTTP/1.1: the socket, the poll registration and the handler
+/// calls for `HTTP1ConnectionState`, which makes every decision. Loop thread only.
 final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable {
     let fd: Int32
     unowned let listener: Listener
     var loop: EventLoop { listener.loop }
     var server: HTTPServer { listener.server }
     var registration: EventLoop.Registration?
-    var parser: HTTP1Parser
     lazy var reference = ConnectionReference(loop: loop, value: self)
-    /// Until the first bytes show whether the client speaks HTTP/1.1 or opens with the
-    /// HTTP/2 preface; holds a read that is a strict prefix of the preface.
-    private var sniffing = true
-    private var sniffed: [UInt8] = []
-
-    private var currentHead: HTTPRequestHead?
-    private var currentBody: [UInt8] = []
-    private var pending: [HTTPRequest] = []
-    /// Body bytes held in `pending`.
-    private var pendingBytes = 0
-    /// Bytes taken from the memory budget for the body being read, and for each request read
-    /// and not yet answered (those in `pending` and the one in flight), oldest first.
-    private var currentBudgeted = 0
-    private var budgeted: [Int] = []
-    /// No more requests will be read: the peer shut down its side, or a request was rejected.
-    private var inputDone = false
-    /// The answer to a rejected request, written once the requests before it are answered.
-    private var rejection: HTTPResponse?
-    /// Sequence number of the request the handler holds, if any.
-    private var inFlight: Int?
-    private var nextSequence = 0
-    private var inFlightKeepAlive = true
-    private var inFlightHTTP10 = false
-    private var inFlightHEAD = false
-    private var output: [UInt8] = []
-    private var outputOffset = 0
-    private var closeAfterFlush = false
-    private var readPaused = false
-    private var wantsWrite = false
-    private var closed = false
-    private var draining = false
-    private var lastActivity = monotonicSeconds()
-    private var requestStarted: Double?
+    private(set) var state: HTTP1ConnectionState
 
     init(fd: Int32, listener: Listener) {
         self.fd = fd
         self.listener = listener
-        parser = HTTP1Parser(limits: listener.server.configuration.limits)
+        let server = listener.server
+        let date = listener.date
+        let handler = server.handler
+        state = HTTP1ConnectionState(
+            configuration: .init(limits: server.configuration.limits, maxPipelined: server.configuration.maxPipelined,
+                                 requestTimeout: server.configuration.requestTimeout, idleTimeout: server.configuration.idleTimeout,
+                                 memoryBudget: server.configuration.memoryBudget,
+                                 errorResponse: { handler.errorResponse(status: $0, message: $1) },
+                                 date: { date.currentBytes }),
+            now: monotonicSeconds())
     }
 
     func register() throws {
@@ -395,28 +373,23 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
     }
 
     private var interest: UInt32 {
-        // Level-triggered: while reading is paused, a peer's half-close (RDHUP) must not be
-        // reported over and over; it is seen when reading resumes.
-        var events: UInt32 = readPaused || inputDone ? 0 : EPOLLRDHUP.rawValue
-        if !readPaused && !inputDone && !closeAfterFlush { events |= EPOLLIN.rawValue }
-        if wantsWrite { events |= EPOLLOUT.rawValue }
+        let wanted = state.interest
+        var events: UInt32 = wanted.peerHalfClose ? EPOLLRDHUP.rawValue : 0
+        if wanted.read { events |= EPOLLIN.rawValue }
+        if wanted.write { events |= EPOLLOUT.rawValue }
         return events
     }
 
-    /// Unsent response bytes beyond which no further pipelined request is started (a client
-    /// that does not read must not make the server buffer its answers without bound).
-    static let maxUnsentBytes = 1 << 20
-
     private func updateInterest() {
-        guard let registration, !closed else { return }
+        guard let registration, !state.closed else { return }
         try? loop.modify(registration, events: interest)
     }
 
     func handleEvents(_ events: UInt32) {
-        if closed { return }
+        if state.closed { return }
         if events & EPOLLOUT.rawValue != 0 { flush() }
-        if closed { return }
-        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 && !readPaused && !inputDone {
+        if state.closed { return }
+        if events & (EPOLLIN.rawValue | EPOLLRDHUP.rawValue | EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 && !state.readPaused && !state.inputDone {
             readAvailable()
         } else if events & (EPOLLHUP.rawValue | EPOLLERR.rawValue) != 0 {
             close()
@@ -427,258 +400,114 @@ final class HTTPConnection: EventHandler, ServerConnection, @unchecked Sendable 
         let buffer = listener.readBuffer
         // Bounded reads per event keep one busy client from starving the others.
         for _ in 0..<8 {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { return }
+            let count: Int
+            do {
+                guard case .done(let n) = try Syscall.read(fd, into: buffer) else { return }
+                count = n
+            } catch {
                 close()
                 return
             }
             if count == 0 {
-                // The peer shut down its sending side: answer the whole requests it sent (it may
-                // still read), then close; a request cut short cannot be answered.
-                inputDone = true
-                readPaused = false
-                currentHead = nil
-                currentBody = []
-                releaseCurrentBody()
-                requestStarted = nil
-                updateInterest()
-                closeWhenAnswered()
+                execute(state.peerClosed())
                 return
             }
-            lastActivity = monotonicSeconds()
-            let bytes = UnsafeRawBufferPointer(rebasing: buffer[0..<count])
-            if sniffing {
-                sniffed.append(contentsOf: bytes.prefix(HTTP2Connection.preface.count))
-                switch HTTP2Connection.matchPreface(sniffed) {
-                case .complete:
-                    sniffed = Array(sniffed.prefix(sniffed.count - min(count, HTTP2Connection.preface.count))) + Array(bytes)
-                    upgradeToHTTP2()
-                    return
-                case .partial:
-                    continue
-                case .mismatch:
-                    sniffing = false
-                    // Bytes held back from earlier reads go to the parser first.
-                    let held = sniffed.dropLast(min(count, HTTP2Connection.preface.count))
-                    sniffed = []
-                    if !held.isEmpty { Array(held).withUnsafeBytes { parseBytes($0) } }
-                    if closed || inputDone || closeAfterFlush { return }
-                }
-            }
-            parseBytes(bytes)
-            if closed || inputDone { return }
-            // A request's clock starts at its first byte, so a client trickling a header
-            // (slowloris) meets the request timeout too.
-            if requestStarted == nil && (parser.hasPartialHead || parser.isMidRequest) { requestStarted = lastActivity }
-            if readPaused || inputDone || closed || closeAfterFlush { return }
+            let wasSniffing = state.sniffing
+            execute(state.bytesRead(UnsafeRawBufferPointer(rebasing: buffer[0..<count]), now: monotonicSeconds()))
+            // A read that is a strict prefix of the HTTP/2 preface: read on.
+            if wasSniffing && state.sniffing && !state.closed { continue }
+            if !state.wantsInput { return }
             if count < buffer.count { return }
         }
     }
 
+    /// Carries out the state's actions in order; stops once the connection is closed.
+    private func execute(_ actions: [HTTP1ConnectionState.Action]) {
+        for action in actions {
+            switch action {
+            case .dispatch(let request, let sequence):
+                if closedByDriver { return }
+                let reference = reference
+                server.handler.handleDecodingContent(request, maxBodyBytes: server.configuration.limits.maxBodyBytes, responder: HTTPResponder { response in
+                    reference.loop.execute { reference.value?.complete(sequence: sequence, response: response) }
+                })
+            case .flush:
+                if closedByDriver { return }
+                flush()
+            case .continueAfterAnswer:
+                if state.closed { return }
+                execute(state.afterAnswerFlushed())
+            case .updateInterest:
+                updateInterest()
+            case .close:
+                closeSocket()
+                return
+            case .upgradeToHTTP2(let initialBytes):
+                upgradeToHTTP2(initialBytes)
+                return
+            }
+        }
+    }
+
+    /// The socket is closed (or handed over): nothing more is written or dispatched.
+    private var closedByDriver = false
+
     /// Hands the socket (and the bytes read so far) to an HTTP/2 connection.
-    private func upgradeToHTTP2() {
+    private func upgradeToHTTP2(_ initialBytes: [UInt8]) {
         guard let registration else { return }
         loop.deregister(registration)
         self.registration = nil
-        closed = true  // this object is done; the fd now belongs to the HTTP/2 connection
+        closedByDriver = true  // this object is done; the fd now belongs to the HTTP/2 connection
         let connection = HTTP2Connection(fd: fd, listener: listener)
         listener.replace(self, with: connection)
-        connection.start(initialBytes: sniffed)
-        sniffed = []
-    }
-
-    private func parseBytes(_ bytes: UnsafeRawBufferPointer) {
-        do {
-            try parser.parse(bytes) { event in try self.received(event) }
-        } catch let error as HTTPParseError {
-            reject(status: error.status, message: error.reason)
-        } catch {
-            reject(status: 400, message: "\(error)")
-        }
-    }
-
-    private func received(_ event: HTTPParseEvent) throws {
-        switch event {
-        case .head(let head):
-            // A declared body that cannot fit in the memory budget now is refused before it is
-            // read (and before 100 Continue invites it).
-            if let length = head.contentLength, !server.configuration.memoryBudget.fits(length) {
-                throw HTTPParseError(status: 503, reason: server.configuration.memoryBudget.refusal)
-            }
-            currentHead = head
-            currentBody = []
-            if let length = head.contentLength { currentBody.reserveCapacity(length) }
-            if requestStarted == nil { requestStarted = monotonicSeconds() }
-            // 100 Continue only when no earlier response is still owed (it must not overtake one);
-            // otherwise the client sends the body after its own short wait.
-            if head.expectsContinue && inFlight == nil && pending.isEmpty {
-                output.append(contentsOf: HTTPResponseWriter.continueResponse)
-                flush()
-            }
-        case .body(let bytes):
-            guard server.configuration.memoryBudget.reserve(bytes.count) else {
-                throw HTTPParseError(status: 503, reason: server.configuration.memoryBudget.refusal)
-            }
-            currentBudgeted += bytes.count
-            currentBody.append(contentsOf: bytes)
-        case .end:
-            guard let head = currentHead else { return }
-            pending.append(HTTPRequest(head: head, body: currentBody))
-            pendingBytes += currentBody.count
-            budgeted.append(currentBudgeted)
-            currentBudgeted = 0
-            currentHead = nil
-            currentBody = []
-            requestStarted = nil
-            let limits = server.configuration
-            if (pending.count >= limits.maxPipelined || pendingBytes > limits.limits.maxBodyBytes) && !readPaused {
-                readPaused = true
-                updateInterest()
-            }
-            dispatch()
-        }
-    }
-
-    private func dispatch() {
-        guard inFlight == nil, !closed, !closeAfterFlush, !pending.isEmpty, output.count - outputOffset <= Self.maxUnsentBytes else { return }
-        let request = pending.removeFirst()
-        pendingBytes -= request.body.count
-        if readPaused && pending.count < server.configuration.maxPipelined / 2 && pendingBytes <= server.configuration.limits.maxBodyBytes / 2 {
-            readPaused = false
-            updateInterest()
-        }
-        let sequence = nextSequence
-        nextSequence += 1
-        inFlight = sequence
-        inFlightKeepAlive = request.head.keepAlive && !draining
-        inFlightHTTP10 = request.head.versionMinor == 0
-        inFlightHEAD = request.head.method == "HEAD"
-        let reference = reference
-        server.handler.handleDecodingContent(request, maxBodyBytes: server.configuration.limits.maxBodyBytes, responder: HTTPResponder { response in
-            reference.loop.execute { reference.value?.complete(sequence: sequence, response: response) }
-        })
+        connection.start(initialBytes: initialBytes)
     }
 
     /// A response arrived (on the loop thread).
     func complete(sequence: Int, response: HTTPResponse) {
-        guard !closed, inFlight == sequence else { return }
-        inFlight = nil
-        server.configuration.memoryBudget.release(budgeted.removeFirst())
-        let keepAlive = inFlightKeepAlive && !draining
-        var response = response
-        // HTTP/1.0 clients keep the connection only when told so.
-        if keepAlive && inFlightHTTP10 { response.headers.replaceOrAdd(name: "Connection", value: "keep-alive") }
-        if inFlightHEAD {
-            // The fields GET would have, no body (RFC 9110 §9.3.2).
-            HTTPResponseWriter.serializeHead(status: response.status, headers: response.headers, contentLength: response.body.count,
-                                             keepAlive: keepAlive, date: listener.date.currentBytes, into: &output)
-        } else {
-            HTTPResponseWriter.serialize(response, keepAlive: keepAlive, date: listener.date.currentBytes, into: &output)
-        }
-        if !keepAlive { closeAfterFlush = true }
-        lastActivity = monotonicSeconds()
-        flush()
-        if !closed && !closeAfterFlush { dispatch() }
-        if !closed { writeRejectionIfDue() }
-        if !closed { closeWhenAnswered() }
-        if draining && inFlight == nil && pending.isEmpty && !closed && output.count == outputOffset { close() }
-    }
-
-    /// Rejects the request being read (malformed, too large, too slow): no more requests are
-    /// read; the requests before it are still answered, then the rejection, then the
-    /// connection closes.
-    private func reject(status: Int, message: String) {
-        guard rejection == nil, !closeAfterFlush, !closed else { return }
-        rejection = server.handler.errorResponse(status: status, message: message)
-        inputDone = true
-        currentHead = nil
-        currentBody = []
-        releaseCurrentBody()
-        requestStarted = nil
-        updateInterest()
-        writeRejectionIfDue()
-    }
-
-    private func writeRejectionIfDue() {
-        guard let response = rejection, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
-        rejection = nil
-        HTTPResponseWriter.serialize(response, keepAlive: false, date: listener.date.currentBytes, into: &output)
-        closeAfterFlush = true
-        updateInterest()
-        flush()
-    }
-
-    /// After the peer's half-close: close once every whole request it sent is answered.
-    private func closeWhenAnswered() {
-        guard inputDone, rejection == nil, inFlight == nil, pending.isEmpty, !closeAfterFlush else { return }
-        closeAfterFlush = true
-        updateInterest()
-        flush()
+        execute(state.answerReady(sequence: sequence, response: response, now: monotonicSeconds()))
     }
 
     private func flush() {
-        while outputOffset < output.count {
-            let written = output.withUnsafeBytes { bytes in
-                write(fd, bytes.baseAddress! + outputOffset, bytes.count - outputOffset)
-            }
-            if written < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    if !wantsWrite { wantsWrite = true; updateInterest() }
-                    return
-                }
+        while state.unsentCount > 0 {
+            let result: IOResult<Int>
+            do {
+                result = try state.withUnsentOutput { try Syscall.write(fd, $0) }
+            } catch {
                 close()
                 return
             }
-            outputOffset += written
-            lastActivity = monotonicSeconds()
+            guard case .done(let written) = result else {
+                execute(state.writeWouldBlock())
+                return
+            }
+            state.wrote(written, now: monotonicSeconds())
         }
-        output.removeAll(keepingCapacity: output.capacity <= 1 << 20)
-        outputOffset = 0
-        if wantsWrite { wantsWrite = false; updateInterest() }
-        if closeAfterFlush && inFlight == nil { close(); return }
-        // Drained: a pipelined request held back by unsent output may start now.
-        if !closeAfterFlush && inFlight == nil && !pending.isEmpty { dispatch() }
+        execute(state.outputDrained())
     }
 
     func beginDrain() {
-        draining = true
-        if inFlight == nil && pending.isEmpty && currentHead == nil && output.count == outputOffset { close() }
+        execute(state.beginDrain())
     }
 
     func checkTimeouts(now: Double) {
-        guard !closed else { return }
-        if let started = requestStarted, now - started > Double(server.configuration.requestTimeout) {
-            reject(status: 408, message: "request not completed within \(server.configuration.requestTimeout) s")
-            return
-        }
-        if inFlight == nil && pending.isEmpty && currentHead == nil && now - lastActivity > Double(server.configuration.idleTimeout) {
-            close()
-        } else if output.count > outputOffset && now - lastActivity > Double(server.configuration.idleTimeout) {
-            close()  // the client has read nothing of its answers for the idle timeout
-        }
+        execute(state.tick(now: now))
     }
 
     func close() {
-        guard !closed else { return }
-        closed = true
-        releaseCurrentBody()
-        server.configuration.memoryBudget.release(budgeted.reduce(0, +))
-        budgeted = []
-        if let registration { loop.deregister(registration) }
-        registration = nil
-        Glibc.close(fd)
-        listener.removed(self)
+        execute(state.close())
     }
 
-    /// Gives back the budget of the body being read (dropped, or the connection ends).
-    private func releaseCurrentBody() {
-        server.configuration.memoryBudget.release(currentBudgeted)
-        currentBudgeted = 0
+    private func closeSocket() {
+        guard !closedByDriver else { return }
+        closedByDriver = true
+        if let registration { loop.deregister(registration) }
+        registration = nil
+        Syscall.close(fd)
+        listener.removed(self)
     }
 }
+
 
 /// The Date field value of the current second, formatted once per second (RFC 9110 §6.6.1: an
 /// origin server with a clock sends Date in its answers). One per event loop; loop thread only.

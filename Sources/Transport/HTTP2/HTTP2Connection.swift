@@ -11,9 +11,10 @@ final class HTTP2Stream {
     var headers = HTTPHeaders()
     var headerBytes = 0
     var isGRPC = false
-    /// gRPC: the request's first 5 bytes (the message prefix); `body` holds the rest.
-    var messagePrefix: [UInt8] = []
+    /// The request body (not gRPC).
     var body: [UInt8] = []
+    /// gRPC: the request's message.
+    var grpcMessage = GRPCMessageAssembler()
     /// The client sent END_STREAM.
     var requestComplete = false
     /// Handed to a handler, which owes one answer.
@@ -144,7 +145,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     private func failStart() {
         closed = true
-        Glibc.close(fd)
+        Syscall.close(fd)
         listener.removed(self)
     }
 
@@ -174,10 +175,11 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func readAvailable() {
         let buffer = listener.readBuffer
         for _ in 0..<8 {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK { break }
+            let count: Int
+            do {
+                guard case .done(let n) = try Syscall.read(fd, into: buffer) else { break }
+                count = n
+            } catch {
                 close()
                 return
             }
@@ -225,16 +227,15 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 }
             }
             if outputOffset == output.count { break }
-            let written = output.withUnsafeBytes { bytes in
-                write(fd, bytes.baseAddress! + outputOffset, bytes.count - outputOffset)
-            }
-            if written < 0 {
-                if errno == EINTR { continue }
-                if errno == EAGAIN || errno == EWOULDBLOCK {
-                    if !wantsWrite { wantsWrite = true; updateInterest() }
-                    return
-                }
+            let result: IOResult<Int>
+            do {
+                result = try output.withUnsafeBytes { try Syscall.write(fd, UnsafeRawBufferPointer(rebasing: $0[outputOffset...])) }
+            } catch {
                 close()
+                return
+            }
+            guard case .done(let written) = result else {
+                if !wantsWrite { wantsWrite = true; updateInterest() }
                 return
             }
             outputOffset += written
@@ -270,10 +271,12 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     private func discardUntilClosed() {
         let buffer = listener.readBuffer
         while true {
-            let count = read(fd, buffer.baseAddress, buffer.count)
-            if count < 0 && errno == EINTR { continue }
-            if count < 0 && (errno == EAGAIN || errno == EWOULDBLOCK) { return }
-            if count <= 0 { return close() }
+            do {
+                guard case .done(let count) = try Syscall.read(fd, into: buffer) else { return }
+                if count == 0 { return close() }
+            } catch {
+                return close()
+            }
         }
     }
 
@@ -332,27 +335,16 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         }
         // Held until the stream is answered (early answers below included) or closes.
         stream.budgetedRequestBytes += bytes.count
-        var bytes = bytes
         if stream.isGRPC {
-            if stream.messagePrefix.count < 5 {
-                let taken = min(5 - stream.messagePrefix.count, bytes.count)
-                stream.messagePrefix.append(contentsOf: bytes.prefix(taken))
-                bytes = UnsafeBufferPointer(rebasing: bytes.dropFirst(taken))
-                if stream.messagePrefix.count == 5 {
-                    // The prefix is complete: refuse an oversized message before buffering it.
-                    let length = GRPCWire.messageLength(stream.messagePrefix)
-                    if length > configuration.maxGRPCMessageBytes {
-                        answerGRPC(stream, GRPCWire.tooLarge(length, limit: configuration.maxGRPCMessageBytes))
-                        return
-                    }
-                    stream.body.reserveCapacity(min(length, 4 << 20))
-                }
-            }
-            if stream.body.count + bytes.count > configuration.maxGRPCMessageBytes {
-                answerGRPC(stream, GRPCWire.tooLarge(stream.body.count + bytes.count, limit: configuration.maxGRPCMessageBytes))
+            let before = stream.grpcMessage.message.count
+            if let refusal = stream.grpcMessage.append(bytes, maxMessageBytes: configuration.maxGRPCMessageBytes) {
+                answerGRPC(stream, refusal)
                 return
             }
-        } else if stream.body.count + bytes.count > configuration.limits.maxBodyBytes {
+            bufferedBytes += stream.grpcMessage.message.count - before
+            return
+        }
+        if stream.body.count + bytes.count > configuration.limits.maxBodyBytes {
             answerHTTP(stream, server.handler.errorResponse(
                 status: 413, message: "request body exceeds \(configuration.limits.maxBodyBytes) bytes"))
             return
@@ -371,9 +363,9 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
 
     /// Forgets a stream's buffered request bytes.
     private func releaseBody(_ stream: HTTP2Stream) {
-        bufferedBytes -= stream.body.count
+        bufferedBytes -= stream.body.count + stream.grpcMessage.message.count
         stream.body = []
-        stream.messagePrefix = []
+        stream.grpcMessage = GRPCMessageAssembler()
     }
 
     fileprivate func frameReceived(type: UInt8, flags: UInt8, streamID: Int32) {
@@ -454,7 +446,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
     // MARK: Requests and responses
 
     private func dispatch(_ stream: HTTP2Stream) {
-        let body = stream.body, prefix = stream.messagePrefix
+        let body = stream.body, grpcMessage = stream.grpcMessage
         releaseBody(stream)
         if stream.isGRPC {
             guard let handler = server.grpcHandler else {
@@ -462,8 +454,8 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
                 return
             }
             let unary = stream.requestComplete
-            switch unary ? GRPCWire.unframeUnary(prefix: prefix, message: body, encoding: stream.headers.first(name: "grpc-encoding"),
-                                                           maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([], compressedWith: nil) {
+            switch unary ? grpcMessage.unary(encoding: stream.headers.first(name: "grpc-encoding"),
+                                                      maxMessageBytes: server.configuration.maxGRPCMessageBytes) : .message([], compressedWith: nil) {
             case .rejected(let response):
                 answerGRPC(stream, response)
             case .message(let message, let encoding):
@@ -634,7 +626,7 @@ final class HTTP2Connection: EventHandler, ServerConnection, @unchecked Sendable
         streams.removeAll()
         if let registration { loop.deregister(registration) }
         registration = nil
-        Glibc.close(fd)
+        Syscall.close(fd)
         listener.removed(self)
     }
 }
