@@ -43,3 +43,9 @@ docker/test-image.sh
 
 swift test
 "$VENV_TEST/bin/python" -m pytest -q Tests/PythonTests
+
+# Coverage-guided fuzzing (libFuzzer + ASan/LSan): every target of Tests/Fuzz for 20 s from
+# its committed seeds, failing on any crash, leak, timeout or harness invariant. Budget:
+# the sanitized build of Tests/Fuzz into .build-fuzz (~5 min on 2 free cores, ~11 min when
+# shared) + 9 targets x ~22 s = ~8-15 min. Long runs: BENCHMARKS.md, "Reliability: fuzzing".
+scripts/fuzz.sh all 20
