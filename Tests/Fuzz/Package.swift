@@ -5,7 +5,7 @@ import PackageDescription
 // package's `swift build` / `swift test` never meet executables without `main` (libFuzzer
 // supplies it only under `-sanitize=fuzzer`). Built by scripts/fuzz.sh:
 //
-//     swift build -c release --sanitize=fuzzer --sanitize=address -Xswiftc -enable-testing \
+//     swift build -c release --sanitize=fuzzer -Xswiftc -sanitize=fuzzer,address -Xswiftc -enable-testing \
 //         --package-path Tests/Fuzz --scratch-path .build-fuzz
 //
 // `-enable-testing` lets the harnesses reach internal entry points (`@testable import`).
