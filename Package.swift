@@ -8,6 +8,13 @@ let package = Package(
         .executable(name: "model-run", targets: ["model-run"]),
         .executable(name: "model-server", targets: ["model-server"]),
         .executable(name: "model-client", targets: ["model-client"]),
+        // For the fuzzing package (Tests/Fuzz), which depends on this one by path.
+        .library(name: "Transport", targets: ["Transport"]),
+        .library(name: "InferenceProtocol", targets: ["InferenceProtocol"]),
+        .library(name: "Serving", targets: ["Serving"]),
+        .library(name: "Engine", targets: ["Engine"]),
+        .library(name: "ImageCodec", targets: ["ImageCodec"]),
+        .library(name: "ONNXProto", targets: ["ONNXProto"]),
     ],
     dependencies: [
         // No package traits: the default BinaryDelimitedStreams trait imports Foundation

@@ -62,3 +62,9 @@ swift test
 # mixed load with hot reloads and vanishing clients; any sanitizer report fails CI. Budget:
 # about 12 min cold (two debug builds, ~5 min each on 2 CPUs) and 2-3 min warm.
 scripts/sanitizers.sh
+
+# Coverage-guided fuzzing (libFuzzer + ASan/LSan): every target of Tests/Fuzz from
+# its committed seeds (15 s each), failing on any crash, leak, timeout or harness invariant. Budget:
+# the sanitized build of Tests/Fuzz into .build-fuzz (~5 min on 2 free cores, ~11 min when
+# shared) + 9 targets x ~17 s = ~8-14 min. Long runs: BENCHMARKS.md, "Reliability: fuzzing".
+scripts/fuzz.sh all 15

@@ -96,7 +96,7 @@ public final class LoadedVersion: @unchecked Sendable {
         var labels: [String: [String]] = [:]
         for (configured, file) in settings.labelFiles {
             let output = configured == ModelSettings.firstOutputPlaceholder ? (model.outputs.first?.name ?? configured) : configured
-            guard let text = try? String(contentsOfFile: file, encoding: .utf8) else {
+            guard let text = try? readTextFile(file) else {
                 throw ServingError.invalidInput("cannot read label file \(file)")
             }
             labels[output] = text.split(separator: "\n", omittingEmptySubsequences: false).map(String.init)

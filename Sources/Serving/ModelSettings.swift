@@ -88,7 +88,7 @@ public struct ModelSettings: Sendable {
         let path = directory + "/config.pbtxt"
         guard FileManager.default.fileExists(atPath: path) else { return ModelSettings() }
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+        do { text = try readTextFile(path) } catch {
             throw ServingError.invalidInput("cannot read \(path): \(describeFileError(error))")
         }
         var options = TextFormatDecodingOptions()
@@ -161,7 +161,7 @@ public struct ModelSource: Sendable {
     /// Reads a TF Serving `model_config_list` text file.
     public static func fromConfigFile(_ path: String) throws -> [ModelSource] {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+        do { text = try readTextFile(path) } catch {
             throw ServingError.invalidInput("cannot read model config file \(path): \(describeFileError(error))")
         }
         let config: Tensorflow_Serving_ModelServerConfig
@@ -221,7 +221,7 @@ public struct BatchingParameters: Sendable {
     /// Reads a text-format BatchingParameters file.
     public static func load(path: String) throws -> BatchingParameters {
         let text: String
-        do { text = try String(contentsOfFile: path, encoding: .utf8) } catch {
+        do { text = try readTextFile(path) } catch {
             throw ServingError.invalidInput("cannot read batching parameters file \(path): \(describeFileError(error))")
         }
         let proto: Tensorflow_Serving_BatchingParameters
