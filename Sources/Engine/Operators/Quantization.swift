@@ -74,7 +74,7 @@ struct QuantizationLayout {
 
     /// Calls body(elementIndex, parameterIndex) for every element.
     @inline(__always)
-    func forEach(_ body: (Int, Int) -> Void) {
+    func forEachElement(_ body: (Int, Int) -> Void) {
         if blockSize == 0 {
             for index in 0..<outer { body(index, 0) }
             return
@@ -154,7 +154,7 @@ struct QuantizeLinearOperator: Operator {
             let source = io.input(0, Float.self), scales = io.input(1, Float.self)
             let zeros = hasZeroPoint ? io.inputs[2] : nil
             let out = io.outputs[0]!
-            layout.forEach { index, parameter in
+            layout.forEachElement { index, parameter in
                 let zp = zeros.map { loadInteger($0, dtype, parameter) } ?? 0
                 let q = quantizeValue(source[index], scale: scales[parameter], zeroPoint: zp, low: fLow, high: fHigh)
                 if dtype == .uint8 { out.storeBytes(of: UInt8(q), toByteOffset: index, as: UInt8.self) } else {
@@ -195,7 +195,7 @@ struct DequantizeLinearOperator: Operator {
             let source = io.inputs[0]!, scales = io.input(1, Float.self)
             let zeros = hasZeroPoint ? io.inputs[2] : nil
             let out = io.output(0, Float.self)
-            layout.forEach { index, parameter in
+            layout.forEachElement { index, parameter in
                 let zp = zeros.map { loadInteger($0, dtype, parameter) } ?? 0
                 out[index] = Float(loadInteger(source, dtype, index) - zp) * scales[parameter]
             }
