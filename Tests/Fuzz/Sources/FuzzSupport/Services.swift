@@ -43,8 +43,9 @@ public final class FuzzServices: Sendable {
         }
         repository.poll()
         executor.drain()
-        rest = RESTService(repository: repository, executor: executor, metrics: metrics, control: { $0() })
-        grpc = GRPCService(rest: rest)
+        let core = ServerCore(repository: repository, executor: executor, metrics: metrics, control: { $0() })
+        rest = RESTService(core: core)
+        grpc = GRPCService(core: core)
     }
 
     /// Answers `request`, running its compute jobs; fails on anything but exactly one reply.
