@@ -69,6 +69,7 @@ public final class Model: Sendable {
         let operators = try Planner.makeOperators(graph)
         try Planner.foldConstants(&graph, operators: operators)
         GraphOptimizer.optimize(&graph)
+        QuantizedLayout.useChannelsLast(&graph)
         let finalOperators = try Planner.makeOperators(graph)
 
         // Inputs: every dimension fixed except, optionally, a leading batch dimension.

@@ -100,4 +100,53 @@ void cqk_maxpool(const uint8_t *x, int height, int width, int kernel_h, int kern
 /// (ONNX QuantizeLinear, one scale).
 void cqk_quantize(const float *x, size_t n, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, void *out);
 
+// ---- channels-last (NHWC) kernels (nhwc.c): u8 activations with contiguous channels ----
+
+/// Output channels per packed weight block, and pixels per register tile, of the NHWC product.
+#define CQK_NHWC_COLS 64
+#define CQK_NHWC_TILE 6
+
+/// Bytes of an m x k s8 weight matrix packed for `cqk_nhwc_gemm` (every path).
+size_t cqk_nhwc_packed_bytes(int m, int k);
+/// Packs W (m x k, row stride ldw): blocks of CQK_NHWC_COLS rows, each [k/4][COLS][4] (depth
+/// padded to 4 and rows past m zero).
+void cqk_nhwc_pack_weights(const int8_t *w, ptrdiff_t ldw, int m, int k, int8_t *packed);
+/// For pixels p < `pixels` (u8 rows of k bytes at a + p * lda, read only up to k) and the
+/// output channels of weight blocks block_begin..<block_end (channels < m):
+///   v = sum_q a[p][q] * W[c][q] + bias[c] - (wzp ? wzp[c] * sum_q a[p][q] : 0)
+///   out[p * ldo + c] = clamp(round_even((float)v * scale[c]) + zp, lo, hi) as u8 or s8 (is_signed).
+/// `path` picks the integer kernel (CQK_*); no allocation, one thread.
+void cqk_nhwc_gemm(int path, const uint8_t *a, ptrdiff_t lda, int pixels, int k, const int8_t *packed, int m,
+                   int block_begin, int block_end, const int32_t *bias, const int32_t *wzp, const float *scale,
+                   int32_t zp, int32_t lo, int32_t hi, int is_signed, uint8_t *out, ptrdiff_t ldo);
+/// The im2col rows of output pixels p0..<p0+count (flat over n, oh, ow of an out_h x out_w
+/// output) of a 2-D convolution of x (N x height x width x channels u8): row t at rows + t * ldr
+/// holds, for each tap (i, j) in order, the `channels` bytes of the input pixel it reads, or
+/// `pad` outside the image; bytes k..<round_up(k, 4) (k = taps * channels) are zeroed.
+void cqk_nhwc_im2col(const uint8_t *x, int height, int width, int channels, int kernel_h, int kernel_w,
+                     int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
+                     int out_h, int out_w, long p0, int count, uint8_t pad, uint8_t *rows, ptrdiff_t ldr);
+/// One output row `oh` (out_w pixels x channels, at out) of a depthwise convolution (channel
+/// multiplier 1) of one image x (height x width x channels u8):
+///   v[c] = bias[c] + sum over taps inside the image of (x - x_zero) * w[tap][c]   (w: s32, taps x channels)
+///   out = clamp(round_even(v * scale[c]) + zp, lo, hi), u8 or s8 (is_signed).
+void cqk_nhwc_depthwise_row(int path, const uint8_t *x, int height, int width, int channels, int kernel_h, int kernel_w,
+                            int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
+                            int oh, int out_w, int32_t x_zero, const int32_t *w, const int32_t *bias,
+                            const float *scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, uint8_t *out);
+/// One output row `oh` of a 2-D max pooling of one NHWC u8 image (s8 with flip = 0x80);
+/// every window must hold at least one pixel of the image.
+void cqk_nhwc_maxpool_row(const uint8_t *x, int height, int width, int channels, int kernel_h, int kernel_w,
+                          int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
+                          int oh, int out_w, uint8_t flip, uint8_t *out);
+
+/// One output row `oh` of a 2-D average pooling of one NHWC u8 (or s8, is_signed) image,
+/// without ceil_mode: per channel the sum of the window's pixels inside the image minus
+/// x_zero each, times scale (x_scale / y_scale) / n (n = kernel_h * kernel_w with
+/// count_include_pad, else the pixels inside), requantised with zp, lo, hi. `sum`: channels s32 scratch.
+void cqk_nhwc_avgpool_row(const uint8_t *x, int height, int width, int channels, int kernel_h, int kernel_w,
+                          int stride_h, int stride_w, int pad_top, int pad_left, int oh, int out_w, int count_include_pad,
+                          int32_t x_zero, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, int32_t *sum,
+                          uint8_t *out);
+
 #endif

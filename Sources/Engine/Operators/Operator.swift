@@ -258,7 +258,7 @@ enum OperatorRegistry {
         // Quantization (ONNX, and onnxruntime's com.microsoft contrib operators).
         case "QuantizeLinear", "DequantizeLinear": return (2...3, 1...1)
         case "DynamicQuantizeLinear": return (1...1, 3...3)
-        case "QLinearConv": return (8...9, 1...1)
+        case "QLinearConv", "NhwcQLinearConv": return (8...9, 1...1)
         case "QLinearMatMul": return (8...8, 1...1)
         case "ConvInteger", "MatMulInteger": return (2...4, 1...1)
         case "QGemm": return (6...9, 1...1)

@@ -43,22 +43,20 @@ struct QuantizedConvOperator: Operator {
                                  output: .quantized(yZero?.dtype ?? .uint8), wIndex: 3)
     }
 
-    func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
-        let path = try QuantizedKernelPath.current()
-        let ops = try operands(inputs, node)
-        let x = ops.x, w = ops.w
-        guard x.shape.count == 3 || x.shape.count == 4 else {
-            throw node.unsupported("input shape \(x.shape): 1-D and 2-D quantized convolutions are implemented")
+    /// Checks the attributes against x and w (NCHW shapes) and resolves the 2-D geometry and
+    /// the output's spatial shape.
+    func geometry(x xShape: [Int], w wShape: [Int], node: NodeContext) throws -> (QuantizedConvGeometry, [Int]) {
+        guard xShape.count == 3 || xShape.count == 4 else {
+            throw node.unsupported("input shape \(xShape): 1-D and 2-D quantized convolutions are implemented")
         }
-        guard w.shape.count == x.shape.count else { throw node.invalid("w shape \(w.shape) does not match x shape \(x.shape)") }
-        let spatialRank = x.shape.count - 2
-        let (batch, channels, outChannels) = (x.shape[0], x.shape[1], w.shape[0])
-        guard channels % group == 0, outChannels % group == 0, w.shape[1] * group == channels else {
-            throw node.invalid("x has \(channels) channels, w \(w.shape) with group \(group) expects \(w.shape[1] * group)")
+        guard wShape.count == xShape.count else { throw node.invalid("w shape \(wShape) does not match x shape \(xShape)") }
+        let spatialRank = xShape.count - 2
+        let (batch, channels, outChannels) = (xShape[0], xShape[1], wShape[0])
+        guard channels % group == 0, outChannels % group == 0, wShape[1] * group == channels else {
+            throw node.invalid("x has \(channels) channels, w \(wShape) with group \(group) expects \(wShape[1] * group)")
         }
-        try ops.check(node, rowsTotal: outChannels)
-        let kernel = Array(w.shape.dropFirst(2))
-        if let kernelShape, kernelShape != kernel { throw node.invalid("kernel_shape \(kernelShape) disagrees with w \(w.shape)") }
+        let kernel = Array(wShape.dropFirst(2))
+        if let kernelShape, kernelShape != kernel { throw node.invalid("kernel_shape \(kernelShape) disagrees with w \(wShape)") }
         let strides = self.strides ?? Array(repeating: 1, count: spatialRank)
         let dilations = self.dilations ?? Array(repeating: 1, count: spatialRank)
         guard strides.count == spatialRank, dilations.count == spatialRank, strides.allSatisfy({ $0 > 0 }), dilations.allSatisfy({ $0 > 0 }) else {
@@ -68,15 +66,25 @@ struct QuantizedConvOperator: Operator {
             throw node.invalid("pads must have \(2 * spatialRank) non-negative values")
         }
         let extent = zip(kernel, dilations).map { ($0 - 1) * $1 + 1 }
-        let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
+        let padding = try SpatialPadding.resolve(input: Array(xShape.dropFirst(2)), kernel: extent, strides: strides,
                                                  autoPad: autoPad, pads: pads, node: node)
         let two = { (values: [Int], fill: Int) in Array(repeating: fill, count: 2 - values.count) + values }
-        let size = two(Array(x.shape.dropFirst(2)), 1), k = two(kernel, 1), s = two(strides, 1), d = two(dilations, 1)
+        let size = two(Array(xShape.dropFirst(2)), 1), k = two(kernel, 1), s = two(strides, 1), d = two(dilations, 1)
         let out = two(padding.output, 1), pb = two(padding.begin, 0)
         let geometry = QuantizedConvGeometry(batch: batch, channels: channels / group, groups: group, outPerGroup: outChannels / group,
                                              height: size[0], width: size[1], kernelH: k[0], kernelW: k[1],
                                              strideH: s[0], strideW: s[1], dilationH: d[0], dilationW: d[1],
                                              padTop: pb[0], padLeft: pb[1], outH: out[0], outW: out[1])
+        return (geometry, padding.output)
+    }
+
+    func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
+        let path = try QuantizedKernelPath.current()
+        let ops = try operands(inputs, node)
+        let x = ops.x, w = ops.w
+        let (geometry, outputSpatial) = try self.geometry(x: x.shape, w: w.shape, node: node)
+        let (batch, outChannels) = (x.shape[0], w.shape[0])
+        try ops.check(node, rowsTotal: outChannels)
         let outDType: DType
         switch ops.output {
         case .quantized(let dtype): outDType = dtype
@@ -93,7 +101,7 @@ struct QuantizedConvOperator: Operator {
            case .quantized(let dtype) = ops.output {
             // Depthwise (one input and one output channel per group): a direct kernel per channel.
             let kernel = QuantizedDepthwiseKernel(geometry: geometry, ops: ops, outType: dtype)
-            var prepared = Prepared(outputs: [ValueSpec(dtype: outDType, shape: [batch, outChannels] + padding.output)], kernel: kernel,
+            var prepared = Prepared(outputs: [ValueSpec(dtype: outDType, shape: [batch, outChannels] + outputSpatial)], kernel: kernel,
                                     scratchBytes: kernel.scratchBytes)
             prepared.unusedInputs = [3, 8]
             return prepared
@@ -101,7 +109,7 @@ struct QuantizedConvOperator: Operator {
         let constant = ops.weightsConstant ? make(nil) : nil
         let kernelObject = QuantizedConvKernel(geometry: geometry, layout: layout, output: ops.output, xSigned: x.dtype == .int8,
                                                xZero: ops.xZero, yZero: ops.yZero, constant: constant, make: make)
-        var prepared = Prepared(outputs: [ValueSpec(dtype: outDType, shape: [batch, outChannels] + padding.output)], kernel: kernelObject,
+        var prepared = Prepared(outputs: [ValueSpec(dtype: outDType, shape: [batch, outChannels] + outputSpatial)], kernel: kernelObject,
                                 scratchBytes: layout.bytes)
         if constant != nil { prepared.unusedInputs = Set(isInteger ? [1] : [3, 8]) }
         return prepared

@@ -178,12 +178,16 @@ struct AnyTypePoolOperator: Operator {
 }
 
 /// com.microsoft QLinearAveragePool (X, x_scale, x_zp, y_scale, y_zp; AveragePool's attributes).
+/// channels_last = 1 (N x H x W x C, what `QuantizedLayout` writes): 2-D without ceil_mode and
+/// dilations, constant scalar scales and zero points, on `cqk_nhwc_avgpool_row` (integer window
+/// sums, rescaled in float); otherwise NCHW through float.
 struct QLinearAveragePoolOperator: Operator {
     let float: PoolOperator
     let floatAttributes: [String: Attribute]
+    let channelsLast: Bool
 
     init(_ node: NodeContext) throws {
-        if try node.int("channels_last", default: 0) != 0 { throw node.unsupported("channels_last = 1") }
+        channelsLast = try node.int("channels_last", default: 0) != 0
         var attributes = node.attributes
         attributes["channels_last"] = nil
         floatAttributes = attributes
@@ -191,9 +195,51 @@ struct QLinearAveragePoolOperator: Operator {
     }
 
     func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
-        try FloatBridgeKernel.prepare(float, innerNode: node.asFloat("AveragePool", attributes: floatAttributes, inputs: 1),
-                                      inputs: inputs, quantized: [QuantizedValue(data: 0, scale: 1, zero: 2)],
-                                      outputScale: 3, outputZero: 4, outputType: nil, node: node)
+        if channelsLast { return try prepareChannelsLast(inputs, node) }
+        return try FloatBridgeKernel.prepare(float, innerNode: node.asFloat("AveragePool", attributes: floatAttributes, inputs: 1),
+                                             inputs: inputs, quantized: [QuantizedValue(data: 0, scale: 1, zero: 2)],
+                                             outputScale: 3, outputZero: 4, outputType: nil, node: node)
+    }
+
+    func prepareChannelsLast(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
+        let x = try node.required(inputs, 0, "X")
+        guard x.shape.count == 4, let range = x.dtype.quantizedRange, !float.ceilMode, float.kernelShape.count == 2,
+              (float.dilations ?? [1, 1]).allSatisfy({ $0 == 1 }) else {
+            throw node.unsupported("channels_last = 1 takes 2-D u8/s8 input without ceil_mode or dilations")
+        }
+        func constant(_ index: Int) -> HostTensor? {
+            guard let spec = node.optional(inputs, index), spec.shape.elementCount == 1 else { return nil }
+            return spec.value
+        }
+        guard let xScale = constant(1), let yScale = constant(3), xScale.dtype == .float32, yScale.dtype == .float32,
+              node.optional(inputs, 2) == nil || constant(2)?.dtype == x.dtype,
+              node.optional(inputs, 4) == nil || constant(4)?.dtype == x.dtype else {
+            throw node.unsupported("channels_last = 1 needs constant scalar scales and zero points of X's type")
+        }
+        let strides = float.strides ?? [1, 1]
+        guard strides.count == 2, strides.allSatisfy({ $0 > 0 }) else { throw node.invalid("strides must have 2 positive values") }
+        if let pads = float.pads, pads.count != 4 || pads.contains(where: { $0 < 0 }) { throw node.invalid("pads must have 4 non-negative values") }
+        let (n, h, w, channels) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
+        let k = float.kernelShape
+        let padding = try SpatialPadding.resolve(input: [h, w], kernel: k, strides: strides, autoPad: float.autoPad, pads: float.pads, node: node)
+        let (oh, ow) = (padding.output[0], padding.output[1])
+        let scale = xScale.pointer(as: Float.self)[0] / yScale.pointer(as: Float.self)[0]
+        let xZero = constant(2).map { loadInteger($0.bytes, x.dtype, 0) } ?? 0
+        let yZero = constant(4).map { loadInteger($0.bytes, x.dtype, 0) } ?? 0
+        let (top, left, includePad) = (padding.begin[0], padding.begin[1], float.countIncludePad ? Int32(1) : 0)
+        let signed: Int32 = x.dtype == .int8 ? 1 : 0
+        var prepared = Prepared(outputs: [ValueSpec(dtype: x.dtype, shape: [n, oh, ow, channels])], kernel: ClosureKernel { io in
+            let source = io.input(0, UInt8.self), out = io.output(0, UInt8.self)
+            io.parallelItems(n * oh) { item, worker in
+                let image = item / oh, row = item % oh
+                let sums = io.scratch(worker: worker)!.assumingMemoryBound(to: Int32.self)
+                cqk_nhwc_avgpool_row(source + image * h * w * channels, Int32(h), Int32(w), Int32(channels), Int32(k[0]), Int32(k[1]),
+                                     Int32(strides[0]), Int32(strides[1]), Int32(top), Int32(left), Int32(row), Int32(ow),
+                                     includePad, xZero, scale, yZero, range.low, range.high, signed, sums, out + item * ow * channels)
+            }
+        }, scratchBytes: channels * 4)
+        prepared.unusedInputs = [1, 2, 3, 4]
+        return prepared
     }
 }
 
@@ -281,6 +327,8 @@ enum ContribOperatorRegistry {
     static let domain = "com.microsoft"
     static let types: [String: any Operator.Type] = [
         "QLinearConv": QuantizedConvOperator.self,
+        "NhwcQLinearConv": NhwcQLinearConvOperator.self,
+        "NhwcMaxPool": NhwcMaxPoolOperator.self,
         "QGemm": QuantizedMatMulOperator.self,
         "QLinearAdd": QLinearBinaryOperator.self,
         "QLinearMul": QLinearBinaryOperator.self,
