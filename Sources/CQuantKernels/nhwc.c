@@ -213,8 +213,16 @@ void cqk_nhwc_im2col(const uint8_t *x, int height, int width, int channels, int 
             for (int j = 0; j < kernel_w; j++) {
                 int iw = ow * stride_w + j * dilation_w - pad_left;
                 uint8_t *dst = row + (size_t)(i * kernel_w + j) * channels;
-                if (ih < 0 || ih >= height || iw < 0 || iw >= width) memset(dst, pad, (size_t)channels);
-                else memcpy(dst, image + ((size_t)ih * width + iw) * channels, (size_t)channels);
+                int inside = ih >= 0 && ih < height && iw >= 0 && iw < width;
+                const uint8_t *src = image + ((size_t)ih * width + iw) * channels;
+                if (channels < 16) {
+                    // Short runs (a first layer's 3 channels): no call per run.
+                    for (int c = 0; c < channels; c++) dst[c] = inside ? src[c] : pad;
+                } else if (inside) {
+                    memcpy(dst, src, (size_t)channels);
+                } else {
+                    memset(dst, pad, (size_t)channels);
+                }
             }
         }
         for (int q = k; q < ldr && q < padded4(k); q++) row[q] = 0;
@@ -271,9 +279,65 @@ AVX512_TARGET static void depthwise_avx512(CQK_DW_ARGS) { depthwise_body(CQK_DW_
 AVX2_TARGET static void depthwise_avx2(CQK_DW_ARGS) { depthwise_body(CQK_DW_CALL); }
 static void depthwise_base(CQK_DW_ARGS) { depthwise_body(CQK_DW_CALL); }
 
+// AVX-512: 16 channels per vector, up to 64 per pass with their accumulators in registers;
+// sum x * w and sum w over the taps inside the image, then v = sum - x_zero * sum w (the
+// integer the portable body computes). vpmaddwd multiplies (x < 256, w in s16 range).
+enum { MAX_TAPS = 64 };
+AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS) {
+    const __m512 flo = _mm512_set1_ps((float)(lo - zp)), fhi = _mm512_set1_ps((float)(hi - zp));
+    const __m512i xz = _mm512_set1_epi32(x_zero), zpv = _mm512_set1_epi32(zp);
+    (void)is_signed;  // the low byte of q is the u8 or s8 value alike
+    for (int ow = 0; ow < out_w; ow++) {
+        const uint8_t *src[MAX_TAPS];
+        const int32_t *wt[MAX_TAPS];
+        int n = 0;
+        for (int i = 0; i < kernel_h; i++) {
+            int ih = oh * stride_h + i * dilation_h - pad_top;
+            if (ih < 0 || ih >= height) continue;
+            for (int j = 0; j < kernel_w; j++) {
+                int iw = ow * stride_w + j * dilation_w - pad_left;
+                if (iw < 0 || iw >= width) continue;
+                src[n] = x + ((size_t)ih * width + iw) * channels;
+                wt[n] = w + (size_t)(i * kernel_w + j) * channels;
+                n++;
+            }
+        }
+        uint8_t *o = out + (size_t)ow * channels;
+        for (int c0 = 0; c0 < channels; c0 += 64) {
+            __mmask16 m[4];
+            __m512i acc[4], ws[4];
+            for (int k = 0; k < 4; k++) {
+                int rem = channels - c0 - 16 * k;
+                m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+                acc[k] = _mm512_maskz_loadu_epi32(m[k], bias + c0 + 16 * k);
+                ws[k] = _mm512_setzero_si512();
+            }
+            for (int t = 0; t < n; t++) {
+                for (int k = 0; k < 4; k++) {
+                    __m512i xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[k], src[t] + c0 + 16 * k));
+                    __m512i wv = _mm512_maskz_loadu_epi32(m[k], wt[t] + c0 + 16 * k);
+                    acc[k] = _mm512_add_epi32(acc[k], _mm512_madd_epi16(xv, wv));
+                    ws[k] = _mm512_add_epi32(ws[k], wv);
+                }
+            }
+            for (int k = 0; k < 4; k++) {
+                if (!m[k]) break;
+                __m512i v = _mm512_sub_epi32(acc[k], _mm512_mullo_epi32(xz, ws[k]));
+                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(m[k], scale + c0 + 16 * k));
+                f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+                __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zpv);
+                _mm_mask_storeu_epi8(o + c0 + 16 * k, m[k], _mm512_cvtepi32_epi8(q));
+            }
+        }
+    }
+}
+
 void cqk_nhwc_depthwise_row(int path, CQK_DW_ARGS) {
     switch (path) {
-    case CQK_AVX512VNNI: depthwise_avx512(CQK_DW_CALL); break;
+    case CQK_AVX512VNNI:
+        if (kernel_h * kernel_w <= MAX_TAPS) depthwise_avx512_vectors(CQK_DW_CALL);
+        else depthwise_avx512(CQK_DW_CALL);
+        break;
     case CQK_AVX2: depthwise_avx2(CQK_DW_CALL); break;
     default: depthwise_base(CQK_DW_CALL); break;
     }
@@ -364,4 +428,14 @@ void cqk_nhwc_avgpool_row(CQK_AP_ARGS) {
     static int wide = -1;
     if (wide < 0) wide = cqk_path_supported(CQK_AVX512VNNI);
     if (wide) avgpool_avx512(CQK_AP_CALL); else avgpool_base(CQK_AP_CALL);
+}
+
+void cqk_copy_rows(const uint8_t *x, ptrdiff_t ldx, int rows, size_t count, const uint8_t *table, uint8_t *out,
+                   ptrdiff_t ldo) {
+    for (int r = 0; r < rows; r++) {
+        const uint8_t *from = x + (ptrdiff_t)r * ldx;
+        uint8_t *to = out + (ptrdiff_t)r * ldo;
+        if (!table) { memcpy(to, from, count); continue; }
+        for (size_t i = 0; i < count; i++) to[i] = table[from[i]];
+    }
 }

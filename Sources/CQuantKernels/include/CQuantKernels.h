@@ -149,4 +149,9 @@ void cqk_nhwc_avgpool_row(const uint8_t *x, int height, int width, int channels,
                           int32_t x_zero, float scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, int32_t *sum,
                           uint8_t *out);
 
+/// For r < rows: out[r * ldo + i] = table ? table[x[r * ldx + i]] : x[r * ldx + i], i < count
+/// (QLinearConcat's rows; the table maps an input's quantized bytes to the output's).
+void cqk_copy_rows(const uint8_t *x, ptrdiff_t ldx, int rows, size_t count, const uint8_t *table, uint8_t *out,
+                   ptrdiff_t ldo);
+
 #endif

@@ -272,9 +272,9 @@ enum Planner {
             guard let weight = inputs[1] else { return 0 }
             // Each output element needs (C/group * kernel) multiply-adds.
             return 2 * Double(outputs[0].shape.elementCount) * Double(weight.shape.dropFirst().reduce(1, *))
-        case "QLinearConv", "ConvInteger":
+        case "QLinearConv", "NhwcQLinearConv", "ConvInteger":
             // Integer operations, counted like the float ones (2 per multiply-add).
-            let index = opType == "QLinearConv" ? 3 : 1
+            let index = opType == "ConvInteger" ? 1 : 3
             guard index < inputs.count, let weight = inputs[index] else { return 0 }
             return 2 * Double(outputs[0].shape.elementCount) * Double(weight.shape.dropFirst().reduce(1, *))
         case "QLinearMatMul", "MatMulInteger", "QGemm":

@@ -84,7 +84,11 @@ struct NhwcConvKernel: Kernel, @unchecked Sendable {
     /// Output pixels per work item (a multiple of the register tile).
     static let chunk = 96
 
-    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType, path: QuantizedKernelPath) {
+    /// `weightAt(m, q)`: the raw weight of output channel m at depth q of the rows' order;
+    /// by default ONNX convolution weights ([M][C][kh][kw]) reordered to the im2col rows'
+    /// [kh][kw][C].
+    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType, path: QuantizedKernelPath,
+         weightAt: ((Int, Int) -> Int32)? = nil) {
         geometry = g
         self.path = path
         self.outType = outType
@@ -104,8 +108,10 @@ struct NhwcConvKernel: Kernel, @unchecked Sendable {
             var sum: Int32 = 0
             for c in 0..<g.channels {
                 for t in 0..<taps {
-                    let v = loadInteger(w.bytes, ops.w.dtype, (m * g.channels + c) * taps + t) - shiftW
-                    values[m * depth + t * g.channels + c] = Int8(truncatingIfNeeded: v)
+                    let q = t * g.channels + c
+                    let raw = weightAt?(m, q) ?? loadInteger(w.bytes, ops.w.dtype, (m * g.channels + c) * taps + t)
+                    let v = raw - shiftW
+                    values[m * depth + q] = Int8(truncatingIfNeeded: v)
                     sum &+= v
                 }
             }
@@ -174,7 +180,11 @@ struct NhwcDepthwiseKernel: Kernel, @unchecked Sendable {
     let xZero: Int32
     let yZero: Int32
 
-    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType, path: QuantizedKernelPath) {
+    /// `weightAt(m, q)`: the raw weight of output channel m at depth q of the rows' order;
+    /// by default ONNX convolution weights ([M][C][kh][kw]) reordered to the im2col rows'
+    /// [kh][kw][C].
+    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType, path: QuantizedKernelPath,
+         weightAt: ((Int, Int) -> Int32)? = nil) {
         geometry = g
         self.path = path
         self.outType = outType

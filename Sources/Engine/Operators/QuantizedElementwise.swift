@@ -314,10 +314,78 @@ struct QLinearConcatOperator: Operator {
 
     func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
         let count = (inputs.count - 2) / 3
+        if let prepared = try prepareBytes(inputs, node) { return prepared }
         return try FloatBridgeKernel.prepare(float, innerNode: node.asFloat("Concat", attributes: ["axis": .int(axis)], inputs: count),
                                              inputs: inputs,
                                              quantized: (0..<count).map { QuantizedValue(data: 2 + 3 * $0, scale: 3 + 3 * $0, zero: 4 + 3 * $0) },
                                              outputScale: 0, outputZero: 1, outputType: nil, node: node)
+    }
+}
+
+extension QLinearConcatOperator {
+    /// Constant scalar scales and zero points, one u8/s8 type: each input's bytes map to the
+    /// output's through a 256-entry table (dequantize, quantize: the float path's result for
+    /// every byte), or are copied when its scale and zero point are the output's; workers take
+    /// ranges of the outer index. Nil when the float path must run.
+    func prepareBytes(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared? {
+        let count = (inputs.count - 2) / 3
+        guard let first = node.optional(inputs, 2), let range = first.dtype.quantizedRange else { return nil }
+        let dtype = first.dtype, rank = first.shape.count
+        func scalar(_ index: Int) -> HostTensor?? {
+            guard let spec = node.optional(inputs, index) else { return .some(nil) }
+            guard spec.shape.elementCount == 1, let value = spec.value else { return nil }
+            return .some(value)
+        }
+        guard let yScale = scalar(0), let yScaleValue = yScale, yScaleValue.dtype == .float32, let yZero = scalar(1),
+              yZero.map({ $0.dtype == dtype }) ?? true else { return nil }
+        let outScale = yScaleValue.pointer(as: Float.self)[0]
+        let outZero = yZero.map { loadInteger($0.bytes, dtype, 0) } ?? 0
+        var tables: [[UInt8]?] = []
+        var shapes: [[Int]] = []
+        for index in 0..<count {
+            guard let x = node.optional(inputs, 2 + 3 * index), x.dtype == dtype, x.shape.count == rank,
+                  let scale = scalar(3 + 3 * index), let scaleValue = scale, scaleValue.dtype == .float32,
+                  let zero = scalar(4 + 3 * index), zero.map({ $0.dtype == dtype }) ?? true else { return nil }
+            let s = scaleValue.pointer(as: Float.self)[0], z = zero.map { loadInteger($0.bytes, dtype, 0) } ?? 0
+            shapes.append(x.shape)
+            if s == outScale && z == outZero { tables.append(nil); continue }
+            tables.append((0..<256).map { byte in
+                let value = dtype == .int8 ? Int32(Int8(truncatingIfNeeded: byte)) : Int32(byte)
+                let q = quantizeValue(Float(value - z) * s, scale: outScale, zeroPoint: outZero, low: Float(range.low), high: Float(range.high))
+                return UInt8(truncatingIfNeeded: q)
+            })
+        }
+        let axis = try node.axis(self.axis, rank: rank)
+        var outShape = shapes[0]
+        outShape[axis] = 0
+        for shape in shapes {
+            guard shape.indices.allSatisfy({ $0 == axis || shape[$0] == shapes[0][$0] }) else {
+                throw node.invalid("inputs \(shapes) cannot be concatenated on axis \(axis)")
+            }
+            outShape[axis] += shape[axis]
+        }
+        let outer = shapes[0].prefix(axis).reduce(1, *)
+        let chunks = shapes.map { $0.dropFirst(axis).reduce(1, *) }
+        let outRow = chunks.reduce(0, +)
+        let columns = chunks.indices.map { chunks[..<$0].reduce(0, +) }
+        let flat = tables.map { $0 ?? [] }.flatMap { $0 }
+        // Offset of each input's table in `flat`, or -1 for a plain copy.
+        let tableOffsets = tables.indices.map { index in tables[index] == nil ? -1 : tables[..<index].reduce(0) { $0 + ($1 == nil ? 0 : 256) } }
+        var prepared = Prepared(outputs: [ValueSpec(dtype: dtype, shape: outShape)], kernel: ClosureKernel { io in
+            let out = io.output(0, UInt8.self)
+            flat.withUnsafeBufferPointer { table in
+                io.parallelRanges(outer) { rows, _ in
+                    for index in 0..<count {
+                        let source = io.input(2 + 3 * index, UInt8.self), chunk = chunks[index]
+                        let map = tableOffsets[index] < 0 ? nil : table.baseAddress! + tableOffsets[index]
+                        cqk_copy_rows(source + rows.lowerBound * chunk, chunk, Int32(rows.count), chunk, map,
+                                      out + rows.lowerBound * outRow + columns[index], outRow)
+                    }
+                }
+            }
+        })
+        prepared.unusedInputs = Set((0..<count).flatMap { [3 + 3 * $0, 4 + 3 * $0] } + [0, 1])
+        return prepared
     }
 }
 

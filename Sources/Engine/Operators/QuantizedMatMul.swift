@@ -71,6 +71,21 @@ struct QuantizedMatMulOperator: Operator {
         case .float: outDType = .float32
         }
         let transB = self.transB, wDType = ops.w.dtype
+        if groups == 1, ops.x.dtype == .uint8, ops.weightsConstant, case .quantized(let dtype) = ops.output {
+            // One shared B, u8 A: A's rows are pixel rows of a 1x1 convolution (NHWC kernel).
+            let rows = a.dropLast().reduce(1, *)
+            let geometry = QuantizedConvGeometry(batch: rows, channels: depth, groups: 1, outPerGroup: columns, height: 1, width: 1,
+                                                 kernelH: 1, kernelW: 1, strideH: 1, strideW: 1, dilationH: 1, dilationW: 1,
+                                                 padTop: 0, padLeft: 0, outH: 1, outW: 1)
+            let w = ops.w.value!
+            let kernel = NhwcConvKernel(geometry: geometry, ops: ops, outType: dtype, path: path) { n, k in
+                loadInteger(w.bytes, wDType, transB ? n * depth + k : k * columns + n)
+            }
+            var prepared = Prepared(outputs: [ValueSpec(dtype: dtype, shape: Array(a.dropLast()) + [columns])], kernel: kernel,
+                                    scratchBytes: kernel.scratchBytes)
+            prepared.unusedInputs = Set(ops.biasIndex.map { [ops.wIndex, $0] } ?? [ops.wIndex])
+            return prepared
+        }
         let weightAt: @Sendable (UnsafeRawPointer, Int, Int) -> Int32 = { pointer, row, k in
             let (g, n) = (row / columns, row % columns)
             return loadInteger(pointer, wDType, g * depth * columns + (transB ? n * depth + k : k * columns + n))
