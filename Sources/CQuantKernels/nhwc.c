@@ -210,6 +210,13 @@ void cqk_nhwc_im2col(const uint8_t *x, int height, int width, int channels, int 
         uint8_t *row = rows + (ptrdiff_t)t * ldr;
         for (int i = 0; i < kernel_h; i++) {
             int ih = oh * stride_h + i * dilation_h - pad_top;
+            int iw0 = ow * stride_w - pad_left;
+            if (dilation_w == 1 && ih >= 0 && ih < height && iw0 >= 0 && iw0 + kernel_w <= width) {
+                // The kernel row's taps are kernel_w neighbouring pixels: one run of bytes.
+                memcpy(row + (size_t)i * kernel_w * channels, image + ((size_t)ih * width + iw0) * channels,
+                       (size_t)kernel_w * channels);
+                continue;
+            }
             for (int j = 0; j < kernel_w; j++) {
                 int iw = ow * stride_w + j * dilation_w - pad_left;
                 uint8_t *dst = row + (size_t)(i * kernel_w + j) * channels;
@@ -283,10 +290,44 @@ static void depthwise_base(CQK_DW_ARGS) { depthwise_body(CQK_DW_CALL); }
 // sum x * w and sum w over the taps inside the image, then v = sum - x_zero * sum w (the
 // integer the portable body computes). vpmaddwd multiplies (x < 256, w in s16 range).
 enum { MAX_TAPS = 64 };
-AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS) {
+
+// One output pixel, channels c0..<c0 + 16 * nv (masks m for the last vector): sums over the n
+// taps (src, wt); `full` (every tap inside, n == all taps) starts from bias_full = bias -
+// x_zero * sum w and needs no weight sums.
+AVX512_TARGET INLINE void depthwise_pixel_avx512(int nv, const __mmask16 *m, int c0, int n, const uint8_t *const *src,
+                                                 const int32_t *const *wt, int full, const int32_t *bias,
+                                                 const int32_t *bias_full, const float *scale, __m512i xz, __m512i zpv,
+                                                 __m512 flo, __m512 fhi, uint8_t *o) {
+    __m512i acc[4], ws[4];
+    for (int k = 0; k < nv; k++) {
+        acc[k] = _mm512_maskz_loadu_epi32(m[k], (full ? bias_full : bias) + c0 + 16 * k);
+        ws[k] = _mm512_setzero_si512();
+    }
+    for (int t = 0; t < n; t++) {
+        for (int k = 0; k < nv; k++) {
+            __m512i xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[k], src[t] + c0 + 16 * k));
+            __m512i wv = _mm512_maskz_loadu_epi32(m[k], wt[t] + c0 + 16 * k);
+            acc[k] = _mm512_add_epi32(acc[k], _mm512_madd_epi16(xv, wv));
+            if (!full) ws[k] = _mm512_add_epi32(ws[k], wv);
+        }
+    }
+    for (int k = 0; k < nv; k++) {
+        __m512i v = full ? acc[k] : _mm512_sub_epi32(acc[k], _mm512_mullo_epi32(xz, ws[k]));
+        __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(m[k], scale + c0 + 16 * k));
+        f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+        __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zpv);
+        _mm_mask_storeu_epi8(o + c0 + 16 * k, m[k], _mm512_cvtepi32_epi8(q));
+    }
+}
+
+// AVX-512: 16 channels per vector, up to 64 per pass with their accumulators in registers;
+// sum x * w (vpmaddwd: x < 256, w in s16 range) and, at the border, sum w over the taps
+// inside the image, then v = sum - x_zero * sum w (the integer the portable body computes).
+AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS, const int32_t *bias_full) {
     const __m512 flo = _mm512_set1_ps((float)(lo - zp)), fhi = _mm512_set1_ps((float)(hi - zp));
     const __m512i xz = _mm512_set1_epi32(x_zero), zpv = _mm512_set1_epi32(zp);
     (void)is_signed;  // the low byte of q is the u8 or s8 value alike
+    int taps = kernel_h * kernel_w;
     for (int ow = 0; ow < out_w; ow++) {
         const uint8_t *src[MAX_TAPS];
         const int32_t *wt[MAX_TAPS];
@@ -302,40 +343,33 @@ AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS) {
                 n++;
             }
         }
+        int full = n == taps;
         uint8_t *o = out + (size_t)ow * channels;
         for (int c0 = 0; c0 < channels; c0 += 64) {
             __mmask16 m[4];
-            __m512i acc[4], ws[4];
+            int nv = 0;
             for (int k = 0; k < 4; k++) {
                 int rem = channels - c0 - 16 * k;
                 m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
-                acc[k] = _mm512_maskz_loadu_epi32(m[k], bias + c0 + 16 * k);
-                ws[k] = _mm512_setzero_si512();
+                if (rem > 0) nv++;
             }
-            for (int t = 0; t < n; t++) {
-                for (int k = 0; k < 4; k++) {
-                    __m512i xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[k], src[t] + c0 + 16 * k));
-                    __m512i wv = _mm512_maskz_loadu_epi32(m[k], wt[t] + c0 + 16 * k);
-                    acc[k] = _mm512_add_epi32(acc[k], _mm512_madd_epi16(xv, wv));
-                    ws[k] = _mm512_add_epi32(ws[k], wv);
-                }
+#define CQK_DW_PIXEL(NV, FULL) depthwise_pixel_avx512(NV, m, c0, n, src, wt, FULL, bias, bias_full, scale, xz, zpv, flo, fhi, o)
+            if (full) {
+                switch (nv) { case 4: CQK_DW_PIXEL(4, 1); break; case 3: CQK_DW_PIXEL(3, 1); break;
+                              case 2: CQK_DW_PIXEL(2, 1); break; default: CQK_DW_PIXEL(1, 1); break; }
+            } else {
+                switch (nv) { case 4: CQK_DW_PIXEL(4, 0); break; case 3: CQK_DW_PIXEL(3, 0); break;
+                              case 2: CQK_DW_PIXEL(2, 0); break; default: CQK_DW_PIXEL(1, 0); break; }
             }
-            for (int k = 0; k < 4; k++) {
-                if (!m[k]) break;
-                __m512i v = _mm512_sub_epi32(acc[k], _mm512_mullo_epi32(xz, ws[k]));
-                __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(v), _mm512_maskz_loadu_ps(m[k], scale + c0 + 16 * k));
-                f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
-                __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zpv);
-                _mm_mask_storeu_epi8(o + c0 + 16 * k, m[k], _mm512_cvtepi32_epi8(q));
-            }
+#undef CQK_DW_PIXEL
         }
     }
 }
 
-void cqk_nhwc_depthwise_row(int path, CQK_DW_ARGS) {
+void cqk_nhwc_depthwise_row(int path, CQK_DW_ARGS, const int32_t *bias_full) {
     switch (path) {
     case CQK_AVX512VNNI:
-        if (kernel_h * kernel_w <= MAX_TAPS) depthwise_avx512_vectors(CQK_DW_CALL);
+        if (kernel_h * kernel_w <= MAX_TAPS) depthwise_avx512_vectors(CQK_DW_CALL, bias_full);
         else depthwise_avx512(CQK_DW_CALL);
         break;
     case CQK_AVX2: depthwise_avx2(CQK_DW_CALL); break;

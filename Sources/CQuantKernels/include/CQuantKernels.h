@@ -130,10 +130,13 @@ void cqk_nhwc_im2col(const uint8_t *x, int height, int width, int channels, int 
 /// multiplier 1) of one image x (height x width x channels u8):
 ///   v[c] = bias[c] + sum over taps inside the image of (x - x_zero) * w[tap][c]   (w: s32, taps x channels)
 ///   out = clamp(round_even(v * scale[c]) + zp, lo, hi), u8 or s8 (is_signed).
+/// bias_full[c] = bias[c] - x_zero * (sum of w[tap][c] over every tap), for pixels whose
+/// window lies inside the image.
 void cqk_nhwc_depthwise_row(int path, const uint8_t *x, int height, int width, int channels, int kernel_h, int kernel_w,
                             int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
                             int oh, int out_w, int32_t x_zero, const int32_t *w, const int32_t *bias,
-                            const float *scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, uint8_t *out);
+                            const float *scale, int32_t zp, int32_t lo, int32_t hi, int is_signed, uint8_t *out,
+                            const int32_t *bias_full);
 /// One output row `oh` of a 2-D max pooling of one NHWC u8 image (s8 with flip = 0x80);
 /// every window must hold at least one pixel of the image.
 void cqk_nhwc_maxpool_row(const uint8_t *x, int height, int width, int channels, int kernel_h, int kernel_w,

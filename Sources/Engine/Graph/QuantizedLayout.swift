@@ -6,7 +6,9 @@
 /// channels_last; QLinearAdd/QLinearMul and
 /// QLinearConcat unchanged but on NHWC values, the concat axis moved to the channel axis);
 /// a Transpose converts at each boundary with an NCHW operator or a graph output, inserted
-/// only where an NCHW reader needs the value (once per value).
+/// only where an NCHW reader needs the value (once per value). A Transpose NHWC -> NCHW
+/// (a Keras export's input) makes its source the channels-last form of its output, so a
+/// per-tensor QuantizeLinear after it runs channels-last and the two conversions vanish.
 ///
 /// Eligible: QLinearConv with 4-D constant weights, group 1 or depthwise, uint8 x (its zero
 /// point a constant uint8), constant scalar scales and zero points, constant bias; MaxPool
@@ -87,6 +89,23 @@ enum QuantizedLayout {
                                         inputs: [channelsLast[node.inputs[0]]!], attributes: node.attributes)
                     continue
                 }
+            case ("Transpose", true):
+                // NHWC -> NCHW (a Keras export's input): its input is the value channels-last, free.
+                if isDefault, node.inputs.count == 1, node.outputs.count == 1, case .ints(let perm)? = node.attributes["perm"],
+                   perm == toChannelsFirst, channelsLast[node.outputs[0]] == nil {
+                    channelsLast[node.outputs[0]] = node.inputs[0]
+                }
+            case ("QuantizeLinear", true):
+                // Per-tensor quantization is element-wise: it runs channels-last when its input is.
+                if isDefault, node.outputs.count == 1, let source = channelsLast[node.inputs[0]],
+                   node.attributes.keys.allSatisfy({ $0 == "axis" || $0 == "saturate" }),
+                   constant(graph, node.inputs, 1)?.count == 1,
+                   node.inputs.count < 3 || node.inputs[2].isEmpty || constant(graph, node.inputs, 2)?.count == 1 {
+                    var inputs = node.inputs
+                    inputs[0] = source
+                    produceChannelsLast(node, opType: node.opType, domain: node.domain, inputs: inputs, attributes: node.attributes)
+                    continue
+                }
             case ("QLinearAveragePool", true):
                 if node.domain == ContribOperatorRegistry.domain, node.outputs.count == 1, pending.contains(node.inputs[0]),
                    averagePoolEligible(node, graph) {
@@ -119,6 +138,8 @@ enum QuantizedLayout {
         guard changed else { return }
         for output in graph.outputs { materialise(output.name) }
         graph.nodes = nodes
+        // Transposes to NCHW nothing reads any more (their readers moved to the NHWC source).
+        GraphOptimizer.removeDeadNodes(&graph)
     }
 
     static func convEligible(_ node: Node, _ graph: Graph) -> Bool {

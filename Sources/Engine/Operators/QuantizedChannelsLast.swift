@@ -172,19 +172,17 @@ struct NhwcConvKernel: Kernel, @unchecked Sendable {
 }
 
 /// Depthwise NHWC QLinearConv (channel multiplier 1): output rows split across workers.
-struct NhwcDepthwiseKernel: Kernel, @unchecked Sendable {
+final class NhwcDepthwiseKernel: Kernel, @unchecked Sendable {
     let geometry: QuantizedConvGeometry
     let constants: NhwcConvConstants
     let path: QuantizedKernelPath
     let outType: DType
     let xZero: Int32
     let yZero: Int32
+    /// bias - x_zero * (sum of the channel's weights), for windows inside the image. Owned.
+    let biasFull: UnsafeMutablePointer<Int32>
 
-    /// `weightAt(m, q)`: the raw weight of output channel m at depth q of the rows' order;
-    /// by default ONNX convolution weights ([M][C][kh][kw]) reordered to the im2col rows'
-    /// [kh][kw][C].
-    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType, path: QuantizedKernelPath,
-         weightAt: ((Int, Int) -> Int32)? = nil) {
+    init(geometry g: QuantizedConvGeometry, ops: QuantizedOperands, outType: DType, path: QuantizedKernelPath) {
         geometry = g
         self.path = path
         self.outType = outType
@@ -196,12 +194,18 @@ struct NhwcDepthwiseKernel: Kernel, @unchecked Sendable {
             for t in 0..<taps { weights[t * channels + c] = loadInteger(w.bytes, ops.w.dtype, c * taps + t) - zero }
         }
         let xs = ops.xScale?.float(nil, 0) ?? 1, ys = ops.yScale?.float(nil, 0) ?? 1
-        constants = NhwcConvConstants(packed: nil, depthwise: weights,
-                                      bias: (0..<channels).map { c in ops.bias.map { $0.value!.pointer(as: Int32.self)[c] } ?? 0 },
+        let bias = (0..<channels).map { c in ops.bias.map { $0.value!.pointer(as: Int32.self)[c] } ?? 0 }
+        let xz = ops.xZero?.integer(nil, 0) ?? 0
+        biasFull = QuantizedWeights.owned((0..<channels).map { c in
+            (0..<taps).reduce(bias[c]) { $0 &- xz &* weights[$1 * channels + c] }
+        })
+        constants = NhwcConvConstants(packed: nil, depthwise: weights, bias: bias,
                                       zeroPoints: nil, scales: (0..<channels).map { xs * (ops.wScale?.float(nil, $0) ?? 1) / ys })
-        xZero = ops.xZero?.integer(nil, 0) ?? 0
+        xZero = xz
         yZero = ops.yZero?.integer(nil, 0) ?? 0
     }
+
+    deinit { biasFull.deallocate() }
 
     func run(_ io: KernelIO) {
         let g = geometry, channels = g.groups
@@ -214,7 +218,7 @@ struct NhwcDepthwiseKernel: Kernel, @unchecked Sendable {
                                    Int32(channels), Int32(g.kernelH), Int32(g.kernelW), Int32(g.strideH), Int32(g.strideW),
                                    Int32(g.dilationH), Int32(g.dilationW), Int32(g.padTop), Int32(g.padLeft), Int32(oh),
                                    Int32(g.outW), xZero, c.depthwise!, c.bias, c.scales, yZero, low, high,
-                                   outType == .int8 ? 1 : 0, out + (item * g.outW) * channels)
+                                   outType == .int8 ? 1 : 0, out + (item * g.outW) * channels, biasFull)
         }
     }
 }
