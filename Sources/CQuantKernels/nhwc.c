@@ -79,6 +79,63 @@ VNNI_TARGET static void tile_vnni(const uint8_t *const *rows, int k, const int8_
         for (int j = 0; j < 4; j++) _mm512_storeu_si512(acc + r * COLS + j * 16, c[r][j]);
 }
 
+// VNNI tile with the requantisation in registers (no weight zero points): `nv` (1..4, a
+// constant after inlining) of the block's four 16-channel vectors hold channels < cols; rows
+// r < count are stored. Same arithmetic as epilogue_body: cvtps rounds to nearest even (the
+// default MXCSR mode) exactly as round_even_nhwc does for the clamped range.
+VNNI_TARGET INLINE void tile_vnni_requantize(int nv, const uint8_t *const *rows, int count, int k, const int8_t *wb,
+                                             int cols, const int32_t *bias, const float *scale, int32_t zp, int32_t lo,
+                                             int32_t hi, uint8_t *out, ptrdiff_t ldo) {
+    __m512i c[TILE][4];
+    for (int r = 0; r < TILE; r++)
+        for (int j = 0; j < nv; j++) c[r][j] = _mm512_setzero_si512();
+    int groups = (k + 3) / 4, full = k / 4;
+    for (int g = 0; g < groups; g++) {
+        const int8_t *wg = wb + (size_t)g * 4 * COLS;
+        __m512i wv[4];
+        for (int j = 0; j < nv; j++) wv[j] = _mm512_loadu_si512(wg + 64 * j);
+        for (int r = 0; r < TILE; r++) {
+            int32_t word;
+            if (g < full) memcpy(&word, rows[r] + 4 * g, 4);
+            else word = group_word(rows[r], g, k);
+            __m512i a = _mm512_set1_epi32(word);
+            for (int j = 0; j < nv; j++) c[r][j] = _mm512_dpbusd_epi32(c[r][j], a, wv[j]);
+        }
+    }
+    const __m512 flo = _mm512_set1_ps((float)(lo - zp)), fhi = _mm512_set1_ps((float)(hi - zp));
+    const __m512i zpv = _mm512_set1_epi32(zp);
+    __mmask16 m[4];
+    __m512i b[4];
+    __m512 s[4];
+    for (int j = 0; j < nv; j++) {
+        int rem = cols - 16 * j;
+        m[j] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+        b[j] = _mm512_maskz_loadu_epi32(m[j], bias + 16 * j);
+        s[j] = _mm512_maskz_loadu_ps(m[j], scale + 16 * j);
+    }
+    for (int r = 0; r < TILE; r++) {
+        if (r >= count) break;
+        for (int j = 0; j < nv; j++) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(c[r][j], b[j])), s[j]);
+            f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zpv);
+            _mm_mask_storeu_epi8(out + r * ldo + 16 * j, m[j], _mm512_cvtepi32_epi8(q));
+        }
+    }
+}
+
+VNNI_TARGET static void tile_vnni_requantize_any(const uint8_t *const *rows, int count, int k, const int8_t *wb, int cols,
+                                                 const int32_t *bias, const float *scale, int32_t zp, int32_t lo,
+                                                 int32_t hi, uint8_t *out, ptrdiff_t ldo) {
+    int nv = (cols + 15) / 16;
+    switch (nv >= 4 ? 4 : nv) {
+    case 4: tile_vnni_requantize(4, rows, count, k, wb, cols, bias, scale, zp, lo, hi, out, ldo); break;
+    case 3: tile_vnni_requantize(3, rows, count, k, wb, cols, bias, scale, zp, lo, hi, out, ldo); break;
+    case 2: tile_vnni_requantize(2, rows, count, k, wb, cols, bias, scale, zp, lo, hi, out, ldo); break;
+    default: tile_vnni_requantize(1, rows, count, k, wb, cols, bias, scale, zp, lo, hi, out, ldo); break;
+    }
+}
+
 // AVX2: exact s16 products (vpmaddwd). Per channel the weight word (q0 q1 q2 q3) splits into
 // the s16 pairs (q0, q2) and (q1, q3); the activations into (a0, a2) and (a1, a3), so two
 // vpmaddwd give the four-term dot product in the channel's lane. Depth in chunks of groups
@@ -181,6 +238,12 @@ void cqk_nhwc_gemm(int path, const uint8_t *a, ptrdiff_t lda, int pixels, int k,
         }
         for (int b = block_begin; b < block_end; b++) {
             const int8_t *wb = packed + (size_t)b * block_bytes;
+            if (path == CQK_AVX512VNNI && !wzp) {
+                int c0 = b * COLS, cols = m - c0 < COLS ? m - c0 : COLS;
+                tile_vnni_requantize_any(rows, count, k, wb, cols, bias + c0, scale + c0, zp, lo, hi,
+                                         out + (ptrdiff_t)p0 * ldo + c0, ldo);
+                continue;
+            }
             switch (path) {
             case CQK_AVX512VNNI: tile_vnni(rows, k, wb, acc); break;
             case CQK_AVX2: tile_avx2(rows, k, wb, acc); break;
