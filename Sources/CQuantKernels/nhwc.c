@@ -383,6 +383,37 @@ AVX512_TARGET INLINE void depthwise_pixel_avx512(int nv, const __mmask16 *m, int
     }
 }
 
+// Four neighbouring output pixels whose windows lie inside the image (pixel p's taps at
+// src[t] + p * step): independent accumulator chains, each weight vector loaded once.
+AVX512_TARGET INLINE void depthwise_quad_avx512(int nv, const __mmask16 *m, int c0, int taps, const uint8_t *const *src,
+                                                ptrdiff_t step, const int32_t *const *wt, const int32_t *bias_full,
+                                                const float *scale, __m512i zpv, __m512 flo, __m512 fhi, uint8_t *o,
+                                                int channels) {
+    __m512i acc[4][4];
+    for (int k = 0; k < nv; k++) {
+        __m512i b = _mm512_maskz_loadu_epi32(m[k], bias_full + c0 + 16 * k);
+        for (int p = 0; p < 4; p++) acc[p][k] = b;
+    }
+    for (int t = 0; t < taps; t++) {
+        for (int k = 0; k < nv; k++) {
+            __m512i wv = _mm512_maskz_loadu_epi32(m[k], wt[t] + c0 + 16 * k);
+            for (int p = 0; p < 4; p++) {
+                __m512i xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[k], src[t] + p * step + c0 + 16 * k));
+                acc[p][k] = _mm512_add_epi32(acc[p][k], _mm512_madd_epi16(xv, wv));
+            }
+        }
+    }
+    for (int k = 0; k < nv; k++) {
+        __m512 sv = _mm512_maskz_loadu_ps(m[k], scale + c0 + 16 * k);
+        for (int p = 0; p < 4; p++) {
+            __m512 f = _mm512_mul_ps(_mm512_cvtepi32_ps(acc[p][k]), sv);
+            f = _mm512_min_ps(_mm512_max_ps(f, flo), fhi);
+            __m512i q = _mm512_add_epi32(_mm512_cvtps_epi32(f), zpv);
+            _mm_mask_storeu_epi8(o + (size_t)p * channels + c0 + 16 * k, m[k], _mm512_cvtepi32_epi8(q));
+        }
+    }
+}
+
 // AVX-512: 16 channels per vector, up to 64 per pass with their accumulators in registers;
 // sum x * w (vpmaddwd: x < 256, w in s16 range) and, at the border, sum w over the taps
 // inside the image, then v = sum - x_zero * sum w (the integer the portable body computes).
@@ -391,7 +422,41 @@ AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS, const int32_t *b
     const __m512i xz = _mm512_set1_epi32(x_zero), zpv = _mm512_set1_epi32(zp);
     (void)is_signed;  // the low byte of q is the u8 or s8 value alike
     int taps = kernel_h * kernel_w;
+    // Output pixels ow_lo..<ow_hi have their windows inside the image columns; with every
+    // kernel row inside too they go four at a time.
+    int rows_inside = oh * stride_h - pad_top >= 0 && oh * stride_h - pad_top + (kernel_h - 1) * dilation_h < height;
+    int ow_lo = (pad_left + stride_w - 1) / stride_w;
+    int last = width - 1 - (kernel_w - 1) * dilation_w + pad_left;  // largest ow * stride_w allowed
+    int ow_hi = last < 0 ? 0 : last / stride_w + 1;
+    if (ow_hi > out_w) ow_hi = out_w;
     for (int ow = 0; ow < out_w; ow++) {
+        if (rows_inside && ow >= ow_lo && ow + 4 <= ow_hi) {
+            const uint8_t *src[MAX_TAPS];
+            const int32_t *wt[MAX_TAPS];
+            for (int i = 0, t = 0; i < kernel_h; i++)
+                for (int j = 0; j < kernel_w; j++, t++) {
+                    int ih = oh * stride_h + i * dilation_h - pad_top, iw = ow * stride_w + j * dilation_w - pad_left;
+                    src[t] = x + ((size_t)ih * width + iw) * channels;
+                    wt[t] = w + (size_t)t * channels;
+                }
+            uint8_t *o = out + (size_t)ow * channels;
+            ptrdiff_t step = (ptrdiff_t)stride_w * channels;
+            for (int c0 = 0; c0 < channels; c0 += 64) {
+                __mmask16 m[4];
+                int nv = 0;
+                for (int k = 0; k < 4; k++) {
+                    int rem = channels - c0 - 16 * k;
+                    m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+                    if (rem > 0) nv++;
+                }
+#define CQK_DW_QUAD(NV) depthwise_quad_avx512(NV, m, c0, taps, src, step, wt, bias_full, scale, zpv, flo, fhi, o, channels)
+                switch (nv) { case 4: CQK_DW_QUAD(4); break; case 3: CQK_DW_QUAD(3); break;
+                              case 2: CQK_DW_QUAD(2); break; default: CQK_DW_QUAD(1); break; }
+#undef CQK_DW_QUAD
+            }
+            ow += 3;
+            continue;
+        }
         const uint8_t *src[MAX_TAPS];
         const int32_t *wt[MAX_TAPS];
         int n = 0;

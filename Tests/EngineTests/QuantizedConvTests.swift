@@ -6,13 +6,16 @@ import Testing
 /// DequantizeLinear) must be rewritten into QLinearConv and give, exactly, the integer
 /// formula of ONNX QLinearConv computed here: awkward sizes on purpose (depth 333 is no
 /// multiple of 4 and is split into chunks, 13 output channels leave a partial weight block,
-/// 11 x 13 pixels a partial panel, padding reads the zero point).
+/// 11 x 13 pixels a partial panel, padding reads the zero point). With uint8 activations the
+/// group runs channels-last (`QuantizedLayout`: NhwcQLinearConv, weight zero points through
+/// the row sums), with int8 ones on the NCHW kernels.
 struct QuantizedConvTests {
-    @Test func qdqConvEqualsIntegerReference() throws {
+    @Test(arguments: [false, true]) func qdqConvEqualsIntegerReference(unsignedX: Bool) throws {
         let (channels, outChannels, height, width) = (37, 13, 11, 13)
         var graph = TestGraph()
         graph.input("x", [1, channels, height, width], dynamicBatch: false)
-        let xScale: Float = 0.02, xZero: Int8 = -3, yScale: Float = 0.05, yZero: UInt8 = 117
+        let xScale: Float = 0.02, xZero: Int32 = unsignedX ? 131 : -3, yScale: Float = 0.05, yZero: UInt8 = 117
+        let (xLow, xHigh): (Float, Float) = unsignedX ? (0, 255) : (-128, 127)
         let taps = 9, depth = channels * taps
         var weights = [UInt8](repeating: 0, count: outChannels * depth)
         var wZeros = [UInt8](repeating: 0, count: outChannels), wScales = [Float](repeating: 0, count: outChannels)
@@ -28,7 +31,7 @@ struct QuantizedConvTests {
             values.withUnsafeBytes { HostTensor(dtype: dtype, shape: shape, copying: $0) }
         }
         graph.constants["xs"] = tensor(.float32, [], [xScale])
-        graph.constants["xz"] = tensor(.int8, [], [xZero])
+        graph.constants["xz"] = unsignedX ? tensor(.uint8, [], [UInt8(xZero)]) : tensor(.int8, [], [Int8(xZero)])
         graph.constants["w"] = tensor(.uint8, [outChannels, channels, 3, 3], weights)
         graph.constants["ws"] = tensor(.float32, [outChannels], wScales)
         graph.constants["wz"] = tensor(.uint8, [outChannels], wZeros)
@@ -45,12 +48,12 @@ struct QuantizedConvTests {
         graph.node("DequantizeLinear", ["yq", "ys", "yz"], ["y"])
         graph.outputs = ["y"]
         let model = try graph.model()
-        #expect(model.stepTypes().contains("QLinearConv"), "\(model.stepTypes())")
+        #expect(model.stepTypes().contains(unsignedX ? "NhwcQLinearConv" : "QLinearConv"), "\(model.stepTypes())")
 
         let x = randomFloats(channels * height * width, seed: 11).map { $0 * 2.5 }
         let output = try model.makeSession().run([hostTensor([1, channels, height, width], x)])[0]
         // Reference: ONNX QLinearConv on the quantized input.
-        let xq = x.map { Int32(min(max(($0 / xScale).rounded(.toNearestOrEven) + Float(xZero), -128), 127)) }
+        let xq = x.map { Int32(min(max(($0 / xScale).rounded(.toNearestOrEven) + Float(xZero), xLow), xHigh)) }
         let (outH, outW) = (height + 2 - 2, width + 2 - 2)
         #expect(output.shape == [1, outChannels, outH, outW])
         var mismatches = 0
@@ -62,8 +65,8 @@ struct QuantizedConvTests {
                         for i in 0..<3 {
                             for j in 0..<3 {
                                 let ih = oh + i - 1, iw = ow + j - 0
-                                let value = ih >= 0 && ih < height && iw >= 0 && iw < width ? xq[(c * height + ih) * width + iw] : Int32(xZero)
-                                sum += (value - Int32(xZero)) * (Int32(weights[(m * channels + c) * taps + i * 3 + j]) - Int32(wZeros[m]))
+                                let value = ih >= 0 && ih < height && iw >= 0 && iw < width ? xq[(c * height + ih) * width + iw] : xZero
+                                sum += (value - xZero) * (Int32(weights[(m * channels + c) * taps + i * 3 + j]) - Int32(wZeros[m]))
                             }
                         }
                     }
