@@ -265,19 +265,26 @@ void cqk_nhwc_im2col(const uint8_t *x, int height, int width, int channels, int 
                      int stride_h, int stride_w, int dilation_h, int dilation_w, int pad_top, int pad_left,
                      int out_h, int out_w, long p0, int count, uint8_t pad, uint8_t *rows, ptrdiff_t ldr) {
     int k = kernel_h * kernel_w * channels;
+    int ow = (int)(p0 % out_w), oh = (int)(p0 / out_w % out_h);
+    long n = p0 / ((long)out_w * out_h);
     for (int t = 0; t < count; t++) {
-        long p = p0 + t;
-        int ow = (int)(p % out_w), oh = (int)(p / out_w % out_h);
-        long n = p / ((long)out_w * out_h);
+        if (t > 0 && ++ow == out_w) {
+            ow = 0;
+            if (++oh == out_h) { oh = 0; n++; }
+        }
         const uint8_t *image = x + (size_t)n * height * width * channels;
         uint8_t *row = rows + (ptrdiff_t)t * ldr;
         for (int i = 0; i < kernel_h; i++) {
             int ih = oh * stride_h + i * dilation_h - pad_top;
             int iw0 = ow * stride_w - pad_left;
             if (dilation_w == 1 && ih >= 0 && ih < height && iw0 >= 0 && iw0 + kernel_w <= width) {
-                // The kernel row's taps are kernel_w neighbouring pixels: one run of bytes.
-                memcpy(row + (size_t)i * kernel_w * channels, image + ((size_t)ih * width + iw0) * channels,
-                       (size_t)kernel_w * channels);
+                // The kernel row's taps are kernel_w neighbouring pixels: one run of bytes
+                // (short runs copied inline: a first layer's 3 x 3 channels).
+                uint8_t *dst = row + (size_t)i * kernel_w * channels;
+                const uint8_t *src = image + ((size_t)ih * width + iw0) * channels;
+                int run = kernel_w * channels;
+                if (run < 32) for (int b = 0; b < run; b++) dst[b] = src[b];
+                else memcpy(dst, src, (size_t)run);
                 continue;
             }
             for (int j = 0; j < kernel_w; j++) {

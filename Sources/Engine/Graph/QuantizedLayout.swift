@@ -2,7 +2,7 @@
 /// quantized operators keep their activations channels-last (N x H x W x C u8), as
 /// onnxruntime's NHWC transformer does, so 1x1 convolutions need no im2col and the integer
 /// kernels write each pixel's channels contiguously. Eligible nodes are rewritten to their
-/// channels-last forms (`NhwcQLinearConv`, `NhwcMaxPool`, QLinearAveragePool with
+/// channels-last forms (`NhwcQLinearConv`, `NhwcMaxPool`, QLinear(Global)AveragePool with
 /// channels_last; QLinearAdd/QLinearMul and
 /// QLinearConcat unchanged but on NHWC values, the concat axis moved to the channel axis);
 /// a Transpose converts at each boundary with an NCHW operator or a graph output, inserted
@@ -116,6 +116,14 @@ enum QuantizedLayout {
                     produceChannelsLast(node, opType: node.opType, domain: node.domain, inputs: inputs, attributes: attributes)
                     continue
                 }
+            case ("QLinearGlobalAveragePool", true):
+                if node.domain == ContribOperatorRegistry.domain, node.outputs.count == 1, pending.contains(node.inputs[0]),
+                   averagePoolEligible(node, graph, needsKernel: false) {
+                    var inputs = node.inputs
+                    inputs[0] = channelsLast[node.inputs[0]]!
+                    produceChannelsLast(node, opType: node.opType, domain: node.domain, inputs: inputs, attributes: ["channels_last": .int(1)])
+                    continue
+                }
             case ("QLinearConcat", true):
                 let data = stride(from: 2, to: node.inputs.count, by: 3).map { node.inputs[$0] }
                 var axis = 0
@@ -156,9 +164,13 @@ enum QuantizedLayout {
         return group == 1 || (w.shape[0] == group && w.shape[1] == 1)
     }
 
-    static func averagePoolEligible(_ node: Node, _ graph: Graph) -> Bool {
+    /// QLinearAveragePool (2-D kernel_shape, `needsKernel`) or QLinearGlobalAveragePool with
+    /// constant scalar scales and zero points.
+    static func averagePoolEligible(_ node: Node, _ graph: Graph, needsKernel: Bool = true) -> Bool {
+        var kernel: [Int] = []
+        if case .ints(let k)? = node.attributes["kernel_shape"] { kernel = k }
         guard node.attributes.keys.allSatisfy({ ["auto_pad", "ceil_mode", "channels_last", "count_include_pad", "kernel_shape", "pads", "strides"].contains($0) }),
-              case .ints(let kernel)? = node.attributes["kernel_shape"], kernel.count == 2,
+              !needsKernel || kernel.count == 2, node.inputs.count >= 4,
               [1, 3].allSatisfy({ graph.constants[node.inputs[$0]]?.count == 1 }),
               [2, 4].allSatisfy({ $0 >= node.inputs.count || node.inputs[$0].isEmpty || graph.constants[node.inputs[$0]]?.count == 1 })
         else { return false }

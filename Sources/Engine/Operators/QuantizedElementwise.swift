@@ -243,20 +243,31 @@ struct QLinearAveragePoolOperator: Operator {
     }
 }
 
-/// com.microsoft QLinearGlobalAveragePool (X, x_scale, x_zp, y_scale, y_zp), NCHW.
+/// com.microsoft QLinearGlobalAveragePool (X, x_scale, x_zp, y_scale, y_zp): NCHW through float;
+/// channels_last = 1 (N x H x W x C -> N x 1 x 1 x C, what `QuantizedLayout` writes) as one
+/// H x W window of the NHWC average pool.
 struct QLinearGlobalAveragePoolOperator: Operator {
     let float: GlobalPoolOperator
+    let channelsLast: Bool
 
     init(_ node: NodeContext) throws {
         try node.allowOnly(["channels_last"])
-        if try node.int("channels_last", default: 0) != 0 { throw node.unsupported("channels_last = 1") }
         float = try GlobalPoolOperator(node.asFloat("GlobalAveragePool", attributes: [:], inputs: 1))
+        channelsLast = try node.int("channels_last", default: 0) != 0
     }
 
     func prepare(_ inputs: [ValueSpec?], _ node: NodeContext) throws -> Prepared {
-        try FloatBridgeKernel.prepare(float, innerNode: node.asFloat("GlobalAveragePool", attributes: [:], inputs: 1),
-                                      inputs: inputs, quantized: [QuantizedValue(data: 0, scale: 1, zero: 2)],
-                                      outputScale: 3, outputZero: 4, outputType: nil, node: node)
+        if channelsLast {
+            let x = try node.required(inputs, 0, "X")
+            guard x.shape.count == 4 else { throw node.unsupported("channels_last = 1 takes 4-D input") }
+            let window = NodeContext(name: node.name, opType: "QLinearAveragePool", opset: node.opset, nativeKernels: node.nativeKernels,
+                                     inputCount: node.inputCount, inputNames: node.inputNames, outputCount: 1, outputsUsed: [true],
+                                     attributes: ["kernel_shape": .ints([x.shape[1], x.shape[2]]), "channels_last": .int(1)])
+            return try QLinearAveragePoolOperator(window).prepare(inputs, window)
+        }
+        return try FloatBridgeKernel.prepare(float, innerNode: node.asFloat("GlobalAveragePool", attributes: [:], inputs: 1),
+                                             inputs: inputs, quantized: [QuantizedValue(data: 0, scale: 1, zero: 2)],
+                                             outputScale: 3, outputZero: 4, outputType: nil, node: node)
     }
 }
 
