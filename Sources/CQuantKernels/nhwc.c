@@ -390,9 +390,18 @@ AVX512_TARGET INLINE void depthwise_pixel_avx512(int nv, const __mmask16 *m, int
     }
 }
 
+// 16 u8 widened to s32; `masked` (a constant after inlining) reads only the lanes of m.
+AVX512_TARGET INLINE __m512i load_u8_lanes(int masked, __mmask16 m, const uint8_t *p) {
+    return masked ? _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m, p))
+                  : _mm512_cvtepu8_epi32(_mm_loadu_si128((const __m128i *)p));
+}
+AVX512_TARGET INLINE __m512i load_s32_lanes(int masked, __mmask16 m, const int32_t *p) {
+    return masked ? _mm512_maskz_loadu_epi32(m, p) : _mm512_loadu_si512(p);
+}
+
 // Four neighbouring output pixels whose windows lie inside the image (pixel p's taps at
 // src[t] + p * step): independent accumulator chains, each weight vector loaded once.
-AVX512_TARGET INLINE void depthwise_quad_avx512(int nv, const __mmask16 *m, int c0, int taps, const uint8_t *const *src,
+AVX512_TARGET INLINE void depthwise_quad_avx512(int nv, int masked, const __mmask16 *m, int c0, int taps, const uint8_t *const *src,
                                                 ptrdiff_t step, const int32_t *const *wt, const int32_t *bias_full,
                                                 const float *scale, __m512i zpv, __m512 flo, __m512 fhi, uint8_t *o,
                                                 int channels) {
@@ -403,9 +412,9 @@ AVX512_TARGET INLINE void depthwise_quad_avx512(int nv, const __mmask16 *m, int 
     }
     for (int t = 0; t < taps; t++) {
         for (int k = 0; k < nv; k++) {
-            __m512i wv = _mm512_maskz_loadu_epi32(m[k], wt[t] + c0 + 16 * k);
+            __m512i wv = load_s32_lanes(masked, m[k], wt[t] + c0 + 16 * k);
             for (int p = 0; p < 4; p++) {
-                __m512i xv = _mm512_cvtepu8_epi32(_mm_maskz_loadu_epi8(m[k], src[t] + p * step + c0 + 16 * k));
+                __m512i xv = load_u8_lanes(masked, m[k], src[t] + p * step + c0 + 16 * k);
                 acc[p][k] = _mm512_add_epi32(acc[p][k], _mm512_madd_epi16(xv, wv));
             }
         }
@@ -456,9 +465,14 @@ AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS, const int32_t *b
                     m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
                     if (rem > 0) nv++;
                 }
-#define CQK_DW_QUAD(NV) depthwise_quad_avx512(NV, m, c0, taps, src, step, wt, bias_full, scale, zpv, flo, fhi, o, channels)
-                switch (nv) { case 4: CQK_DW_QUAD(4); break; case 3: CQK_DW_QUAD(3); break;
-                              case 2: CQK_DW_QUAD(2); break; default: CQK_DW_QUAD(1); break; }
+#define CQK_DW_QUAD(NV, MASKED) depthwise_quad_avx512(NV, MASKED, m, c0, taps, src, step, wt, bias_full, scale, zpv, flo, fhi, o, channels)
+                if (channels - c0 >= 16 * nv) {
+                    switch (nv) { case 4: CQK_DW_QUAD(4, 0); break; case 3: CQK_DW_QUAD(3, 0); break;
+                                  case 2: CQK_DW_QUAD(2, 0); break; default: CQK_DW_QUAD(1, 0); break; }
+                } else {
+                    switch (nv) { case 4: CQK_DW_QUAD(4, 1); break; case 3: CQK_DW_QUAD(3, 1); break;
+                                  case 2: CQK_DW_QUAD(2, 1); break; default: CQK_DW_QUAD(1, 1); break; }
+                }
 #undef CQK_DW_QUAD
             }
             ow += 3;
