@@ -34,13 +34,13 @@ public enum Depthwise {
         // run over the plane afterwards.
         let low: Float = kind == Elementwise.relu ? 0 : kind == Elementwise.clip ? alpha : -.infinity
         let high: Float = kind == Elementwise.clip ? beta : .infinity
-        // 3x3 and 5x5 filters at stride 1 keep the weights in registers, and on rows of 16
-        // columns or more apply the activation there too (narrower rows are mostly unused
-        // lanes: one pass over the contiguous plane afterwards costs less).
+        // 3x3 and 5x5 filters at stride 1 on rows of 16 columns or more keep the weights and
+        // apply the activation in registers. (Narrower rows are mostly unused lanes; there,
+        // and at stride 2, this form measured slower than `rows` on EfficientNetB0, Zen 4.)
         let square = kh == kw && (kh == 3 || kh == 5) && strideH == 1 && strideW == 1 && dilationH == 1 && dilationW == 1
+            && outW >= 16
         if square {
-            let clamps = kind == Elementwise.relu || kind == Elementwise.clip
-            let f = clamps || outW < 16 ? Elementwise.identity : kind
+            let f = kind == Elementwise.relu || kind == Elementwise.clip ? Elementwise.identity : kind
             if kh == 3 {
                 square3x3Stride1(source, ld, weights, outH, outW, bias, out, ldOut, low, high, f, alpha, beta)
             } else {
@@ -109,8 +109,7 @@ public enum Depthwise {
     }
 
     /// 3x3 and 5x5 filters at stride 1 (no dilation): the taps' weights stay in registers and
-    /// the loops unroll. (At stride 2 this form measured slower than `rows` on EfficientNetB0,
-    /// Zen 4, so stride 2 stays there.)
+    /// the loops unroll.
     @inline(never)
     static func square3x3Stride1(_ source: UnsafePointer<Float>, _ ld: Int, _ weights: UnsafePointer<Float>, _ outH: Int,
                                  _ outW: Int, _ bias: Float, _ out: UnsafeMutablePointer<Float>, _ ldOut: Int, _ low: Float, _ high: Float,
