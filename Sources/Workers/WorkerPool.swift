@@ -9,16 +9,27 @@ import Synchronization
 /// Workers spin briefly between jobs (kernels follow each other within microseconds) and
 /// then sleep on a condition variable, so an idle pool costs no CPU.
 ///
+/// A job is closed as soon as the caller's own share returns: a worker that has not joined by
+/// then (asleep, or its vCPU taken by another process) skips it, so the caller never waits
+/// for a thread that is not running; it waits only for workers that joined and are working.
+/// Kernels claim work dynamically (`KernelIO.parallelItems`), so the caller takes the shares
+/// of workers that did not come.
+///
 /// Thread safety: `forEachWorker` may be called from one thread at a time (a session's).
 public final class WorkerPool: ParallelRunner, @unchecked Sendable {
     public let width: Int
-    /// Bumped once per job; workers run the job when they see a new value.
-    private let generation = Atomic<Int>(0)
-    /// Workers (other than the caller) still running the current job.
-    private let remaining = Atomic<Int>(0)
+    /// The current job: generation << `generationShift` | `closedBit` once the caller's share
+    /// is done | the number of joined workers still running it (low 16 bits). Workers join by
+    /// incrementing the count while the job is open (compare-and-exchange).
+    private let state = Atomic<Int>(0)
+    private static let closedBit = 1 << 16, runningMask = (1 << 16) - 1, generationShift = 17
+    /// Generations posted so far; touched by the calling thread only.
+    private nonisolated(unsafe) var posted = 0
+    /// Workers asleep on `condition` (or about to be): the caller takes `lock` only when some are.
+    private let sleepers = Atomic<Int>(0)
     private let stopping = Atomic<Bool>(false)
-    /// The current job; written by the caller before `generation` is bumped (release) and
-    /// read by workers after they observe the bump (acquire).
+    /// The current job; written by the caller before the generation is published (release)
+    /// and read by workers after they joined (acquire); cleared after every joined worker left.
     private nonisolated(unsafe) var job: ((Int) -> Void)?
     /// Sleeping workers wait on `condition` under `lock`.
     private let lock = Lock()
@@ -44,7 +55,7 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
     }
 
     deinit {
-        stopping.store(true, ordering: .releasing)
+        stopping.store(true, ordering: .sequentiallyConsistent)
         wakeAll()
         for thread in threads { pthread_join(thread, nil) }
     }
@@ -59,18 +70,24 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
         }
     }
 
+    /// Runs `body(0)` here and `body(w)` on each worker w that joins before `body(0)` returns
+    /// (possibly none); returns when every call has returned.
     public func forEachWorker(_ body: (Int) -> Void) {
         if width == 1 { body(0); return }
         withoutActuallyEscaping(body) { escapable in
             job = escapable
-            remaining.store(width - 1, ordering: .relaxed)
-            generation.add(1, ordering: .releasing)
-            wakeAll()
+            posted &+= 1
+            // Sequentially consistent with the sleepers count (a worker going to sleep
+            // increments it, then reads the state): one side always sees the other.
+            state.store(posted << Self.generationShift, ordering: .sequentiallyConsistent)
+            if sleepers.load(ordering: .sequentiallyConsistent) > 0 { wakeAll() }
             escapable(0)
+            var current = state.bitwiseOr(Self.closedBit, ordering: .acquiringAndReleasing).newValue
             var spins = 0
-            while remaining.load(ordering: .acquiring) > 0 {
+            while current & Self.runningMask != 0 {
                 spins += 1
                 if spins > Self.spinLimit { sched_yield() }
+                current = state.load(ordering: .acquiring)
             }
             job = nil
         }
@@ -86,20 +103,34 @@ public final class WorkerPool: ParallelRunner, @unchecked Sendable {
         var seen = 0
         while true {
             var spins = 0
-            while generation.load(ordering: .acquiring) == seen && !stopping.load(ordering: .acquiring) {
+            var current = state.load(ordering: .acquiring)
+            while current >> Self.generationShift == seen && !stopping.load(ordering: .relaxed) {
                 spins += 1
                 if spins > Self.spinLimit {
+                    sleepers.add(1, ordering: .sequentiallyConsistent)
                     lock.lock()
-                    while generation.load(ordering: .acquiring) == seen && !stopping.load(ordering: .acquiring) {
+                    while state.load(ordering: .sequentiallyConsistent) >> Self.generationShift == seen
+                        && !stopping.load(ordering: .sequentiallyConsistent) {
                         condition.wait(lock)
                     }
                     lock.unlock()
+                    sleepers.subtract(1, ordering: .relaxed)
+                    spins = 0
                 }
+                current = state.load(ordering: .acquiring)
             }
             if stopping.load(ordering: .acquiring) { return }
-            seen = generation.load(ordering: .acquiring)
-            job?(index)
-            remaining.subtract(1, ordering: .releasing)
+            seen = current >> Self.generationShift
+            // Join while the job is open; a closed or newer job is skipped (the loop sees a newer one).
+            while current >> Self.generationShift == seen && current & Self.closedBit == 0 {
+                let (joined, actual) = state.compareExchange(expected: current, desired: current + 1, ordering: .acquiringAndReleasing)
+                if joined {
+                    job?(index)
+                    state.subtract(1, ordering: .releasing)
+                    break
+                }
+                current = actual
+            }
         }
     }
 }

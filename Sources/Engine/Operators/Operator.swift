@@ -29,8 +29,10 @@ struct ValueSpec {
 public protocol ParallelRunner: AnyObject, Sendable {
     /// Number of workers, the calling thread included (worker 0). At least 1.
     var width: Int { get }
-    /// Calls `body(worker)` once for each worker in 0..<width, concurrently, `worker` 0 on the
-    /// calling thread, and returns when every call has returned. Not reentrant.
+    /// Calls `body(0)` on the calling thread and, concurrently, `body(worker)` for workers in
+    /// 1..<width that are free to start before `body(0)` returns (any subset, possibly none:
+    /// a runner need not wait for a thread that is not running); returns when every call has
+    /// returned. Callers therefore claim work dynamically, never by worker index. Not reentrant.
     func forEachWorker(_ body: (Int) -> Void)
 }
 
@@ -72,14 +74,19 @@ struct KernelIO {
         }
     }
 
-    /// Splits 0..<count into one contiguous range per worker and runs `body(range, worker)` on
-    /// each; runs inline when there is one worker or little work.
+    /// Splits 0..<count into one contiguous range per worker (equal shares) and runs
+    /// `body(range, worker)` for each; a worker may take several ranges (one that did not
+    /// start in time leaves its share to the others). Runs inline when there is one worker.
     func parallelRanges(_ count: Int, _ body: (Range<Int>, Int) -> Void) {
         guard let runner, runner.width > 1, count > 1 else { body(0..<count, 0); return }
-        let width = min(runner.width, count)
+        let parts = min(runner.width, count)
+        let next = Atomic<Int>(0)
         runner.forEachWorker { worker in
-            guard worker < width else { return }
-            body(worker * count / width ..< (worker + 1) * count / width, worker)
+            while true {
+                let part = next.wrappingAdd(1, ordering: .relaxed).oldValue
+                guard part < parts else { return }
+                body(part * count / parts ..< (part + 1) * count / parts, worker)
+            }
         }
     }
 
