@@ -9,7 +9,10 @@
 /// read by all workers; with at least as many images as workers, each worker takes whole
 /// images into its own source instead); then bands of tile rows are work items, each
 /// transformed into the worker's V (16 x C x tiles), multiplied by OpenBLAS into its M
-/// (16 x M x tiles) and transformed back into the output with bias and activation.
+/// (16 x M x tiles) and transformed back into the output with bias and activation. When one
+/// image is split across workers and its tiles form a single band, the workers split the
+/// input channels (pad and transform into worker 0's V), then the output channels (GEMM rows
+/// into their own M, and the output transform).
 /// Transforms run on 8 tiles at a time (one tile row segment) in vectors (no `addProduct`:
 /// this target is built without FMA, where it would call `fmaf` per lane).
 struct WinogradConvKernel: Kernel {
