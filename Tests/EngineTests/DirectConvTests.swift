@@ -4,7 +4,7 @@ import Testing
 @testable import Engine
 
 /// Conv through the engine's automatic kernels (the direct convolution, AVX-512 or AVX2 as the
-/// CPU has, for these ungrouped 2-D shapes; the larger 3x3 stride-1 cases run as Winograd
+/// CPU has, for these ungrouped 2-D shapes, on one thread and two workers; the larger 3x3 stride-1 cases run as Winograd
 /// F(2x2, 3x3), 1x1 ones with few input channels on AVX-512's pointwise tile) against a plain loop in double precision: asymmetric pads, strides,
 /// dilations, output channels that are not multiples of 16 or 64, 1x1 and 1x7 windows, batches
 /// whose pixel counts leave partial register tiles, and fused clamp / non-clamp activations.
@@ -24,12 +24,18 @@ struct DirectConvTests {
         Case(batch: 1, channels: 5, height: 10, width: 10, outChannels: 48, kernel: (3, 3), dilations: (2, 2), pads: (2, 2, 2, 2), activation: "Sigmoid"),
         Case(batch: 2, channels: 7, height: 7, width: 18, outChannels: 100, kernel: (1, 7), pads: (0, 3, 0, 3), activation: "Relu"),
         Case(batch: 1, channels: 33, height: 17, width: 17, outChannels: 192, kernel: (3, 3), strides: (2, 2)),
-        // 3x3 stride 1 on planes of 400+ pixels, 32+ in and 64+ out channels: Winograd
+        // 3x3 stride 1 on planes of 144+ pixels, 32+ in and 64+ out channels: Winograd
         // F(2x2, 3x3) on AVX2 (odd output sizes, several bands, asymmetric pads).
         Case(batch: 2, channels: 32, height: 23, width: 21, outChannels: 70, kernel: (3, 3), pads: (1, 1, 1, 1), activation: "Relu"),
         Case(batch: 1, channels: 40, height: 25, width: 30, outChannels: 64, kernel: (3, 3), activation: "Sigmoid"),
         Case(batch: 1, channels: 33, height: 20, width: 41, outChannels: 96, kernel: (3, 3), pads: (0, 1, 2, 0)),
         Case(batch: 1, channels: 32, height: 50, width: 50, outChannels: 64, kernel: (3, 3), pads: (1, 1, 1, 1), activation: "Relu"),
+        // Winograd from 144-pixel planes: one band per image (two workers split the output
+        // channels at batch 1, take whole images at batch 3), and 3 minimum bands rounded up
+        // to 4 for two workers.
+        Case(batch: 1, channels: 32, height: 14, width: 14, outChannels: 70, kernel: (3, 3), pads: (1, 1, 1, 1), activation: "Relu"),
+        Case(batch: 3, channels: 36, height: 14, width: 13, outChannels: 64, kernel: (3, 3), pads: (1, 1, 1, 1)),
+        Case(batch: 1, channels: 32, height: 72, width: 70, outChannels: 64, kernel: (3, 3)),
         // 1x1 with at most 64 input channels: the pointwise tile on AVX-512 (strips of 64 and
         // 16 pixels, pixel tails of 3 and 1, channel groups of 6 with remainders, several strips).
         Case(batch: 1, channels: 16, height: 17, width: 19, outChannels: 13, kernel: (1, 1), activation: "Relu"),
@@ -53,12 +59,13 @@ struct DirectConvTests {
         let model = try Model(path: path, options: .init(maxBatchSize: c.batch))
         let input = HostTensor(dtype: .float32, shape: [c.batch, c.channels, c.height, c.width])
         x.withUnsafeBytes { input.bytes.copyMemory(from: $0.baseAddress!, byteCount: $0.count) }
-        let output = try model.makeSession().run([input])[0]
+        // One thread, and two workers (the kernels' split of one image or of the batch).
+        let outputs = try [nil, TestRunner()].map { (runner: (any ParallelRunner)?) in try runModel(model, [input], runner: runner) }
 
         let outH = (c.height + c.pads.0 + c.pads.2 - ((kh - 1) * c.dilations.0 + 1)) / c.strides.0 + 1
         let outW = (c.width + c.pads.1 + c.pads.3 - ((kw - 1) * c.dilations.1 + 1)) / c.strides.1 + 1
-        #expect(output.shape == [c.batch, c.outChannels, outH, outW])
-        let y = output.pointer(as: Float.self)
+        for output in outputs { #expect(output.shape == [c.batch, c.outChannels, outH, outW]) }
+        let ys = outputs.map { $0.pointer(as: Float.self) }
         var worst = 0.0
         for n in 0..<c.batch {
             for m in 0..<c.outChannels {
@@ -82,8 +89,10 @@ struct DirectConvTests {
                         case "Tanh": sum = tanh(sum)
                         default: break
                         }
-                        let actual = Double(y[((n * c.outChannels + m) * outH + oy) * outW + ox])
-                        worst = max(worst, abs(actual - sum) / (1e-4 + 1e-4 * abs(sum)))
+                        for y in ys {
+                            let actual = Double(y[((n * c.outChannels + m) * outH + oy) * outW + ox])
+                            worst = max(worst, abs(actual - sum) / (1e-4 + 1e-4 * abs(sum)))
+                        }
                     }
                 }
             }

@@ -9,7 +9,10 @@
 /// read by all workers; with at least as many images as workers, each worker takes whole
 /// images into its own source instead); then bands of tile rows are work items, each
 /// transformed into the worker's V (16 x C x tiles), multiplied by OpenBLAS into its M
-/// (16 x M x tiles) and transformed back into the output with bias and activation.
+/// (16 x M x tiles) and transformed back into the output with bias and activation. When one
+/// image is split across workers and its tiles form a single band, the workers split the
+/// input channels (pad and transform into worker 0's V), then the output channels (GEMM rows
+/// into their own M, and the output transform).
 /// Transforms run on 8 tiles at a time (one tile row segment) in vectors (no `addProduct`:
 /// this target is built without FMA, where it would call `fmaf` per lane).
 struct WinogradConvKernel: Kernel {
@@ -38,6 +41,28 @@ struct WinogradConvKernel: Kernel {
             return
         }
         let source = io.scratch!.assumingMemoryBound(to: Float.self) + plan.bandFloats
+        if io.width > 1 && plan.minimumBands == 1 {
+            // Every tile of the image in one band: split the output channels instead of the
+            // tile rows (a handful of tile rows splits unevenly, and each band would read all
+            // of U). Each worker pads and transforms its share of the input channels into worker
+            // 0's V, then multiplies and transforms back its share of the output channels.
+            let v = io.scratch!.assumingMemoryBound(to: Float.self)
+            for image in 0..<batch {
+                let xi = x + image * g.channels * g.inputPlane
+                io.parallelRanges(g.channels) { channels, _ in
+                    plan.pad(xi, into: source, channels: channels)
+                    plan.transformInput(UnsafePointer(source), rows: 0..<plan.tilesH, channels: channels, into: v)
+                }
+                let yi = y + image * plan.outChannels * g.outputPlane
+                io.parallelRanges(plan.outChannels) { outChannels, worker in
+                    let m = io.scratch(worker: worker)!.assumingMemoryBound(to: Float.self) + plan.vFloats
+                    multiply(UnsafePointer(v), tiles: plan.tilesH * plan.tilesW, outChannels: outChannels, into: m)
+                    plan.transformOutput(UnsafePointer(m), rows: 0..<plan.tilesH, outChannels: outChannels, bias: bias,
+                                         activation: activation, into: yi)
+                }
+            }
+            return
+        }
         for image in 0..<batch {
             let xi = x + image * g.channels * g.inputPlane
             io.parallelRanges(g.channels) { channels, _ in plan.pad(xi, into: source, channels: channels) }
@@ -56,14 +81,23 @@ struct WinogradConvKernel: Kernel {
         let firstRow = band * plan.tilesH / bands, endRow = (band + 1) * plan.tilesH / bands
         guard endRow > firstRow else { return }
         let tiles = (endRow - firstRow) * plan.tilesW
-        plan.transformInput(source, rows: firstRow..<endRow, into: v)
+        plan.transformInput(source, rows: firstRow..<endRow, channels: 0..<g.channels, into: v)
+        multiply(UnsafePointer(v), tiles: tiles, outChannels: 0..<plan.outChannels, into: m)
+        plan.transformOutput(UnsafePointer(m), rows: firstRow..<endRow, outChannels: 0..<plan.outChannels, bias: bias,
+                             activation: activation, into: y)
+    }
+
+    /// M[ξ][o][t] = sum over c of U[ξ][o][c] V[ξ][c][t] for output channels `outChannels`
+    /// and the first `tiles` tiles (rows of V and M at stride `ldTiles`).
+    private func multiply(_ v: UnsafePointer<Float>, tiles: Int, outChannels: Range<Int>, into m: UnsafeMutablePointer<Float>) {
+        guard !outChannels.isEmpty else { return }
         let u = plan.weights.pointer(as: Float.self)
-        let (outChannels, channels, ld) = (plan.outChannels, g.channels, plan.ldTiles)
+        let (allOut, channels, ld) = (plan.outChannels, plan.geometry.channels, plan.ldTiles)
+        let first = outChannels.lowerBound
         for xi in 0..<16 {
-            sgemm(m: outChannels, n: tiles, k: channels, a: u + xi * outChannels * channels, lda: channels,
-                  b: v + xi * channels * ld, ldb: ld, beta: 0, c: m + xi * outChannels * ld, ldc: ld)
+            sgemm(m: outChannels.count, n: tiles, k: channels, a: u + (xi * allOut + first) * channels, lda: channels,
+                  b: v + xi * channels * ld, ldb: ld, beta: 0, c: m + (xi * allOut + first) * ld, ldc: ld)
         }
-        plan.transformOutput(m, rows: firstRow..<endRow, bias: bias, activation: activation, into: y)
     }
 }
 
@@ -101,19 +135,27 @@ final class WinogradPlan: @unchecked Sendable {
     static let bandTileTarget = 512
 
     /// Whether the kernel handles `g` with `outChannels` and pays off: ungrouped 2-D 3x3,
-    /// stride 1, no dilation; an output plane of at least 400 pixels and at least 32 input
-    /// and 64 output channels (InceptionV3 on AVX2: 32 -> 32 at 147x147 ran 14% slower than
-    /// the direct tile, 80 -> 192 at 71x71 35% faster, 64 -> 96 at 35x35 18% faster; on 8x8
-    /// planes the whole model was 4% slower).
+    /// stride 1, no dilation; an output plane of at least `minimumPlane` pixels and at least
+    /// 32 input and 64 output channels (InceptionV3 on AVX2: 32 -> 32 at 147x147 ran 14%
+    /// slower than the direct tile, 80 -> 192 at 71x71 35% faster, 64 -> 96 at 35x35 18%
+    /// faster; on 8x8 planes the whole model was 4% slower).
     static func supports(_ g: ConvGeometry, outChannels: Int, group: Int) -> Bool {
         group == 1 && g.isPlanar && g.kernelH == 3 && g.kernelW == 3 && g.strideH == 1 && g.strideW == 1
-            && g.dilationH == 1 && g.dilationW == 1 && g.outputPlane >= 400 && g.channels >= 32 && outChannels >= 64
+            && g.dilationH == 1 && g.dilationW == 1 && g.outputPlane >= minimumPlane && g.channels >= 32 && outChannels >= 64
     }
 
+    /// Smallest output plane: 36 full tiles (12 x 12). Below, the transformed weights (16/9 of
+    /// the direct ones) serve too few tiles: on Zen 4, 256 -> 256 at 14x14 ran 13% (batch 1)
+    /// to 20% (batch 8) faster than the direct tile, 512 -> 512 at 7x7 (16 tiles, a quarter of
+    /// their outputs past the edge) 45% slower.
+    static let minimumPlane = 144
+
     /// Bands of one image for `workers` threads: the minimum (wider GEMMs, one weight
-    /// packing each), or one per worker where the tile rows allow.
+    /// packing each) rounded up to a multiple of the workers, so that each gets the same
+    /// number (3 bands on 2 workers left one idle for a third of the layer), where the tile
+    /// rows allow.
     func bands(workers: Int) -> Int {
-        min(tilesH, max(minimumBands, workers))
+        min(tilesH, (minimumBands + workers - 1) / workers * workers)
     }
 
     /// `weights`: (M, C, 3, 3) f32.
@@ -163,11 +205,12 @@ final class WinogradPlan: @unchecked Sendable {
         UnsafeMutableRawPointer(p).storeBytes(of: v, as: V8.self)
     }
 
-    /// V[ξ][c][t] = (B^T d B)[ξ] for the tiles of tile rows `rows` (t counts from the band's
-    /// first tile), B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
-    func transformInput(_ source: UnsafePointer<Float>, rows: Range<Int>, into v: UnsafeMutablePointer<Float>) {
+    /// V[ξ][c][t] = (B^T d B)[ξ] for input channels `channels` and the tiles of tile rows
+    /// `rows` (t counts from the band's first tile), B^T = [[1, 0, -1, 0], [0, 1, 1, 0], [0, -1, 1, 0], [0, 1, 0, -1]].
+    func transformInput(_ source: UnsafePointer<Float>, rows: Range<Int>, channels inputChannels: Range<Int>,
+                        into v: UnsafeMutablePointer<Float>) {
         let channels = geometry.channels, ld = ldTiles
-        for c in 0..<channels {
+        for c in inputChannels {
             let plane = source + c * sourcePlane
             for ty in rows {
                 let base = (ty - rows.lowerBound) * tilesW
@@ -205,15 +248,16 @@ final class WinogradPlan: @unchecked Sendable {
         }
     }
 
-    /// y = A^T M A plus bias, then the activation, for the tiles of tile rows `rows`,
+    /// y = A^T M A plus bias, then the activation, for output channels `outChannels` and the
+    /// tiles of tile rows `rows`,
     /// A^T = [[1, 1, 1, 0], [0, 1, -1, -1]]; outputs past the image edge are dropped.
-    func transformOutput(_ m: UnsafePointer<Float>, rows: Range<Int>, bias: UnsafePointer<Float>?, activation: Activation,
-                         into y: UnsafeMutablePointer<Float>) {
+    func transformOutput(_ m: UnsafePointer<Float>, rows: Range<Int>, outChannels channelRange: Range<Int>, bias: UnsafePointer<Float>?,
+                         activation: Activation, into y: UnsafeMutablePointer<Float>) {
         let g = geometry, ld = ldTiles, outW = g.outW, outH = g.outH
         let (low, high) = activation.clampBounds
         let lowV = V16(repeating: low), highV = V16(repeating: high)
         let step = outChannels * ld
-        for o in 0..<outChannels {
+        for o in channelRange {
             let shift = bias?[o] ?? 0
             let plane = y + o * g.outputPlane
             for ty in rows {
