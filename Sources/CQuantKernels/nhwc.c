@@ -361,6 +361,18 @@ static void depthwise_base(CQK_DW_ARGS) { depthwise_body(CQK_DW_CALL); }
 // integer the portable body computes). vpmaddwd multiplies (x < 256, w in s16 range).
 enum { MAX_TAPS = 64 };
 
+// Masks of the four 16-channel vectors of the 64-channel chunk at c0 (empty past `channels`);
+// returns the number of non-empty vectors.
+AVX512_TARGET INLINE int chunk_masks_avx512(int channels, int c0, __mmask16 m[4]) {
+    int nv = 0;
+    for (int k = 0; k < 4; k++) {
+        int rem = channels - c0 - 16 * k;
+        m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
+        if (rem > 0) nv++;
+    }
+    return nv;
+}
+
 // One output pixel, channels c0..<c0 + 16 * nv (masks m for the last vector): sums over the n
 // taps (src, wt); `full` (every tap inside, n == all taps) starts from bias_full = bias -
 // x_zero * sum w and needs no weight sums.
@@ -459,12 +471,7 @@ AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS, const int32_t *b
             ptrdiff_t step = (ptrdiff_t)stride_w * channels;
             for (int c0 = 0; c0 < channels; c0 += 64) {
                 __mmask16 m[4];
-                int nv = 0;
-                for (int k = 0; k < 4; k++) {
-                    int rem = channels - c0 - 16 * k;
-                    m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
-                    if (rem > 0) nv++;
-                }
+                int nv = chunk_masks_avx512(channels, c0, m);
 #define CQK_DW_QUAD(NV, MASKED) depthwise_quad_avx512(NV, MASKED, m, c0, taps, src, step, wt, bias_full, scale, zpv, flo, fhi, o, channels)
                 if (channels - c0 >= 16 * nv) {
                     switch (nv) { case 4: CQK_DW_QUAD(4, 0); break; case 3: CQK_DW_QUAD(3, 0); break;
@@ -496,12 +503,7 @@ AVX512_TARGET static void depthwise_avx512_vectors(CQK_DW_ARGS, const int32_t *b
         uint8_t *o = out + (size_t)ow * channels;
         for (int c0 = 0; c0 < channels; c0 += 64) {
             __mmask16 m[4];
-            int nv = 0;
-            for (int k = 0; k < 4; k++) {
-                int rem = channels - c0 - 16 * k;
-                m[k] = rem >= 16 ? (__mmask16)0xFFFF : rem <= 0 ? (__mmask16)0 : (__mmask16)((1u << rem) - 1);
-                if (rem > 0) nv++;
-            }
+            int nv = chunk_masks_avx512(channels, c0, m);
 #define CQK_DW_PIXEL(NV, FULL) depthwise_pixel_avx512(NV, m, c0, n, src, wt, FULL, bias, bias_full, scale, xz, zpv, flo, fhi, o)
             if (full) {
                 switch (nv) { case 4: CQK_DW_PIXEL(4, 1); break; case 3: CQK_DW_PIXEL(3, 1); break;
