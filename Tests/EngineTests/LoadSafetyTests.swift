@@ -142,6 +142,18 @@ struct LoadSafetyTests {
         Self.expectError(graph, ["(Conv)", "kernel size 65536 with dilation \(Int32.max)"])
     }
 
+    /// The integer convolutions share Conv's extent check (their geometry once computed it unchecked).
+    @Test func integerConvolutionExtentBeyondMemoryIsALoadError() {
+        var graph = Self.graph(input: [1, 1, 4, 4])
+        graph.constant("scale", [], [1])
+        graph.constants["zero"] = HostTensor(dtype: .uint8, shape: [])
+        graph.constants["w"] = HostTensor(dtype: .uint8, shape: [1, 1, 1 << 16, 1])
+        graph.node("QuantizeLinear", ["x", "scale", "zero"], ["q"])
+        graph.node("ConvInteger", ["q", "w"], ["y"], ["dilations": .ints([Int(Int32.max), 1])])
+        graph.outputs = ["y"]
+        Self.expectError(graph, ["(ConvInteger)", "kernel size 65536 with dilation \(Int32.max)"])
+    }
+
     /// Zero channels let a huge group pass the divisibility checks; W's channels x group overflowed.
     @Test func convolutionGroupProductOverflowIsALoadError() {
         var graph = Self.graph(input: [1, 0, 4, 4])

@@ -242,7 +242,7 @@ struct NhwcMaxPoolOperator: Operator {
             throw node.invalid("strides/dilations must have 2 positive values")
         }
         if let pads = float.pads, pads.count != 4 || pads.contains(where: { $0 < 0 }) { throw node.invalid("pads must have 4 non-negative values") }
-        let extent = zip(float.kernelShape, dilations).map { ($0 - 1) * $1 + 1 }
+        let extent = try SpatialPadding.extent(kernel: float.kernelShape, dilations: dilations, node: node)
         let (n, h, w, channels) = (x.shape[0], x.shape[1], x.shape[2], x.shape[3])
         let padding = try SpatialPadding.resolve(input: [h, w], kernel: extent, strides: strides,
                                                  autoPad: float.autoPad, pads: float.pads, node: node)

@@ -56,6 +56,9 @@ struct QuantizedConvOperator: Operator {
             throw node.invalid("x has \(channels) channels, w \(wShape) with group \(group) expects \(wShape[1] * group)")
         }
         let kernel = Array(wShape.dropFirst(2))
+        guard outChannels > 0, channels > 0, kernel.allSatisfy({ $0 > 0 }) else {
+            throw node.invalid("w \(wShape) and x \(xShape) must have channels and a kernel of at least one element")
+        }
         if let kernelShape, kernelShape != kernel { throw node.invalid("kernel_shape \(kernelShape) disagrees with w \(wShape)") }
         let strides = self.strides ?? Array(repeating: 1, count: spatialRank)
         let dilations = self.dilations ?? Array(repeating: 1, count: spatialRank)
@@ -65,7 +68,7 @@ struct QuantizedConvOperator: Operator {
         if let pads, pads.count != 2 * spatialRank || pads.contains(where: { $0 < 0 }) {
             throw node.invalid("pads must have \(2 * spatialRank) non-negative values")
         }
-        let extent = zip(kernel, dilations).map { ($0 - 1) * $1 + 1 }
+        let extent = try SpatialPadding.extent(kernel: kernel, dilations: dilations, node: node)
         let padding = try SpatialPadding.resolve(input: Array(xShape.dropFirst(2)), kernel: extent, strides: strides,
                                                  autoPad: autoPad, pads: pads, node: node)
         let two = { (values: [Int], fill: Int) in Array(repeating: fill, count: 2 - values.count) + values }

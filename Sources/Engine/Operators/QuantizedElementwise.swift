@@ -154,7 +154,7 @@ struct AnyTypePoolOperator: Operator {
                 throw node.invalid("strides/dilations must have 2 positive values")
             }
             if let pads = float.pads, pads.count != 4 || pads.contains(where: { $0 < 0 }) { throw node.invalid("pads must have 4 non-negative values") }
-            let extent = zip(float.kernelShape, dilations).map { ($0 - 1) * $1 + 1 }
+            let extent = try SpatialPadding.extent(kernel: float.kernelShape, dilations: dilations, node: node)
             let padding = try SpatialPadding.resolve(input: Array(x.shape.dropFirst(2)), kernel: extent, strides: strides,
                                                      autoPad: float.autoPad, pads: float.pads, node: node)
             // Every window must reach the image (else its max would be the padding).
